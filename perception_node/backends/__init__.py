@@ -1,0 +1,4 @@
+from perception_node.backends.base import (PERCEPTION_BACKENDS, Detection, PerceptionBackend, PerceptionFrame,
+                                           box_of)
+
+__all__ = ["PERCEPTION_BACKENDS", "Detection", "PerceptionBackend", "PerceptionFrame", "box_of"]

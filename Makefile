@@ -1,0 +1,24 @@
+# hamster_runtime — `make demo` and `make test` set everything up first (idempotent, seconds when unchanged).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export MUJOCO_GL ?= egl
+export OMP_NUM_THREADS ?= 1
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup demo test bench clean
+
+setup:
+	@HAMSTER_VENV=$(VENV) bash tools/setup.sh
+
+demo: setup
+	$(PY) -m hamster_ros.demo $(DEMO_ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf build runs .pytest_cache

@@ -1,0 +1,293 @@
+"""Keyframes -> a smooth, safety-clipped Cartesian target stream at control rate.
+
+The executor is a pure function of time and inputs: the node calls `update(now, ...)` from its control timer
+and publishes what comes back. Keyframes are planned on a *plan clock* that only advances while the inputs
+are fresh, so a stall pauses the motion where it is instead of skipping ahead when the stream returns.
+Every emitted target passes the same checks: workspace box, per-tick translation and rotation step
+(derived from the speed limits and the real time since the last target), and a valid unit quaternion.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hamster_core.geometry import Pose, quaternion_angle, slerp
+from hamster_core.path2d import GripperState
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    workspace_min: tuple = (0.20, -0.45, 0.02)
+    workspace_max: tuple = (0.80, 0.45, 0.60)
+    max_linear_speed: float = 0.25       # m/s
+    max_angular_speed: float = 1.0       # rad/s
+    max_tracking_error: float = 0.08     # m between command and measurement before holding
+
+    def __post_init__(self):
+        low = np.asarray(self.workspace_min, dtype=float)
+        high = np.asarray(self.workspace_max, dtype=float)
+        if low.shape != (3,) or high.shape != (3,) or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise ValueError(f"workspace bounds must be 3 finite numbers each, got {self.workspace_min}, "
+                             f"{self.workspace_max}")
+        if np.any(low >= high):
+            raise ValueError(f"workspace_min {self.workspace_min} must be below workspace_max {self.workspace_max}")
+        for name in ("max_linear_speed", "max_angular_speed", "max_tracking_error"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        object.__setattr__(self, "workspace_min", tuple(float(v) for v in low))
+        object.__setattr__(self, "workspace_max", tuple(float(v) for v in high))
+
+    def inside(self, position, tolerance: float = 1e-9) -> bool:
+        p = np.asarray(position)
+        return bool(np.all(p >= np.asarray(self.workspace_min) - tolerance)
+                    and np.all(p <= np.asarray(self.workspace_max) + tolerance))
+
+    def clip(self, position) -> np.ndarray:
+        return np.clip(position, self.workspace_min, self.workspace_max)
+
+
+@dataclass(frozen=True)
+class GripperSettings:
+    open_width: float = 0.08
+    speed: float = 0.1
+    grasp_force: float = 20.0
+    dwell_sec: float = 1.0       # time the arm holds still after a gripper command (the real hand takes ~1 s)
+
+    def __post_init__(self):
+        if not 0 < self.open_width <= 0.08:
+            raise ValueError(f"open_width must be in (0, 0.08] m, got {self.open_width}")
+        for name in ("speed", "grasp_force"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.dwell_sec <= 10:
+            raise ValueError(f"dwell_sec must be in [0, 10], got {self.dwell_sec}")
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A pose to reach, and the gripper state to command once there (None keeps it)."""
+
+    pose: Pose
+    gripper: GripperState | None = None
+
+
+@dataclass(frozen=True)
+class GripperGoal:
+    width: float
+    speed: float
+    force: float
+    grasp: bool
+
+    @classmethod
+    def for_state(cls, state: GripperState, settings: GripperSettings) -> "GripperGoal":
+        if state == GripperState.CLOSED:
+            return cls(0.0, settings.speed, settings.grasp_force, grasp=True)
+        return cls(settings.open_width, settings.speed, 0.0, grasp=False)
+
+
+class ExecutorStatus(str, enum.Enum):
+    IDLE = "idle"                      # no plan: holding the last target
+    EXECUTING = "executing"
+    DONE = "done"                      # reached the last keyframe
+    HOLDING_STALE = "holding_stale_input"
+    HOLDING_TRACKING = "holding_tracking_error"
+    STOPPED = "stopped"                # explicit stop; only a new plan or start() resumes
+
+
+@dataclass(frozen=True)
+class ExecutorCommand:
+    target: Pose
+    gripper: GripperGoal | None
+    status: ExecutorStatus
+    progress: float                    # 0..1 along the plan's duration
+    clipped: bool                      # the limits changed the interpolated target
+
+
+@dataclass
+class _Segment:
+    start: Pose
+    end: Pose
+    t0: float                          # plan-clock time the segment starts
+    duration: float
+    gripper: GripperState | None       # commanded when the segment ends
+    dwell: float                       # hold after reaching `end`
+
+
+@dataclass
+class CartesianExecutor:
+    limits: SafetyLimits = field(default_factory=SafetyLimits)
+    gripper: GripperSettings = field(default_factory=GripperSettings)
+    rate_hz: float = 100.0
+    stale_after_sec: float = 0.2
+    max_plan_age_sec: float = 2.0      # keyframes planned on an older observation are dropped
+    speed_fraction: float = 0.8        # peak planned speed as a fraction of the limits
+    arrival_tolerance: float = 0.01    # m between measured pose and keyframe before a gripper command
+
+    def __post_init__(self):
+        if not 1 <= self.rate_hz <= 1000:
+            raise ValueError(f"rate_hz must be in [1, 1000], got {self.rate_hz}")
+        if not self.stale_after_sec > 0:
+            raise ValueError(f"stale_after_sec must be positive, got {self.stale_after_sec}")
+        if not self.max_plan_age_sec > 0:
+            raise ValueError(f"max_plan_age_sec must be positive, got {self.max_plan_age_sec}")
+        if not 0 < self.speed_fraction <= 1:
+            raise ValueError(f"speed_fraction must be in (0, 1], got {self.speed_fraction}")
+        if not self.arrival_tolerance > 0:
+            raise ValueError(f"arrival_tolerance must be positive, got {self.arrival_tolerance}")
+        self._last_target: Pose | None = None
+        self._last_time: float | None = None
+        self._segments: list[_Segment] = []
+        self._plan_clock = 0.0
+        self._next_segment = 0         # first segment whose gripper command has not been sent
+        self._stopped = False
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._last_target is not None
+
+    @property
+    def last_target(self) -> Pose | None:
+        return self._last_target
+
+    def start(self, measured: Pose, now: float) -> None:
+        """Begin holding the measured pose (clipped into the workspace). Clears any plan and stop."""
+        self._last_target = Pose(self.limits.clip(measured.position), measured.orientation)
+        self._last_time = now
+        self._segments = []
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Halt at the last target now; the next update already holds it."""
+        self._segments = []
+        self._stopped = True
+
+    def set_keyframes(self, keyframes: list[Keyframe], observation_stamp: float, now: float) -> None:
+        """Replace the plan, starting from the last commanded target. Raises ValueError for a late or
+        invalid plan (nothing changes then)."""
+        if not self.started:
+            raise ValueError("executor has no measured pose yet; call start() first")
+        age = now - observation_stamp
+        if age > self.max_plan_age_sec:
+            raise ValueError(f"plan is {age:.2f} s old (observation stamp {observation_stamp:.3f}), "
+                             f"more than max_plan_age_sec={self.max_plan_age_sec}")
+        if not keyframes:
+            raise ValueError("plan has no keyframes")
+        for i, keyframe in enumerate(keyframes):
+            if not self.limits.inside(keyframe.pose.position, tolerance=0.05):
+                raise ValueError(f"keyframe {i} at {np.round(keyframe.pose.position, 3).tolist()} is outside the "
+                                 f"workspace {self.limits.workspace_min}..{self.limits.workspace_max}")
+        segments, t, start = [], 0.0, self._last_target
+        # Smoothstep peaks at 1.5x the mean speed; plan so the peak stays at speed_fraction of the limit.
+        linear = self.limits.max_linear_speed * self.speed_fraction / 1.5
+        angular = self.limits.max_angular_speed * self.speed_fraction / 1.5
+        for keyframe in keyframes:
+            end = Pose(self.limits.clip(keyframe.pose.position), keyframe.pose.orientation)
+            distance = float(np.linalg.norm(end.position - start.position))
+            rotation = quaternion_angle(start.orientation, end.orientation)
+            duration = max(distance / linear, rotation / angular, 1.0 / self.rate_hz)
+            dwell = self.gripper.dwell_sec if keyframe.gripper is not None else 0.0
+            segments.append(_Segment(start, end, t, duration, keyframe.gripper, dwell))
+            t += duration + dwell
+            start = end
+        self._segments = segments
+        self._plan_clock = 0.0
+        self._next_segment = 0
+        self._stopped = False
+
+    # -- control tick ---------------------------------------------------------------------------------
+    def update(self, now: float, measured: Pose | None, measured_stamp: float | None) -> ExecutorCommand | None:
+        """One control tick. Returns the target to send, or None before start()."""
+        if not self.started:
+            return None
+        dt = max(0.0, now - self._last_time)
+        self._last_time = now
+        # A late tick must not license a big jump: at most two nominal periods of motion per tick.
+        dt_motion = min(dt, 2.0 / self.rate_hz)
+
+        stale = measured is None or measured_stamp is None or now - measured_stamp > self.stale_after_sec
+        if self._stopped:
+            return self._hold(ExecutorStatus.STOPPED)
+        if stale:
+            return self._hold(ExecutorStatus.HOLDING_STALE)
+        if np.linalg.norm(measured.position - self._last_target.position) > self.limits.max_tracking_error:
+            return self._hold(ExecutorStatus.HOLDING_TRACKING)
+        if not self._segments:
+            return self._hold(ExecutorStatus.IDLE)
+
+        self._plan_clock += dt_motion
+        gripper_goal = self._gripper_goal_due(measured)
+        desired = self._sample_plan()
+        target, clipped = self._limit(desired, dt_motion)
+        self._last_target = target
+        last = self._segments[-1]
+        total = last.t0 + last.duration + last.dwell
+        finished = (self._plan_clock >= total and self._next_segment >= len(self._segments)
+                    and self._reached(target, last.end))
+        status = ExecutorStatus.DONE if finished else ExecutorStatus.EXECUTING
+        return ExecutorCommand(target, gripper_goal, status, min(1.0, self._plan_clock / total), clipped)
+
+    def _hold(self, status: ExecutorStatus) -> ExecutorCommand:
+        return ExecutorCommand(self._last_target, None, status, 0.0, False)
+
+    @staticmethod
+    def _reached(pose: Pose, goal: Pose, tolerance: float = 1e-3) -> bool:
+        return (np.linalg.norm(pose.position - goal.position) <= tolerance
+                and quaternion_angle(pose.orientation, goal.orientation) <= 10 * tolerance)
+
+    def _gripper_goal_due(self, measured: Pose) -> GripperGoal | None:
+        """The gripper command of the segment whose end the plan clock has passed, once the arm is there.
+
+        Until the commanded target and the measured pose have arrived, the plan clock waits at the segment's
+        end: a grasp must never close early because clipping or the controller lagged behind the plan.
+        """
+        while self._next_segment < len(self._segments):
+            segment = self._segments[self._next_segment]
+            end_time = segment.t0 + segment.duration
+            if self._plan_clock < end_time:
+                return None
+            if segment.gripper is None:
+                self._next_segment += 1
+                continue
+            arrived = (self._reached(self._last_target, segment.end)
+                       and np.linalg.norm(measured.position - segment.end.position) <= self.arrival_tolerance)
+            if not arrived:
+                self._plan_clock = end_time
+                return None
+            self._next_segment += 1
+            # Start the dwell now, however long the wait for arrival was.
+            self._plan_clock = end_time
+            return GripperGoal.for_state(segment.gripper, self.gripper)
+        return None
+
+    def _sample_plan(self) -> Pose:
+        for segment in self._segments:
+            if self._plan_clock < segment.t0 + segment.duration:
+                s = max(0.0, (self._plan_clock - segment.t0) / segment.duration)
+                s = s * s * (3 - 2 * s)  # smoothstep: zero velocity at each keyframe
+                position = segment.start.position + s * (segment.end.position - segment.start.position)
+                return Pose(position, slerp(segment.start.orientation, segment.end.orientation, s))
+            if self._plan_clock < segment.t0 + segment.duration + segment.dwell:
+                return segment.end
+        return self._segments[-1].end
+
+    def _limit(self, desired: Pose, dt: float) -> tuple[Pose, bool]:
+        previous = self._last_target
+        position = self.limits.clip(desired.position)
+        clipped = not np.allclose(position, desired.position)
+        max_step = self.limits.max_linear_speed * dt
+        step = position - previous.position
+        length = float(np.linalg.norm(step))
+        if length > max_step:
+            position = previous.position + step * (max_step / length)
+            clipped = True
+        orientation = desired.orientation
+        angle = quaternion_angle(previous.orientation, orientation)
+        max_angle = self.limits.max_angular_speed * dt
+        if angle > max_angle:
+            orientation = slerp(previous.orientation, orientation, max_angle / angle)
+            clipped = True
+        return Pose(position, orientation), clipped

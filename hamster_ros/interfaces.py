@@ -1,0 +1,42 @@
+"""Default topic names and QoS of the runtime. Nodes use these names; launch remaps adapt them to a robot.
+
+QoS follows DESIGN.md: sensor streams best-effort keep-last, paths/instructions/scene latched (transient
+local) so late joiners and replays see them, commands reliable.
+"""
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+SENSOR = qos_profile_sensor_data
+LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+COMMAND = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+EVENTS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+
+# Camera (RealSense-style names), all in one camera frame; the point cloud is in the robot base frame.
+COLOR_IMAGE = "/camera/color/image_raw"
+COLOR_INFO = "/camera/color/camera_info"
+DEPTH_IMAGE = "/camera/depth/image_raw"
+POINTS = "/camera/points"
+CAMERA_POSE = "/camera/pose"              # PoseStamped: camera optical frame in the base frame (latched)
+SEGMENTATION = "/camera/segmentation"     # 32SC1 object ids (simulator ground truth only)
+
+# Robot interface: what the simulator offers and the Franka bringup maps onto franka_ros2.
+JOINT_STATES = "/robot/joint_states"
+EE_POSE = "/robot/ee_pose"
+CARTESIAN_TARGET = "/robot/cartesian_target"
+GRIPPER_COMMAND = "/robot/gripper_command"
+
+# Runtime.
+INSTRUCTION = "/hamster/instruction"
+PATH = "/hamster/path"
+PATH_IMAGE = "/hamster/path_image"
+MASKS = "/hamster/masks"
+EXECUTOR_STATUS = "/hamster/executor_status"
+RUN_EPISODE = "/hamster/run_episode"
+STOP = "/hamster/stop"
+DIAGNOSTICS = "/diagnostics"
+
+# Simulator only.
+SIM_SCENE = "/sim/scene"                  # std_msgs/String JSON: scene description + segmentation ids
+SIM_RESET = "/sim/reset"
+SIM_CHECK_SUCCESS = "/sim/check_success"

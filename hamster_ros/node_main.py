@@ -1,0 +1,37 @@
+"""One way to run every node: init, spin on a multi-threaded executor, shut down cleanly on SIGINT/SIGTERM."""
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+
+def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
+    rclpy.init(args=sys.argv)
+    # SIGTERM from a process supervisor should end the node like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    try:
+        node = make_node()
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def declare(node: Node, name: str, default, description: str):
+    """Declare a parameter with its documentation and return its value."""
+    from rcl_interfaces.msg import ParameterDescriptor
+    return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value

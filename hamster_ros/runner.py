@@ -1,0 +1,120 @@
+"""Start the runtime's node graph as separate processes, the way `ros2 launch` would, where it is not installed.
+
+    hamster-run [--policy NAME] [--vlm-backend NAME] [--perception-backend NAME] [--robot sim|franka] [--seed N]
+
+Every node gets the same environment: DDS discovery confined to this machine, a ROS_DOMAIN_ID, headless
+MuJoCo rendering, one OpenMP thread.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hamster_ros.graph import NodeSpec, describe_graph
+
+
+def ros_environment(domain_id: int | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # never let discovery leave this machine
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(domain_id)
+    env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
+    env.setdefault("MUJOCO_GL", "egl")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class GraphRunner:
+    """Owns the node processes it starts and ends exactly those (by pid)."""
+
+    def __init__(self, specs: list[NodeSpec], log_dir: Path | str, env: dict[str, str] | None = None):
+        self.specs = specs
+        self.log_dir = Path(log_dir)
+        self.env = env or ros_environment()
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def __enter__(self) -> "GraphRunner":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for spec in self.specs:
+            log = open(self.log_dir / f"{spec.name}.log", "w")
+            # The venv's python with the parent's environment: the ROS wheels' bootstrap needs both.
+            command = [sys.executable, "-m", spec.module, *spec.ros_arguments()]
+            self.processes[spec.name] = subprocess.Popen(command, env=self.env, stdout=log,
+                                                         stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+
+    def exited(self) -> dict[str, int]:
+        return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGINT (clean rclpy shutdown), then SIGTERM, then SIGKILL for whatever is still running."""
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            alive = [p for p in self.processes.values() if p.poll() is None]
+            if not alive:
+                break
+            for process in alive:
+                process.send_signal(sig)
+            deadline = time.monotonic() + wait
+            for process in alive:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", default="path_follower")
+    parser.add_argument("--vlm-backend", default="oracle")
+    parser.add_argument("--perception-backend", default="sim_ground_truth")
+    parser.add_argument("--robot", default="sim", choices=["sim", "franka"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config-dir", type=Path, default=None, help="folder with runtime.yaml and <robot>.yaml")
+
+
+def graph_from_arguments(args) -> list[NodeSpec]:
+    return describe_graph(args.policy, args.vlm_backend, args.perception_backend, args.robot,
+                          config_dir=args.config_dir, seed=args.seed)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_graph_arguments(parser)
+    parser.add_argument("--log-dir", type=Path, default=Path("runs/logs"))
+    args = parser.parse_args(argv)
+    try:
+        specs = graph_from_arguments(args)
+    except ValueError as error:
+        parser.error(str(error))
+    runner = GraphRunner(specs, args.log_dir)
+    print(f"starting {', '.join(s.name for s in specs)} (ROS_DOMAIN_ID={runner.env['ROS_DOMAIN_ID']}, "
+          f"logs in {args.log_dir}); Ctrl-C stops them", flush=True)
+    with runner:
+        try:
+            while not runner.exited():
+                time.sleep(0.5)
+            for name, code in runner.exited().items():
+                print(f"{name} exited with {code}:\n{runner.log_tail(name)}", file=sys.stderr)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

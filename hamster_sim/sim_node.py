@@ -1,0 +1,257 @@
+"""sim_node: the MuJoCo FR3 simulator behind the same topics a real Franka setup offers.
+
+Physics and the 1 kHz differential-IK controller run on their own thread, paced to real time (or a factor
+of it); the node publishes /clock, robot state, the RGB-D camera, a base-frame point cloud and ground-truth
+segmentation, and takes Cartesian targets and gripper commands exactly as the robot would.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+
+from hamster_core.geometry import Pose
+from hamster_msgs.msg import GripperCommand
+from hamster_msgs.srv import ResetScene
+from hamster_ros import interfaces as topics
+from hamster_ros.conversions import (camera_info_to_msg, numpy_to_image, numpy_to_pointcloud2, pose_from_msg,
+                                     pose_to_msg, seconds_to_stamp)
+from hamster_ros.node_main import declare, run_node
+from hamster_sim.ground_truth import encode_scene_payload
+from hamster_sim.scene import SceneConfig, sample_scene
+from hamster_sim.world import FrankaWorld
+
+# franka_ros2 names the hand's joints with the arm's prefix; the MJCF model does not.
+JOINT_NAME_MAP = {"finger_joint1": "fr3_finger_joint1", "finger_joint2": "fr3_finger_joint2"}
+
+
+class Every:
+    """Fires once per period of simulated time."""
+
+    def __init__(self, rate_hz: float):
+        if not rate_hz > 0:
+            raise ValueError(f"rate must be positive, got {rate_hz}")
+        self.period = 1.0 / rate_hz
+        self.next = 0.0
+
+    def due(self, t: float) -> bool:
+        if t + 1e-9 < self.next:
+            return False
+        self.next = max(self.next + self.period, t)
+        return True
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__("sim_node")
+        seed = declare(self, "seed", 0, "Seed of the first scene (reset picks new ones).")
+        width = declare(self, "image_width", 320, "Camera image width (px).")
+        height = declare(self, "image_height", 240, "Camera image height (px).")
+        self.real_time_factor = declare(self, "real_time_factor", 1.0,
+                                        "Simulated seconds per wall second at most; 0 runs as fast as it can.")
+        self.cloud_stride = declare(self, "cloud_stride", 2, "Publish every n-th pixel's point in each direction.")
+        self.base_frame = declare(self, "base_frame", "base", "Robot base frame id.")
+        self.camera_frame = declare(self, "camera_frame", "camera_color_optical_frame", "Camera optical frame id.")
+        self.camera_rate = Every(declare(self, "camera_rate_hz", 10.0, "Camera, cloud and segmentation rate."))
+        self.state_rate = Every(declare(self, "state_rate_hz", 100.0, "Joint state and end-effector pose rate."))
+        self.clock_rate = Every(declare(self, "clock_rate_hz", 250.0, "/clock rate."))
+        if self.real_time_factor < 0:
+            raise ValueError(f"real_time_factor must be >= 0, got {self.real_time_factor}")
+        if not 1 <= self.cloud_stride <= 16:
+            raise ValueError(f"cloud_stride must be in [1, 16], got {self.cloud_stride}")
+
+        self._sim_time = 0.0  # monotonic across resets, unlike MuJoCo's own time
+        # The world, and its OpenGL context, belong to the simulation thread: callbacks hand it work through
+        # this queue instead of touching it (EGL contexts cannot move between threads).
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+
+        self.clock_pub = self.create_publisher(Clock, "/clock", topics.SENSOR)
+        self.joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, topics.SENSOR)
+        self.ee_pub = self.create_publisher(PoseStamped, topics.EE_POSE, topics.SENSOR)
+        self.image_pub = self.create_publisher(Image, topics.COLOR_IMAGE, topics.SENSOR)
+        self.depth_pub = self.create_publisher(Image, topics.DEPTH_IMAGE, topics.SENSOR)
+        self.info_pub = self.create_publisher(CameraInfo, topics.COLOR_INFO, topics.SENSOR)
+        self.points_pub = self.create_publisher(PointCloud2, topics.POINTS, topics.SENSOR)
+        self.segmentation_pub = self.create_publisher(Image, topics.SEGMENTATION, topics.SENSOR)
+        self.camera_pose_pub = self.create_publisher(PoseStamped, topics.CAMERA_POSE, topics.LATCHED)
+        self.scene_pub = self.create_publisher(String, topics.SIM_SCENE, topics.LATCHED)
+        group = ReentrantCallbackGroup()
+        self.create_subscription(PoseStamped, topics.CARTESIAN_TARGET, self._on_target, topics.COMMAND,
+                                 callback_group=group)
+        self.create_subscription(GripperCommand, topics.GRIPPER_COMMAND, self._on_gripper, topics.EVENTS,
+                                 callback_group=group)
+        self.create_service(ResetScene, topics.SIM_RESET, self._on_reset, callback_group=group)
+        self.create_service(Trigger, topics.SIM_CHECK_SUCCESS, self._on_check_success, callback_group=group)
+
+        self._running = True
+        self._thread = threading.Thread(target=self._run, args=(seed, width, height), daemon=True)
+        self._thread.start()
+        scene = self._in_sim_thread(lambda world: world.scene, timeout=120.0)  # waits until the world is built
+        self.get_logger().info(f"scene seed={seed}: {scene.instruction!r}, camera {width}x{height}")
+
+    def close(self):
+        self._running = False
+        self._thread.join(timeout=2.0)
+
+    def _in_sim_thread(self, function, timeout: float = 30.0):
+        """Run `function(world)` on the simulation thread between two physics steps; return its result."""
+        future = Future()
+        self._requests.put((function, future))
+        return future.result(timeout=timeout)
+
+    # -- commands -------------------------------------------------------------------------------------
+    def _on_target(self, msg: PoseStamped):
+        try:
+            pose = pose_from_msg(msg)
+        except ValueError as error:
+            self.get_logger().error(f"ignoring invalid Cartesian target: {error}", throttle_duration_sec=1.0)
+            return
+        self._requests.put((lambda world: world.set_cartesian_target(pose), None))
+
+    def _on_gripper(self, msg: GripperCommand):
+        if msg.command == GripperCommand.HOMING:
+            width, grasp = 0.08, False
+        elif msg.command in (GripperCommand.MOVE, GripperCommand.GRASP):
+            width, grasp = msg.width, msg.command == GripperCommand.GRASP
+        else:
+            self.get_logger().error(f"ignoring unknown gripper command {msg.command}")
+            return
+        if not (np.isfinite(width) and 0.0 <= width <= 0.08 and np.isfinite(msg.speed) and msg.speed > 0):
+            self.get_logger().error(f"ignoring gripper command with width={width} speed={msg.speed}")
+            return
+        force = msg.force or 20.0
+        self._requests.put((lambda world: world.command_gripper(width, speed=msg.speed, force=force, grasp=grasp),
+                            None))
+
+    def _on_reset(self, request, response):
+        try:
+            scene = sample_scene(request.seed, SceneConfig())
+            self._in_sim_thread(lambda world: (world.reset(scene), self._publish_scene(world)))
+        except ValueError as error:
+            response.success, response.message = False, str(error)
+            return response
+        response.success, response.message, response.instruction = True, f"seed {request.seed}", scene.instruction
+        self.get_logger().info(f"reset: seed={request.seed} {scene.instruction!r}")
+        return response
+
+    def _on_check_success(self, request, response):
+        def check(world):
+            return world.check_success(), world.scene.target, world.object_position(world.scene.target)
+        success, target, position = self._in_sim_thread(check)
+        response.success = bool(success)
+        response.message = f"{target} at {np.round(position, 3).tolist()}"
+        return response
+
+    # -- simulation loop ------------------------------------------------------------------------------
+    def _header(self, frame: str) -> Header:
+        return Header(frame_id=frame, stamp=seconds_to_stamp(self._sim_time))
+
+    def _publish_scene(self, world: FrankaWorld):
+        payload = encode_scene_payload(world.scene, world.segmentation_ids())
+        camera = world.camera()
+        self.scene_pub.publish(String(data=payload))
+        self.camera_pose_pub.publish(pose_to_msg(Pose.from_matrix(camera.base_from_camera),
+                                                 self._header(self.base_frame)))
+
+    def _run(self, seed: int, width: int, height: int):
+        try:
+            world = FrankaWorld(sample_scene(seed, SceneConfig()), image_width=width,
+                                             image_height=height)
+            self._publish_scene(world)
+            self._simulate(world)
+        except Exception as error:  # a dead simulation must not look alive: end the node
+            if not rclpy.ok():
+                return  # shutting down: publishers are already gone
+            self.get_logger().fatal(f"simulation stopped: {type(error).__name__}: {error}")
+            self._fail_requests(error)
+            rclpy.try_shutdown()
+
+    def _fail_requests(self, error: Exception):
+        while True:
+            try:
+                _, future = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if future is not None:
+                future.set_exception(error)
+
+    def _serve_requests(self, world: FrankaWorld):
+        while True:
+            try:
+                function, future = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                result = function(world)
+            except ValueError as error:  # a rejected command or request; the simulation goes on
+                if future is None:
+                    self.get_logger().error(f"command rejected: {error}", throttle_duration_sec=1.0)
+                else:
+                    future.set_exception(error)
+            else:
+                if future is not None:
+                    future.set_result(result)
+
+    def _simulate(self, world: FrankaWorld):
+        wall_start, sim_start = time.monotonic(), self._sim_time
+        timestep = world.model.opt.timestep
+        while self._running and rclpy.ok():
+            self._serve_requests(world)
+            world.step(1)
+            self._sim_time += timestep
+            state = self._read_state(world) if self.state_rate.due(self._sim_time) else None
+            frame = (world.render(), world.camera()) if self.camera_rate.due(self._sim_time) else None
+            if self.clock_rate.due(self._sim_time):
+                self.clock_pub.publish(Clock(clock=seconds_to_stamp(self._sim_time)))
+            if state is not None:
+                self._publish_state(*state)
+            if frame is not None:
+                self._publish_camera(*frame)
+            if self.real_time_factor > 0:
+                ahead = (self._sim_time - sim_start) / self.real_time_factor - (time.monotonic() - wall_start)
+                if ahead > 0.002:
+                    time.sleep(ahead)
+
+    @staticmethod
+    def _read_state(world: FrankaWorld):
+        return world.joint_names(), world.joint_positions(), world.joint_velocities(), world.tcp_pose()
+
+    def _publish_state(self, names, positions, velocities, tcp_pose):
+        header = self._header(self.base_frame)
+        self.joint_pub.publish(JointState(header=header, name=[JOINT_NAME_MAP.get(n, n) for n in names],
+                                          position=[float(p) for p in positions],
+                                          velocity=[float(v) for v in velocities]))
+        self.ee_pub.publish(pose_to_msg(tcp_pose, header))
+
+    def _publish_camera(self, images, camera):
+        rgb, depth, segmentation = images
+        header = self._header(self.camera_frame)
+        self.image_pub.publish(numpy_to_image(rgb, "rgb8", header))
+        self.depth_pub.publish(numpy_to_image(depth.astype(np.float32), "32FC1", header))
+        self.segmentation_pub.publish(numpy_to_image(segmentation.astype(np.int32), "32SC1", header))
+        self.info_pub.publish(camera_info_to_msg(camera, header))
+        stride = self.cloud_stride
+        points = camera.depth_to_points(depth)[::stride, ::stride].reshape(-1, 3)
+        colors = rgb[::stride, ::stride].reshape(-1, 3)
+        valid = np.all(np.isfinite(points), axis=1)
+        self.points_pub.publish(numpy_to_pointcloud2(points[valid].astype(np.float32), colors[valid],
+                                                     self._header(self.base_frame)))
+
+
+def main():
+    run_node(SimNode)
+
+
+if __name__ == "__main__":
+    main()

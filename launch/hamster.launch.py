@@ -1,0 +1,38 @@
+"""ros2 launch hamster_runtime hamster.launch.py [policy:=...] [vlm_backend:=...] [perception_backend:=...]
+[robot:=sim|franka] [seed:=N]
+
+A thin layer over hamster_ros.graph.describe_graph, the same description the project's runner starts.
+"""
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from hamster_ros.graph import PACKAGE, describe_graph
+
+ARGUMENTS = {
+    "policy": ("path_follower", "low-level policy"),
+    "vlm_backend": ("oracle", "VLM backend for the 2D path"),
+    "perception_backend": ("sim_ground_truth", "detection/tracking/segmentation backend"),
+    "robot": ("sim", "sim (MuJoCo FR3) or franka (franka_ros2)"),
+    "seed": ("0", "first simulated scene"),
+}
+
+
+def _nodes(context):
+    value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    specs = describe_graph(value["policy"], value["vlm_backend"], value["perception_backend"], value["robot"],
+                           config_dir=Path(get_package_share_directory(PACKAGE)) / "config",
+                           seed=int(value["seed"]))
+    return [Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen",
+                 parameters=[*spec.parameter_files, spec.parameters], remappings=list(spec.remappings))
+            for spec in specs]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=text)
+         for name, (default, text) in ARGUMENTS.items()] + [OpaqueFunction(function=_nodes)])

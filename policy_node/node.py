@@ -1,0 +1,335 @@
+"""policy_node: the fast half. Runs episodes (RunEpisode action), asks the selected policy for keyframes,
+and streams the executor's safety-clipped Cartesian targets at control rate.
+
+Data path: point cloud + camera + path + masks + end-effector pose -> Observation -> Policy.select_action
+-> keyframes -> CartesianExecutor.update (every control tick) -> PoseStamped target + GripperCommand.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+
+import numpy as np
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+from geometry_msgs.msg import PoseStamped
+
+from hamster_core.executor import CartesianExecutor, ExecutorStatus, GripperSettings, SafetyLimits
+from hamster_core.path2d import PathError
+from hamster_core.policies.base import POLICIES, Observation, PolicyError
+from hamster_msgs.action import RunEpisode
+from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
+from hamster_ros import interfaces as topics
+from hamster_ros.conversions import (ConversionError, camera_from_msg, masks_from_msg, path_from_msg,
+                                     pointcloud2_to_numpy, pose_from_msg, pose_to_msg, stamp_to_seconds)
+from hamster_ros.node_main import declare, run_node
+
+
+class PolicyNode(Node):
+    def __init__(self):
+        super().__init__("policy_node")
+        self.policy_name = declare(self, "policy", "path_follower", "Low-level policy, by registered name.")
+        policy_cls = POLICIES.get(self.policy_name)
+        self.policy = policy_cls(**self._policy_config(policy_cls))
+        self.base_frame = declare(self, "base_frame", "base", "Frame of the commanded poses (robot base).")
+        rate_hz = declare(self, "rate_hz", 100.0, "Cartesian target stream rate.")
+        self.episode_timeout = declare(self, "episode_timeout_sec", 120.0, "Default episode time limit.")
+        self.max_input_age = declare(self, "max_input_age_sec", 1.0,
+                                     "Camera, cloud and masks older than this are not used for planning.")
+        self.mask_wait = declare(self, "mask_wait_sec", 3.0,
+                                 "How long to wait for grounding masks before planning without them.")
+        self.gripper_joints = declare(self, "gripper_joint_names", ["fr3_finger_joint1", "fr3_finger_joint2"],
+                                      "JointState names whose positions add up to the gripper opening.")
+        limits = SafetyLimits(
+            workspace_min=tuple(declare(self, "workspace_min", [0.20, -0.45, 0.02], "Workspace box min (m).")),
+            workspace_max=tuple(declare(self, "workspace_max", [0.80, 0.45, 0.60], "Workspace box max (m).")),
+            max_linear_speed=declare(self, "max_linear_speed", 0.25, "Target speed limit (m/s)."),
+            max_angular_speed=declare(self, "max_angular_speed", 1.0, "Target angular speed limit (rad/s)."),
+            max_tracking_error=declare(self, "max_tracking_error", 0.08,
+                                       "Hold when the measured pose is farther than this from the target (m)."))
+        gripper = GripperSettings(
+            open_width=declare(self, "gripper.open_width", 0.08, "Opening width (m)."),
+            speed=declare(self, "gripper.speed", 0.1, "Finger speed (m/s)."),
+            grasp_force=declare(self, "gripper.grasp_force", 20.0, "Grasp force (N)."),
+            dwell_sec=declare(self, "gripper.dwell_sec", 1.0, "Arm holds still this long after a gripper command."))
+        self.executor_core = CartesianExecutor(
+            limits, gripper, rate_hz=rate_hz,
+            stale_after_sec=declare(self, "stale_after_sec", 0.2,
+                                    "Hold the pose when the robot state is older than this."),
+            max_plan_age_sec=declare(self, "max_plan_age_sec", 2.0,
+                                     "Drop a plan computed on an observation older than this."))
+
+        self._lock = threading.Lock()
+        self._cloud_msg: PointCloud2 | None = None
+        self._camera_info: CameraInfo | None = None
+        self._camera_pose = None
+        self._ee_pose = None
+        self._ee_stamp: float | None = None
+        self._gripper_width = 0.0
+        self._path_msg: Path2D | None = None
+        self._masks_msg: GroundingMasks | None = None
+        self._episode_active = False
+        self._stop_requested = threading.Event()
+        self._last_status: ExecutorStatus | None = None
+        self._progress = 0.0
+        self._executor_lock = threading.Lock()  # the control tick and the episode thread both drive it
+
+        inputs = ReentrantCallbackGroup()
+        self.create_subscription(PointCloud2, topics.POINTS, self._on_cloud, topics.SENSOR, callback_group=inputs)
+        self.create_subscription(CameraInfo, topics.COLOR_INFO, self._on_camera_info, topics.SENSOR,
+                                 callback_group=inputs)
+        self.create_subscription(PoseStamped, topics.CAMERA_POSE, self._on_camera_pose, topics.LATCHED,
+                                 callback_group=inputs)
+        self.create_subscription(PoseStamped, topics.EE_POSE, self._on_ee_pose, topics.SENSOR, callback_group=inputs)
+        self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_states, topics.SENSOR,
+                                 callback_group=inputs)
+        self.create_subscription(Path2D, topics.PATH, self._on_path, topics.LATCHED, callback_group=inputs)
+        self.create_subscription(GroundingMasks, topics.MASKS, self._on_masks, topics.SENSOR, callback_group=inputs)
+        self.target_pub = self.create_publisher(PoseStamped, topics.CARTESIAN_TARGET, topics.COMMAND)
+        self.gripper_pub = self.create_publisher(GripperCommand, topics.GRIPPER_COMMAND, topics.EVENTS)
+        self.instruction_pub = self.create_publisher(String, topics.INSTRUCTION, topics.LATCHED)
+        self.status_pub = self.create_publisher(String, topics.EXECUTOR_STATUS, topics.EVENTS)
+        self.create_service(Trigger, topics.STOP, self._on_stop, callback_group=inputs)
+        self._action = ActionServer(self, RunEpisode, topics.RUN_EPISODE, self._run_episode,
+                                    goal_callback=self._accept_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
+                                    callback_group=ReentrantCallbackGroup())
+        # The control tick has its own group so planning or message handling never delays it.
+        self.create_timer(1.0 / rate_hz, self._control_tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f"policy={self.policy_name} rate={rate_hz} Hz workspace={limits.workspace_min}.."
+                               f"{limits.workspace_max}")
+
+    def _policy_config(self, policy_cls) -> dict:
+        """Expose every field of the policy's config dataclass as a `<policy>.<field>` parameter."""
+        if policy_cls.config_class is None:
+            return {}
+        values = {}
+        for field in dataclasses.fields(policy_cls.config_class):
+            default = field.default
+            values[field.name] = declare(self, f"{self.policy_name}.{field.name}", default,
+                                         f"{policy_cls.config_class.__name__}.{field.name}")
+        return values
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_cloud(self, msg):
+        with self._lock:
+            self._cloud_msg = msg
+
+    def _on_camera_info(self, msg):
+        with self._lock:
+            self._camera_info = msg
+
+    def _on_camera_pose(self, msg):
+        try:
+            pose = pose_from_msg(msg)
+        except ValueError as error:
+            self.get_logger().error(f"ignoring invalid camera pose: {error}")
+            return
+        with self._lock:
+            self._camera_pose = pose
+
+    def _on_ee_pose(self, msg):
+        try:
+            pose = pose_from_msg(msg)
+        except ValueError as error:
+            self.get_logger().error(f"ignoring invalid end-effector pose: {error}", throttle_duration_sec=1.0)
+            return
+        with self._lock:
+            self._ee_pose, self._ee_stamp = pose, stamp_to_seconds(msg.header.stamp)
+
+    def _on_joint_states(self, msg):
+        positions = dict(zip(msg.name, msg.position))
+        if all(name in positions for name in self.gripper_joints):
+            with self._lock:
+                self._gripper_width = float(sum(positions[name] for name in self.gripper_joints))
+
+    def _on_path(self, msg):
+        with self._lock:
+            self._path_msg = msg
+
+    def _on_masks(self, msg):
+        with self._lock:
+            self._masks_msg = msg
+
+    def _on_stop(self, request, response):
+        self._stop_requested.set()
+        with self._executor_lock:
+            self.executor_core.stop()
+        response.success, response.message = True, "stopped: holding the last target"
+        self.get_logger().warn("stop requested: holding the last target")
+        return response
+
+    # -- control tick ---------------------------------------------------------------------------------
+    def _control_tick(self):
+        now = self._now()
+        with self._lock:
+            measured, measured_stamp = self._ee_pose, self._ee_stamp
+        with self._executor_lock:
+            if not self.executor_core.started:
+                if measured is None or now - measured_stamp > self.executor_core.stale_after_sec:
+                    return  # nothing is sent until a fresh measured pose exists to hold
+                self.executor_core.start(measured, now)
+            command = self.executor_core.update(now, measured, measured_stamp)
+        header = Header(frame_id=self.base_frame, stamp=self.get_clock().now().to_msg())
+        self.target_pub.publish(pose_to_msg(command.target, header))
+        if command.gripper is not None:
+            goal = command.gripper
+            self.gripper_pub.publish(GripperCommand(
+                header=header, command=GripperCommand.GRASP if goal.grasp else GripperCommand.MOVE,
+                width=goal.width, speed=goal.speed, force=goal.force, epsilon_inner=0.08, epsilon_outer=0.08))
+        if command.status != self._last_status:
+            self._last_status = command.status
+            self.get_logger().info(f"executor: {command.status.value}")
+            self.status_pub.publish(String(data=json.dumps({"status": command.status.value,
+                                                            "progress": command.progress})))
+        self._progress = command.progress
+
+    # -- episodes -------------------------------------------------------------------------------------
+    def _accept_goal(self, goal):
+        if self._episode_active:
+            self.get_logger().error("rejecting episode: another one is running")
+            return GoalResponse.REJECT
+        if not goal.instruction.strip():
+            self.get_logger().error("rejecting episode: empty instruction")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _run_episode(self, goal_handle):
+        self._episode_active = True
+        try:
+            success, message = self._episode(goal_handle)
+        except Exception as error:  # the node must stay up and the arm hold whatever went wrong
+            self._halt()
+            success, message = False, f"episode failed: {type(error).__name__}: {error}"
+        finally:
+            self._episode_active = False
+        result = RunEpisode.Result(success=success, message=message,
+                                   duration_sec=self._now() - self._episode_start)
+        (self.get_logger().info if success else self.get_logger().error)(f"episode ended: {message}")
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return result
+
+    def _halt(self):
+        with self._executor_lock:
+            self.executor_core.stop()
+
+    def _feedback(self, goal_handle, phase: str, progress: float = 0.0):
+        goal_handle.publish_feedback(RunEpisode.Feedback(phase=phase, progress=float(progress)))
+
+    def _episode(self, goal_handle) -> tuple[bool, str]:
+        instruction = goal_handle.request.instruction.strip()
+        timeout = goal_handle.request.timeout_sec or self.episode_timeout
+        self._episode_start = start = self._now()
+        self._stop_requested.clear()
+        self.policy.reset()
+        self.get_logger().info(f"episode: {instruction!r} (timeout {timeout:.0f} s)")
+        self.instruction_pub.publish(String(data=instruction))
+
+        def interrupted() -> str | None:
+            if goal_handle.is_cancel_requested:
+                return "canceled"
+            if self._stop_requested.is_set():
+                return "stopped by request"
+            if self._now() - start > timeout:
+                return f"timed out after {timeout:.0f} s"
+            return None
+
+        while True:
+            self._feedback(goal_handle, "waiting_for_inputs")
+            observation, waiting_for = None, None
+            while observation is None:
+                reason = interrupted()
+                if reason:
+                    self._halt()
+                    return False, f"{reason} while waiting for {waiting_for or 'inputs'}"
+                observation, waiting_for = self._observation(instruction, start)
+                if observation is None:
+                    time.sleep(0.05)
+
+            self._feedback(goal_handle, "planning")
+            try:
+                output = self.policy.select_action(observation)
+                with self._executor_lock:
+                    self.executor_core.set_keyframes(output.keyframes, observation.stamp, self._now())
+                    self._last_status = None
+            except (PolicyError, ValueError) as error:
+                self._halt()
+                return False, f"cannot plan: {error}"
+            self.get_logger().info(f"plan: {len(output.keyframes)} keyframes {output.info}")
+
+            while True:
+                reason = interrupted()
+                if reason:
+                    self._halt()
+                    return False, f"{reason} while executing"
+                status = self._last_status
+                if status == ExecutorStatus.DONE:
+                    break
+                self._feedback(goal_handle, "executing", self._progress)
+                time.sleep(0.05)
+            if output.done:
+                return True, f"executed {len(output.keyframes)} keyframes"
+
+    def _observation(self, instruction: str, episode_start: float) -> tuple[Observation | None, str | None]:
+        """The newest inputs as an Observation, or (None, what is still missing)."""
+        now = self._now()
+        with self._lock:
+            cloud_msg, info, camera_pose = self._cloud_msg, self._camera_info, self._camera_pose
+            ee_pose, ee_stamp, width = self._ee_pose, self._ee_stamp, self._gripper_width
+            path_msg, masks_msg = self._path_msg, self._masks_msg
+        if ee_pose is None or now - ee_stamp > self.executor_core.stale_after_sec:
+            return None, "a fresh end-effector pose"
+        if cloud_msg is None or now - stamp_to_seconds(cloud_msg.header.stamp) > self.max_input_age:
+            return None, "a fresh point cloud"
+        needs = self.policy.required_inputs
+        if "camera" in needs and (info is None or camera_pose is None):
+            return None, "camera info and camera pose"
+        path = None
+        if path_msg is not None and path_msg.instruction == instruction \
+                and stamp_to_seconds(path_msg.header.stamp) >= episode_start:
+            try:
+                path = path_from_msg(path_msg)
+            except PathError as error:
+                self.get_logger().error(f"ignoring invalid path: {error}", throttle_duration_sec=5.0)
+        if "path" in needs and path is None:
+            return None, f"a path for {instruction!r}"
+        masks = {}
+        if masks_msg is not None and now - stamp_to_seconds(masks_msg.header.stamp) <= self.max_input_age:
+            try:
+                masks = masks_from_msg(masks_msg)
+            except (ConversionError, ValueError) as error:
+                self.get_logger().error(f"ignoring invalid masks: {error}", throttle_duration_sec=5.0)
+        if not masks and now - episode_start < self.mask_wait:
+            return None, "grounding masks"
+        try:
+            points, colors = pointcloud2_to_numpy(cloud_msg)
+            camera = camera_from_msg(info, camera_pose.matrix()) if info is not None and camera_pose else None
+        except (ConversionError, ValueError) as error:
+            self.get_logger().error(f"ignoring invalid input: {error}", throttle_duration_sec=5.0)
+            return None, "valid camera and point cloud"
+        if len(points) == 0:
+            return None, "a point cloud with finite points"
+        return Observation(stamp=stamp_to_seconds(cloud_msg.header.stamp), instruction=instruction,
+                           tcp_pose=ee_pose, gripper_width=width, points=points, colors=colors, camera=camera,
+                           path=path, masks=masks), None
+
+
+def main():
+    run_node(PolicyNode)
+
+
+if __name__ == "__main__":
+    main()
