@@ -1,0 +1,113 @@
+"""Image / PointCloud2 <-> numpy conversion cost next to a plain memory copy and a naive per-element loop.
+
+Budget (DESIGN section 7): conversions within a small factor of a plain copy. Run:
+    .venv/bin/python bench/bench_conversions.py
+Prints the median and the minimum of repeated runs in milliseconds (the shared cores are noisy: the minimum
+is the cost, the median what a busy machine adds).
+"""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # stable timings on the shared cores
+
+import struct  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
+
+from hamster_ros.conversions import (  # noqa: E402
+    image_to_numpy, image_to_rgb, numpy_to_image, numpy_to_pointcloud2, pointcloud2_to_numpy,
+)
+
+WIDTH, HEIGHT, CLOUD_POINTS = 640, 480, 50_000
+
+
+def timings_ms(function, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times)), 1e3 * min(times)
+
+
+def report(title, rows):
+    print(f"{title}\n  {'':38s} {'median ms':>10s} {'min ms':>10s}")
+    for name, (median, minimum) in rows:
+        print(f"  {name:38s} {median:10.3f} {minimum:10.3f}")
+
+
+def naive_image_to_numpy(msg: Image) -> np.ndarray:
+    """What a straightforward per-pixel Python conversion costs (the thing not to do)."""
+    out = np.empty((msg.height, msg.width, 3), np.uint8)
+    data = msg.data
+    for row in range(msg.height):
+        base = row * msg.step
+        for column in range(msg.width):
+            offset = base + 3 * column
+            out[row, column] = (data[offset], data[offset + 1], data[offset + 2])
+    return out
+
+
+def naive_pointcloud2_to_numpy(msg: PointCloud2):
+    raw = bytes(msg.data)
+    points, colors = [], []
+    for index in range(msg.width * msg.height):
+        offset = index * msg.point_step
+        x, y, z = struct.unpack_from("<fff", raw, offset)
+        if x == x and y == y and z == z:  # finite check as written by hand
+            (packed,) = struct.unpack_from("<I", raw, offset + 16)
+            points.append((x, y, z))
+            colors.append(((packed >> 16) & 255, (packed >> 8) & 255, packed & 255))
+    return np.array(points, np.float32), np.array(colors, np.uint8)
+
+
+def realsense_like_cloud(count: int) -> PointCloud2:
+    """x, y, z float32, 4 padding bytes, rgb float32 at 16, point_step 32 (realsense2_camera's layout)."""
+    rng = np.random.default_rng(0)
+    layout = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4"],
+                       "offsets": [0, 4, 8, 16], "itemsize": 32})
+    cloud = np.zeros(count, layout)
+    for name in "xyz":
+        cloud[name] = rng.normal(size=count)
+    cloud["x"][::10] = np.nan  # a depth camera's missing returns
+    cloud["rgb"] = rng.integers(0, 2 ** 24, size=count, dtype=np.uint32)
+    fields = [PointField(name=name, offset=offset, datatype=PointField.FLOAT32, count=1)
+              for name, offset in (("x", 0), ("y", 4), ("z", 8), ("rgb", 16))]
+    return PointCloud2(height=1, width=count, fields=fields, point_step=32, row_step=32 * count,
+                       data=cloud.tobytes(), is_dense=False)
+
+
+def main():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    rgb_msg = numpy_to_image(rgb, "rgb8")
+    bgr_msg = numpy_to_image(rgb, "bgr8")
+    depth = rng.random((HEIGHT, WIDTH), dtype=np.float32)
+    depth_msg = numpy_to_image(depth, "32FC1")
+    report(f"image {WIDTH}x{HEIGHT} rgb8 ({rgb.nbytes / 1e6:.2f} MB)", [
+        ("np.copy of the array (baseline)", timings_ms(lambda: np.copy(rgb), 200)),
+        ("image_to_numpy (read-only view)", timings_ms(lambda: image_to_numpy(rgb_msg), 200)),
+        ("image_to_numpy(copy=True)", timings_ms(lambda: image_to_numpy(rgb_msg, copy=True), 200)),
+        ("image_to_rgb from bgr8", timings_ms(lambda: image_to_rgb(bgr_msg), 200)),
+        ("numpy_to_image rgb8", timings_ms(lambda: numpy_to_image(rgb, "rgb8"), 200)),
+        ("numpy_to_image 32FC1 depth", timings_ms(lambda: numpy_to_image(depth, "32FC1"), 200)),
+        ("image_to_numpy(copy=True) 32FC1", timings_ms(lambda: image_to_numpy(depth_msg, copy=True), 200)),
+        ("naive per-pixel Python loop", timings_ms(lambda: naive_image_to_numpy(rgb_msg), 1)),
+    ])
+
+    cloud_msg = realsense_like_cloud(CLOUD_POINTS)
+    points, colors = pointcloud2_to_numpy(cloud_msg)
+    raw = np.frombuffer(cloud_msg.data, np.uint8)
+    report(f"point cloud {CLOUD_POINTS} points, point_step 32 with rgb ({len(raw) / 1e6:.2f} MB), "
+           f"{len(points)} finite", [
+        ("np.copy of the raw buffer (baseline)", timings_ms(lambda: np.copy(raw), 200)),
+        ("np.copy of (N, 3) float32 (baseline)", timings_ms(lambda: np.copy(points), 200)),
+        ("pointcloud2_to_numpy", timings_ms(lambda: pointcloud2_to_numpy(cloud_msg), 100)),
+        ("numpy_to_pointcloud2 with colors", timings_ms(lambda: numpy_to_pointcloud2(points, colors), 100)),
+        ("naive per-point struct loop", timings_ms(lambda: naive_pointcloud2_to_numpy(cloud_msg), 3)),
+    ])
+
+
+if __name__ == "__main__":
+    main()

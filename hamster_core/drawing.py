@@ -1,0 +1,125 @@
+"""Drawing 2D paths and grounding masks on RGB images.
+
+`draw_path` follows HAMSTER's released drawing (the overlay its low-level policies were trained on):
+- the path is resampled to 100 points evenly spaced by arc length and drawn as line segments coloured by
+  progress with the jet colormap, dark blue at the start to dark red at the end (segment i gets the colour
+  of sample i);
+- a ring marks the first point and every gripper change of the original path: blue where the gripper
+  closes (grasp) and red where it opens (release); the first point gets the colour of its own state;
+- sizes scale with s = max(min(width, height) / 512, 1): line thickness max(1, int(2 s)), ring radius
+  int(7 s), ring thickness max(1, int(2 s)); images smaller than 512 px keep the 512 px sizes;
+- rings are drawn first and the path over them, in HAMSTER's order.
+Unlike HAMSTER's client, lines and rings are anti-aliased and placed with sub-pixel precision.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from hamster_core.path2d import GripperState, Path2D, resample
+
+# RGB, as the images here are RGB.
+GRIPPER_RING_COLORS = {GripperState.CLOSED: (0, 0, 255), GripperState.OPEN: (255, 0, 0)}
+
+# tab10 in RGB: distinct colours for up to ten masks, then they repeat.
+MASK_COLORS = np.array([
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+], dtype=np.float64)
+
+_SHIFT = 4  # cv2 fixed-point bits for sub-pixel drawing
+_SUBPIXEL = 1 << _SHIFT
+
+
+def drawing_scale(width: int, height: int) -> float:
+    """HAMSTER's size factor relative to a 512 x 512 image, never below 1."""
+    return max(min(width, height) / 512.0, 1.0)
+
+
+@lru_cache(maxsize=8)
+def _colormap(name: str) -> np.ndarray:
+    import matplotlib  # imported lazily: only drawing needs it
+
+    try:
+        colormap = matplotlib.colormaps[name]
+    except KeyError as error:
+        raise ValueError(f"unknown matplotlib colormap {name!r}") from error
+    return colormap
+
+
+def _check_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 \
+            or image.shape[1] == 0:
+        raise ValueError(f"image must be a non-empty uint8 (H, W, 3) RGB array, got {image.dtype} {image.shape}")
+    return image
+
+
+def _to_cv_fixed_point(pixels: np.ndarray) -> np.ndarray:
+    # cv2 puts pixel centres on integers; here the centre of pixel j is at j + 0.5.
+    return np.rint((pixels - 0.5) * _SUBPIXEL).astype(np.int32)
+
+
+def draw_path(image_rgb: np.ndarray, path: Path2D, *, num_points: int = 100, colormap: str = "jet") -> np.ndarray:
+    """A copy of `image_rgb` with `path` drawn on it the HAMSTER way (see the module docstring)."""
+    image = _check_rgb(image_rgb)
+    if num_points < 2:
+        raise ValueError(f"num_points must be >= 2, got {num_points}")
+    out = image.copy()
+    height, width = out.shape[:2]
+    scale = drawing_scale(width, height)
+    line_thickness = max(1, int(2 * scale))
+    ring_radius = int(7 * scale)
+    ring_thickness = max(1, int(2 * scale))
+
+    corners = _to_cv_fixed_point(path.to_pixels(width, height))
+    ring_indices = np.union1d([0], path.gripper_change_indices())
+    for index in ring_indices.tolist():
+        color = GRIPPER_RING_COLORS[GripperState(path.gripper[index])]
+        cv2.circle(out, tuple(corners[index].tolist()), ring_radius * _SUBPIXEL, color, ring_thickness,
+                   cv2.LINE_AA, _SHIFT)
+
+    if len(path) > 1:
+        # Resampling keeps every gripper change, so it needs at least that many samples.
+        samples = resample(path, max(num_points, len(ring_indices) + 1))
+        vertices = _to_cv_fixed_point(samples.to_pixels(width, height)).tolist()
+        progress = np.linspace(0.0, 1.0, len(vertices))
+        colors = (_colormap(colormap)(progress)[:, :3] * 255).astype(np.uint8).tolist()
+        for start, end, color in zip(vertices[:-1], vertices[1:], colors):
+            cv2.line(out, tuple(start), tuple(end), tuple(color), line_thickness, cv2.LINE_AA, _SHIFT)
+    return out
+
+
+def draw_masks(image_rgb: np.ndarray, masks: dict[str, np.ndarray], alpha: float = 0.4) -> np.ndarray:
+    """A copy of `image_rgb` with each mask blended in its own colour (weight `alpha`) and its label written
+    inside the top-left corner of the mask's bounding box. Masks are bool or uint8 (non-zero inside), H x W."""
+    image = _check_rgb(image_rgb)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    height, width = image.shape[:2]
+    blended = image.astype(np.float32)
+    labels = []
+    for index, (label, mask) in enumerate(masks.items()):
+        mask = np.asarray(mask)
+        if mask.shape != (height, width) or mask.dtype not in (np.bool_, np.uint8):
+            raise ValueError(f"mask {label!r} must be a bool or uint8 array of shape {(height, width)}, "
+                             f"got {mask.dtype} {mask.shape}")
+        inside = mask.astype(bool)
+        color = MASK_COLORS[index % len(MASK_COLORS)]
+        blended[inside] = (1.0 - alpha) * blended[inside] + alpha * color
+        rows, cols = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+        if len(rows):
+            labels.append((label, (int(cols[0]), int(rows[0]))))
+    out = np.rint(blended).astype(np.uint8)
+
+    scale = drawing_scale(width, height)
+    font_scale, thickness = 0.5 * scale, max(1, int(scale))
+    for label, (left, top) in labels:
+        (_, text_height), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        origin = (left + 2, top + text_height + 2)
+        # White on a black outline stays readable on any mask colour and background.
+        cv2.putText(out, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+        cv2.putText(out, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out

@@ -1,0 +1,124 @@
+"""Path and mask drawing."""
+import numpy as np
+import pytest
+
+from hamster_core.drawing import GRIPPER_RING_COLORS, MASK_COLORS, draw_masks, draw_path
+from hamster_core.path2d import GripperState, Path2D
+
+# Left to right across the middle; closes at the centre and opens at the end.
+PICK = Path2D([[0.1, 0.5], [0.5, 0.5], [0.9, 0.5]], [GripperState.OPEN, GripperState.CLOSED, GripperState.OPEN])
+
+
+def gray_image(size, value=128):
+    width, height = size
+    return np.full((height, width, 3), value, np.uint8)
+
+
+def pixel(image, x, y):
+    """Colour at normalized (x, y) as ints (R, G, B)."""
+    height, width = image.shape[:2]
+    return image[int(y * height), int(x * width)].astype(int)
+
+
+def test_output_is_a_new_uint8_image_and_the_input_is_untouched():
+    image = gray_image((320, 240))
+    before = image.copy()
+    out = draw_path(image, PICK)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert out is not image and not np.shares_memory(out, image)
+    np.testing.assert_array_equal(image, before)
+    assert np.any(out != image)
+
+
+def test_path_colour_runs_from_blue_at_the_start_to_red_at_the_end():
+    out = draw_path(gray_image((512, 512)), Path2D([[0.1, 0.5], [0.9, 0.5]]))
+    near_start, near_end = pixel(out, 0.13, 0.5), pixel(out, 0.87, 0.5)
+    assert near_start[2] > 100 and near_start[2] > near_start[0] + 80, near_start
+    assert near_end[0] > 100 and near_end[0] > near_end[2] + 80, near_end
+    middle = pixel(out, 0.5, 0.5)
+    assert middle[1] > 150, middle  # jet is green-ish half way
+
+
+def ring_pixels(out, point, radius):
+    """Colours on the ring around `point` (normalized), straight above and below it, off the horizontal path."""
+    height, width = out.shape[:2]
+    u, v = int(point[0] * width), int(point[1] * height)
+    return [out[v - radius, u].astype(int), out[v + radius - 1, u].astype(int)]
+
+
+def is_color(observed, expected, tolerance=60):
+    return np.all(np.abs(np.asarray(observed) - np.asarray(expected)) <= tolerance)
+
+
+def test_rings_mark_the_start_and_every_gripper_change():
+    out = draw_path(gray_image((512, 512)), PICK)
+    close_color, open_color = GRIPPER_RING_COLORS[GripperState.CLOSED], GRIPPER_RING_COLORS[GripperState.OPEN]
+    for color in ring_pixels(out, (0.5, 0.5), 7):
+        assert is_color(color, close_color), color
+    for point in [(0.1, 0.5), (0.9, 0.5)]:  # the open start and the release at the end
+        for color in ring_pixels(out, point, 7):
+            assert is_color(color, open_color), color
+    # No ring where nothing happens.
+    plain = draw_path(gray_image((512, 512)), Path2D([[0.1, 0.5], [0.5, 0.5], [0.9, 0.5]]))
+    for color in ring_pixels(plain, (0.5, 0.5), 7):
+        assert is_color(color, (128, 128, 128), tolerance=5), color
+
+
+def painted_rows(out, background, x=0.3):
+    """Number of rows changed in the column at normalized x (the line's thickness there)."""
+    width = out.shape[1]
+    column = out[:, int(x * width)].astype(int)
+    return int(np.count_nonzero(np.abs(column - background).sum(axis=1) > 30))
+
+
+def test_line_and_rings_scale_with_image_size():
+    small = draw_path(gray_image((512, 512)), PICK)
+    large = draw_path(gray_image((1024, 1024)), PICK)
+    # Thickness 2 px at 512 and 4 px at 1024; anti-aliasing adds the same fringe to both.
+    assert painted_rows(small, 128) >= 2
+    assert painted_rows(large, 128) >= painted_rows(small, 128) + 2
+    close_color = GRIPPER_RING_COLORS[GripperState.CLOSED]
+    for color in ring_pixels(large, (0.5, 0.5), 14):
+        assert is_color(color, close_color), color
+    # Below 512 px sizes stay at their 512 px values and lines are at least a pixel wide.
+    tiny = draw_path(gray_image((64, 48)), PICK)
+    assert painted_rows(tiny, 128) >= 1
+
+
+def test_single_point_path_gets_just_its_ring_and_bad_input_is_rejected():
+    out = draw_path(gray_image((512, 512)), Path2D([[0.5, 0.5]], [GripperState.CLOSED]))
+    for color in ring_pixels(out, (0.5, 0.5), 7):
+        assert is_color(color, GRIPPER_RING_COLORS[GripperState.CLOSED]), color
+    with pytest.raises(ValueError, match="uint8"):
+        draw_path(np.zeros((10, 10, 3), np.float32), PICK)
+    with pytest.raises(ValueError, match="RGB"):
+        draw_path(np.zeros((10, 10), np.uint8), PICK)
+    with pytest.raises(ValueError, match="colormap"):
+        draw_path(gray_image((64, 64)), PICK, colormap="no-such-map")
+
+
+def test_masks_are_blended_in_their_colours_and_labelled():
+    image = gray_image((200, 100), value=100)
+    before = image.copy()
+    target = np.zeros((100, 200), bool)
+    target[60:90, 120:190] = True
+    placement = np.zeros((100, 200), np.uint8)
+    placement[5:40, 5:80] = 255
+    out = draw_masks(image, {"target_object": target, "placement_area": placement}, alpha=0.5)
+    np.testing.assert_array_equal(image, before)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    expected_target = np.rint(0.5 * 100 + 0.5 * MASK_COLORS[0])
+    np.testing.assert_array_equal(out[85, 185], expected_target)  # away from the label in the top-left
+    np.testing.assert_array_equal(out[35, 75], np.rint(0.5 * 100 + 0.5 * MASK_COLORS[1]))
+    np.testing.assert_array_equal(out[95, 5], [100, 100, 100])  # outside both masks
+    label_area = out[60:75, 120:190]
+    assert np.any(label_area.min(axis=2) > 200), "white label text expected in the mask's corner"
+
+
+def test_draw_masks_validates_its_inputs():
+    image = gray_image((20, 10))
+    with pytest.raises(ValueError, match="shape"):
+        draw_masks(image, {"target": np.zeros((5, 5), bool)})
+    with pytest.raises(ValueError, match="alpha"):
+        draw_masks(image, {}, alpha=1.5)
+    np.testing.assert_array_equal(draw_masks(image, {"empty": np.zeros((10, 20), bool)}), image)
