@@ -19,7 +19,7 @@ from hamster_core.policies.path_follower.configuration_path_follower import Path
 
 SUPPORT_RADIUS = 0.10        # m around the grasp point in which the support surface is estimated
 OPEN_WIDTH_FRACTION = 0.9    # a gripper wider than this fraction of fully open counts as open
-TOP_FACE_THICKNESS = 0.01    # m below the object's top that still counts as its top face
+TOP_FACE_THICKNESS = 0.005   # m below the object's top that still counts as its top face
 
 
 def top_down_with_yaw(yaw: float) -> np.ndarray:

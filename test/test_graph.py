@@ -1,0 +1,88 @@
+"""The node graph description shared by the launch file and the runner."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from hamster_ros.graph import CONFIG_DIR, describe_graph
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def by_name(specs):
+    return {spec.name: spec for spec in specs}
+
+
+def test_default_graph_is_the_simulator_and_three_nodes():
+    nodes = by_name(describe_graph())
+    assert list(nodes) == ["sim_node", "hamster_vlm_node", "perception_node", "policy_node"]
+    assert nodes["policy_node"].parameters["policy"] == "path_follower"
+    assert nodes["hamster_vlm_node"].parameters["backend"] == "oracle"
+    assert nodes["perception_node"].parameters["backend"] == "sim_ground_truth"
+    assert all(spec.parameters.get("use_sim_time") for name, spec in nodes.items() if name != "sim_node")
+    # Robot-specific limits are loaded after the shared file so they win.
+    assert [Path(p).name for p in nodes["policy_node"].parameter_files] == ["runtime.yaml", "sim.yaml"]
+
+
+def test_every_node_module_and_console_script_exists():
+    setup_text = (ROOT / "setup.py").read_text()
+    for spec in describe_graph():
+        assert (ROOT / (spec.module.replace(".", "/") + ".py")).is_file()
+        assert f"{spec.executable} = {spec.module}:main" in setup_text
+
+
+def test_seed_reaches_the_simulator():
+    assert by_name(describe_graph(seed=7))["sim_node"].parameters == {"seed": 7}
+
+
+def test_franka_refuses_backends_that_read_simulator_ground_truth():
+    with pytest.raises(ValueError, match="ground truth"):
+        describe_graph(robot="franka")  # the oracle and ground-truth masks need the simulator
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(policy="rvt9"), "unknown policy 'rvt9'; known: path_follower"),
+    (dict(vlm_backend="gpt"), "unknown VLM backend 'gpt'"),
+    (dict(perception_backend="sam"), "unknown perception backend 'sam'"),
+    (dict(robot="ur5"), "unknown robot 'ur5'; known: sim, franka"),
+    (dict(config_dir="/nonexistent"), "does not exist"),
+])
+def test_bad_choices_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        describe_graph(**kwargs)
+
+
+def test_ros_arguments_carry_name_parameters_and_remaps():
+    spec = by_name(describe_graph())["policy_node"]
+    args = spec.ros_arguments()
+    assert args[:3] == ["--ros-args", "-r", "__node:=policy_node"]
+    assert args.count("--params-file") == 2
+    assert "use_sim_time:=true" in args and "policy:='path_follower'" in args
+
+
+def test_parameter_files_name_only_declared_nodes():
+    import yaml
+    nodes = {"sim_node", "hamster_vlm_node", "perception_node", "policy_node"}
+    for name in ("runtime.yaml", "sim.yaml", "franka.yaml"):
+        sections = yaml.safe_load((CONFIG_DIR / name).read_text())
+        assert set(sections) <= nodes, name
+        assert all("ros__parameters" in section for section in sections.values()), name
+
+
+def test_runtime_yaml_documents_every_path_follower_setting():
+    """Regression guard: a config field added without its YAML entry would be undocumented."""
+    import dataclasses
+    import yaml
+    from hamster_core.policies.path_follower import PathFollowerConfig
+    documented = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["policy_node"]["ros__parameters"]
+    assert set(documented["path_follower"]) == {f.name for f in dataclasses.fields(PathFollowerConfig)}
+
+
+def test_launch_file_is_a_thin_layer_over_describe_graph():
+    source = (ROOT / "launch" / "hamster.launch.py").read_text()
+    tree = ast.parse(source)
+    calls = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    assert "describe_graph" in calls
+    arguments = ast.literal_eval(next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                                      and node.targets[0].id == "ARGUMENTS"))
+    assert set(arguments) == {"policy", "vlm_backend", "perception_backend", "robot", "seed"}

@@ -1,0 +1,163 @@
+"""path_follower and the image<->cloud lifting it relies on, on a synthetic table scene."""
+import numpy as np
+import pytest
+
+from hamster_core.camera import PinholeCamera
+from hamster_core.geometry import TOP_DOWN, Pose, quaternion_to_matrix
+from hamster_core.lifting import ProjectedCloud
+from hamster_core.path2d import GripperState, Path2D
+from hamster_core.policies.base import POLICIES, Observation, PolicyError
+from hamster_core.policies.path_follower import PathFollowerConfig, PathFollowerPolicy
+
+CUBE_CENTER = np.array([0.55, 0.10, 0.025])      # 5 cm cube on the table (z = 0)
+CUBE_HALF = 0.025
+TRAY_CENTER = np.array([0.45, -0.15])            # 14 cm tray, 4 cm walls
+TRAY_HALF, TRAY_WALL = 0.07, 0.04
+
+
+def look_at(eye, target):
+    """base_from_camera for an optical frame at `eye` looking at `target` (x right, y down, z forward)."""
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0, 0, 1.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    m = np.eye(4)
+    m[:3, :3] = np.stack([x, y, z], axis=1)
+    m[:3, 3] = eye
+    return m
+
+
+CAMERA = PinholeCamera.from_fovy(320, 240, 50, look_at(np.array([1.1, 0.0, 0.6]), np.array([0.5, 0.0, 0.0])))
+
+
+def synthetic_scene(spacing=0.004):
+    """Points on the visible surfaces of a table, a cube and a tray, and their ground-truth masks."""
+    g = np.arange(-0.5, 0.5, spacing)
+    xx, yy = np.meshgrid(g + 0.5, g)
+    table = np.stack([xx.ravel(), yy.ravel(), np.zeros(xx.size)], axis=1)
+    inside_cube = (np.abs(table[:, 0] - CUBE_CENTER[0]) < CUBE_HALF) & (np.abs(table[:, 1] - CUBE_CENTER[1]) < CUBE_HALF)
+    table = table[~inside_cube]
+    f = np.arange(-CUBE_HALF, CUBE_HALF, spacing / 2)
+    a, b = np.meshgrid(f, f)
+    a, b = a.ravel(), b.ravel()
+    cube = np.concatenate([
+        np.stack([CUBE_CENTER[0] + a, CUBE_CENTER[1] + b, np.full_like(a, 2 * CUBE_HALF)], axis=1),     # top
+        np.stack([np.full_like(a, CUBE_CENTER[0] + CUBE_HALF), CUBE_CENTER[1] + a, CUBE_HALF + b], axis=1),  # front
+    ])
+    w = np.arange(-TRAY_HALF, TRAY_HALF, spacing / 2)
+    h = np.arange(0, TRAY_WALL, spacing / 2)
+    ww, hh = np.meshgrid(w, h)
+    ww, hh = ww.ravel(), hh.ravel()
+    walls = np.concatenate([np.stack([TRAY_CENTER[0] + s * TRAY_HALF + 0 * ww, TRAY_CENTER[1] + ww, hh], axis=1)
+                            for s in (-1, 1)] +
+                           [np.stack([TRAY_CENTER[0] + ww, TRAY_CENTER[1] + s * TRAY_HALF + 0 * ww, hh], axis=1)
+                            for s in (-1, 1)])
+    points = np.concatenate([table, cube, walls]).astype(np.float32)
+    labels = np.concatenate([np.zeros(len(table)), np.ones(len(cube)), np.full(len(walls), 2)])
+    cloud = ProjectedCloud(points, CAMERA)
+    label_image = np.where(cloud.index >= 0, labels[np.maximum(cloud.index, 0)], -1)
+    masks = {"target_object": label_image == 1, "placement_area": label_image == 2}
+    return points, masks
+
+
+def path_through(points_3d, gripper):
+    pixels, _ = CAMERA.project(np.array(points_3d))
+    return Path2D(CAMERA.normalize(pixels), np.array(gripper, dtype=np.uint8))
+
+
+def observation(path, masks=None, points=None):
+    scene_points, scene_masks = synthetic_scene()
+    return Observation(stamp=0.0, instruction="pick up the red cube and put it in the blue bowl",
+                       tcp_pose=Pose(np.array([0.4, 0.0, 0.4]), TOP_DOWN), gripper_width=0.08,
+                       points=scene_points if points is None else points, camera=CAMERA, path=path,
+                       masks=scene_masks if masks is None else masks)
+
+
+START = [0.5, 0.0, 0.2]
+GRASP = [*CUBE_CENTER[:2], 0.05]
+RELEASE = [*TRAY_CENTER, 0.0]
+DEFAULT_PATH = path_through([START, GRASP, [0.5, 0.0, 0.15], RELEASE], [0, 1, 1, 0])
+
+
+def test_lift_recovers_surface_points_and_fills_holes():
+    points, _ = synthetic_scene()
+    cloud = ProjectedCloud(points, CAMERA)
+    target = np.array([[0.45, -0.05, 0.0]])
+    pixel, _ = CAMERA.project(target)
+    lifted, found = cloud.lift(pixel, max_hole_radius_px=3)
+    assert found[0] and np.linalg.norm(lifted[0] - target[0]) < 0.01
+    # Punch a 30 cm hole into the table around that point: nearest support is now at the hole's edge.
+    holed = points[np.linalg.norm(points[:, :2] - target[0, :2], axis=1) > 0.15]
+    cloud = ProjectedCloud(holed, CAMERA)
+    _, found = cloud.lift(pixel, max_hole_radius_px=3)
+    assert not found[0]
+    lifted, found = cloud.lift(pixel, max_hole_radius_px=200)
+    assert found[0] and 0.1 < np.linalg.norm(lifted[0, :2] - target[0, :2]) < 0.25
+
+
+def test_grasps_the_cube_and_releases_above_the_tray():
+    output = PathFollowerPolicy().select_action(observation(DEFAULT_PATH))
+    assert output.done
+    grippers = [k.gripper for k in output.keyframes]
+    close = grippers.index(GripperState.CLOSED)
+    release = grippers.index(GripperState.OPEN)
+    grasp_pose, release_pose = output.keyframes[close].pose, output.keyframes[release].pose
+    config = PathFollowerConfig()
+    np.testing.assert_allclose(grasp_pose.position[:2], CUBE_CENTER[:2], atol=0.006)
+    assert grasp_pose.position[2] == pytest.approx(2 * CUBE_HALF - config.grasp_depth, abs=0.005)
+    np.testing.assert_allclose(release_pose.position[:2], TRAY_CENTER, atol=0.01)
+    assert release_pose.position[2] == pytest.approx(TRAY_WALL + config.release_height, abs=0.01)
+    # Approach from above, lift before travelling, retreat up after releasing.
+    assert output.keyframes[close - 1].pose.position[2] > grasp_pose.position[2] + 0.05
+    assert output.keyframes[close + 1].pose.position[2] > grasp_pose.position[2] + 0.1
+    assert output.keyframes[-1].pose.position[2] > release_pose.position[2]
+    # Hand points down throughout.
+    for keyframe in output.keyframes:
+        assert quaternion_to_matrix(keyframe.pose.orientation)[2, 2] == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_without_masks_uses_the_lifted_path_points():
+    output = PathFollowerPolicy().select_action(observation(DEFAULT_PATH, masks={}))
+    close = [k.gripper for k in output.keyframes].index(GripperState.CLOSED)
+    assert output.info["refined_with"] == []
+    np.testing.assert_allclose(output.keyframes[close].pose.position[:2], CUBE_CENTER[:2], atol=0.02)
+
+
+def test_mask_of_the_wrong_size_is_ignored_not_fatal():
+    masks = {"target_object": np.ones((10, 10), bool)}
+    output = PathFollowerPolicy().select_action(observation(DEFAULT_PATH, masks=masks))
+    assert "target_object" not in output.info["refined_with"]
+
+
+def test_path_without_close_gripper_point_is_refused():
+    path = path_through([START, GRASP, RELEASE], [0, 0, 0])
+    with pytest.raises(PolicyError, match="close-gripper"):
+        PathFollowerPolicy().select_action(observation(path))
+
+
+def test_path_off_the_cloud_is_refused():
+    far = np.array([[0.5, 0.0, 0.0]])
+    points = far.astype(np.float32)       # a single point: no 3D support near the grasp pixel
+    with pytest.raises(PolicyError, match="no 3D point"):
+        PathFollowerPolicy(max_hole_radius_px=2).select_action(observation(DEFAULT_PATH, masks={}, points=points))
+
+
+def test_missing_inputs_are_named():
+    obs = observation(DEFAULT_PATH)
+    obs.path = None
+    with pytest.raises(PolicyError, match="path"):
+        PathFollowerPolicy().select_action(obs)
+
+
+def test_registry_builds_it_by_name_and_rejects_unknown_names():
+    assert isinstance(POLICIES.create("path_follower", lift_height=0.2), PathFollowerPolicy)
+    with pytest.raises(ValueError, match="unknown policy 'nope'.*path_follower"):
+        POLICIES.create("nope")
+
+
+@pytest.mark.parametrize("field,value", [("approach_height", -0.1), ("grasp_depth", 0.5),
+                                         ("max_hole_radius_px", 0), ("min_mask_points", 0)])
+def test_invalid_config_raises(field, value):
+    with pytest.raises(ValueError, match=field):
+        PathFollowerConfig(**{field: value})
