@@ -67,6 +67,7 @@ def run_demo(args) -> dict:
     from hamster_msgs.srv import ResetScene
     from hamster_ros import interfaces as t
     from hamster_ros.conversions import image_to_rgb
+    from hamster_ros.bag_stats import episode_timing
     from hamster_ros.recorder import BagRecorder
 
     specs = graph_from_arguments(args)
@@ -139,6 +140,7 @@ def run_demo(args) -> dict:
             recorder.close()
             result["bag"] = str(recorder.path)
             result["bag_messages"] = recorder.counts
+            result.update(episode_timing(recorder.path))
         if "image" in overlay:
             import cv2
             path = out / "path_overlay.png"
@@ -148,6 +150,7 @@ def run_demo(args) -> dict:
         node.destroy_node()
         rclpy.try_shutdown()
         runner.stop()
+        result["pids"] = {name: process.pid for name, process in runner.processes.items()}
         result["logs"] = str(out / "logs")
         result["demo_seconds"] = round(time.monotonic() - started, 2)
     return result

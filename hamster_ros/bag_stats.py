@@ -1,0 +1,36 @@
+"""Timing read back from a recorded episode: command stream rate and jitter, simulator real-time factor.
+
+Bag timestamps are receive times on the recorder's clock, so these are the rates a subscriber saw.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+
+
+def _receive_times(reader: AnyReader, topic: str) -> np.ndarray:
+    connections = [c for c in reader.connections if c.topic == topic]
+    return np.array([t for _, t, _ in reader.messages(connections=connections)], dtype=np.int64) * 1e-9
+
+
+def episode_timing(bag: Path | str, command_topic: str = "/robot/cartesian_target") -> dict:
+    from hamster_ros.recorder import project_typestore
+    with AnyReader([Path(bag)], default_typestore=project_typestore()) as reader:
+        stats = {}
+        times = _receive_times(reader, command_topic)
+        if len(times) > 2:
+            intervals_ms = np.diff(times) * 1e3
+            stats.update(command_rate_hz=round(float((len(times) - 1) / (times[-1] - times[0])), 1),
+                         command_interval_p50_ms=round(float(np.percentile(intervals_ms, 50)), 2),
+                         command_interval_p99_ms=round(float(np.percentile(intervals_ms, 99)), 2),
+                         command_interval_max_ms=round(float(intervals_ms.max()), 2))
+        clock = [c for c in reader.connections if c.topic == "/clock"]
+        samples = [(t * 1e-9, reader.deserialize(raw, c.msgtype).clock)
+                   for c, t, raw in reader.messages(connections=clock)]
+        if len(samples) > 2:
+            wall = samples[-1][0] - samples[0][0]
+            sim = (samples[-1][1].sec - samples[0][1].sec) + (samples[-1][1].nanosec - samples[0][1].nanosec) * 1e-9
+            stats["sim_real_time_factor"] = round(sim / wall, 3)
+    return stats
