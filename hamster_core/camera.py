@@ -100,3 +100,21 @@ class PinholeCamera:
 
     def to_pixels(self, normalized) -> np.ndarray:
         return np.asarray(normalized, dtype=float) * np.array([self.width, self.height])
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """base_from_camera for an optical frame at `eye` looking at `target`, image "up" toward `up`."""
+    eye, target = np.asarray(eye, dtype=float), np.asarray(target, dtype=float)
+    forward = target - eye
+    if np.linalg.norm(forward) < 1e-9:
+        raise ValueError(f"eye and target coincide at {eye.tolist()}")
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-9:
+        raise ValueError(f"viewing direction {forward.tolist()} is parallel to up {list(up)}")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    transform = np.eye(4)
+    transform[:3, :3] = np.stack([right, down, forward], axis=1)
+    transform[:3, 3] = eye
+    return transform

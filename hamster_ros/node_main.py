@@ -16,7 +16,11 @@ def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
     try:
-        node = make_node()
+        try:
+            node = make_node()
+        except ValueError as error:  # bad parameters: say which, and exit without a traceback
+            print(f"[FATAL] {make_node.__name__}: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()

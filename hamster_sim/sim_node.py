@@ -170,6 +170,7 @@ class SimNode(Node):
                                              image_height=height)
             self._publish_scene(world)
             self._simulate(world)
+            self._fail_requests(RuntimeError("the simulation has stopped"))
         except Exception as error:  # a dead simulation must not look alive: end the node
             if not rclpy.ok():
                 return  # shutting down: publishers are already gone

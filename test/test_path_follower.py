@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hamster_core.camera import PinholeCamera
+from hamster_core.camera import PinholeCamera, look_at
 from hamster_core.geometry import TOP_DOWN, Pose, quaternion_to_matrix
 from hamster_core.lifting import ProjectedCloud
 from hamster_core.path2d import GripperState, Path2D
@@ -13,19 +13,6 @@ CUBE_CENTER = np.array([0.55, 0.10, 0.025])      # 5 cm cube on the table (z = 0
 CUBE_HALF = 0.025
 TRAY_CENTER = np.array([0.45, -0.15])            # 14 cm tray, 4 cm walls
 TRAY_HALF, TRAY_WALL = 0.07, 0.04
-
-
-def look_at(eye, target):
-    """base_from_camera for an optical frame at `eye` looking at `target` (x right, y down, z forward)."""
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0, 0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([x, y, z], axis=1)
-    m[:3, 3] = eye
-    return m
 
 
 CAMERA = PinholeCamera.from_fovy(320, 240, 50, look_at(np.array([1.1, 0.0, 0.6]), np.array([0.5, 0.0, 0.0])))

@@ -1,0 +1,51 @@
+"""End-to-end episodes in the simulator through the real graph: success, wall time, command stream rate and
+jitter as a subscriber sees it, simulator real-time factor. Prints one JSON object.
+
+    .venv/bin/python bench/bench_episode.py [--seeds 0 1 2]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1",
+               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(60 + os.getpid() % 40)))
+    episodes = []
+    with tempfile.TemporaryDirectory() as out:
+        for seed in args.seeds:
+            run = subprocess.run([sys.executable, "-m", "hamster_ros.demo", "--seed", str(seed), "--out", out],
+                                 env=env, capture_output=True, text=True, timeout=600)
+            result = json.loads(run.stdout.strip().splitlines()[-1])
+            for key in ("bag", "overlay", "logs", "pids", "bag_messages"):
+                result.pop(key, None)
+            episodes.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+
+    def values(key):
+        return [e[key] for e in episodes if key in e]
+
+    summary = {
+        "episodes": len(episodes),
+        "success_rate": float(np.mean([e["success"] for e in episodes])),
+        "demo_seconds_mean": round(float(np.mean(values("demo_seconds"))), 2),
+        "episode_seconds_mean": round(float(np.mean(values("episode_seconds"))), 2),
+        "command_rate_hz_mean": round(float(np.mean(values("command_rate_hz"))), 1),
+        "command_interval_p50_ms_mean": round(float(np.mean(values("command_interval_p50_ms"))), 2),
+        "command_interval_p99_ms_max": round(float(np.max(values("command_interval_p99_ms"))), 2),
+        "sim_real_time_factor_mean": round(float(np.mean(values("sim_real_time_factor"))), 3),
+        "per_episode": episodes,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""`make bench`: run every benchmark and keep what they printed in bench/results.json (committed, so changes
+in performance show up in review). Each entry holds the command, its output and the machine it ran on."""
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+SCRIPTS = ["bench_conversions.py", "bench_sim.py", "bench_episode.py"]
+
+
+def main():
+    env = dict(os.environ, OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": {"cpus": os.cpu_count(),
+                                                                       "platform": platform.platform()}}
+    for script in SCRIPTS:
+        print(f"== {script}", flush=True)
+        run = subprocess.run([sys.executable, str(BENCH / script)], env=env, capture_output=True, text=True,
+                             timeout=1800)
+        print(run.stdout, flush=True)
+        entry = {"returncode": run.returncode, "output": run.stdout.strip().splitlines()}
+        try:
+            entry["result"] = json.loads(entry["output"][-1])
+        except (IndexError, json.JSONDecodeError):
+            pass
+        if run.returncode != 0:
+            entry["stderr"] = run.stderr.strip().splitlines()[-20:]
+        results[script] = entry
+    (BENCH / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {BENCH / 'results.json'}")
+    return 0 if all(results[s]["returncode"] == 0 for s in SCRIPTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
