@@ -1,9 +1,11 @@
 """Timing read back from a recorded episode: command stream rate and jitter, simulator real-time factor.
 
-Bag timestamps are receive times on the recorder's clock, so these are the rates a subscriber saw.
+`command_*` come from bag timestamps, the receive times on the recorder's clock: what a subscriber saw.
+`stream_*` are the policy node's own tick statistics: what it produced.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ def _receive_times(reader: AnyReader, topic: str) -> np.ndarray:
     return np.array([t for _, t, _ in reader.messages(connections=connections)], dtype=np.int64) * 1e-9
 
 
-def episode_timing(bag: Path | str, command_topic: str = "/robot/cartesian_target") -> dict:
+def episode_timing(bag: Path | str, command_topic: str = "/robot/cartesian_target",
+                   status_topic: str = "/hamster/executor_status") -> dict:
     from hamster_ros.recorder import project_typestore
     with AnyReader([Path(bag)], default_typestore=project_typestore()) as reader:
         stats = {}
@@ -26,6 +29,12 @@ def episode_timing(bag: Path | str, command_topic: str = "/robot/cartesian_targe
                          command_interval_p50_ms=round(float(np.percentile(intervals_ms, 50)), 2),
                          command_interval_p99_ms=round(float(np.percentile(intervals_ms, 99)), 2),
                          command_interval_max_ms=round(float(intervals_ms.max()), 2))
+        # The stream as the policy node produced it (its own tick timing), from its last status report.
+        status = [c for c in reader.connections if c.topic == status_topic]
+        reports = [json.loads(reader.deserialize(raw, c.msgtype).data)
+                   for c, _, raw in reader.messages(connections=status)]
+        produced = next((r["stream"] for r in reversed(reports) if r.get("stream")), {})
+        stats.update({f"stream_{key}": value for key, value in produced.items()})
         clock = [c for c in reader.connections if c.topic == "/clock"]
         samples = [(t * 1e-9, reader.deserialize(raw, c.msgtype).clock)
                    for c, t, raw in reader.messages(connections=clock)]

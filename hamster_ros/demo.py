@@ -52,7 +52,9 @@ class DemoError(RuntimeError):
 
 
 def run_demo(args) -> dict:
-    from hamster_ros.runner import GraphRunner, graph_from_arguments, ros_environment
+    from hamster_ros.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_sigterm
+
+    stop_on_sigterm()
 
     env = ros_environment(args.domain_id)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
@@ -135,6 +137,8 @@ def run_demo(args) -> dict:
         result.update(success=bool(verdict.success and outcome.success), check=verdict.message)
     except DemoError as error:
         result["error"] = str(error)
+    except KeyboardInterrupt:
+        result["error"] = "interrupted"
     finally:
         if recorder is not None:
             recorder.close()

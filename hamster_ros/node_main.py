@@ -6,11 +6,12 @@ import sys
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
 
 def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
+    """threads=1 spins a SingleThreadedExecutor: less GIL contention for a node whose own thread does the work."""
     rclpy.init(args=sys.argv)
     # SIGTERM from a process supervisor should end the node like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
@@ -21,7 +22,7 @@ def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
         except ValueError as error:  # bad parameters: say which, and exit without a traceback
             print(f"[FATAL] {make_node.__name__}: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

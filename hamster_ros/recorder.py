@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import HistoryPolicy, QoSProfile
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
 INTERFACE_PACKAGES = ("hamster_msgs",)
+RECORDER_QUEUE_DEPTH = 200
 
 
 def ros_type_name(msg_class) -> str:
@@ -76,8 +77,12 @@ class BagRecorder:
             connection = self._writer.add_connection(topic.name, ros_type_name(topic.msg_class),
                                                      typestore=typestore)
             self.counts[topic.name] = 0
+            # Same reliability and durability as the topic's publishers, but a deep queue: a recorder that
+            # falls behind for a moment must not lose messages that keep-last-1 would overwrite.
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORDER_QUEUE_DEPTH,
+                             reliability=topic.qos.reliability, durability=topic.qos.durability)
             self._subscriptions.append(node.create_subscription(
-                topic.msg_class, topic.name, self._writer_callback(topic, connection), topic.qos, raw=True))
+                topic.msg_class, topic.name, self._writer_callback(topic, connection), qos, raw=True))
 
     def _writer_callback(self, topic: RecordedTopic, connection):
         min_interval_ns = int(1e9 / topic.max_rate_hz) if topic.max_rate_hz else 0

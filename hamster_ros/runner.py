@@ -79,6 +79,14 @@ class GraphRunner:
                     pass
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so `with GraphRunner(...)` and `finally` blocks stop the children
+    (they run in their own sessions and would otherwise outlive a terminated parent)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="path_follower")
     parser.add_argument("--vlm-backend", default="oracle")
@@ -102,10 +110,11 @@ def main(argv=None):
         specs = graph_from_arguments(args)
     except ValueError as error:
         parser.error(str(error))
+    stop_on_sigterm()
     runner = GraphRunner(specs, args.log_dir)
-    print(f"starting {', '.join(s.name for s in specs)} (ROS_DOMAIN_ID={runner.env['ROS_DOMAIN_ID']}, "
-          f"logs in {args.log_dir}); Ctrl-C stops them", flush=True)
     with runner:
+        print(f"started {', '.join(f'{name} (pid {p.pid})' for name, p in runner.processes.items())}; "
+              f"ROS_DOMAIN_ID={runner.env['ROS_DOMAIN_ID']}, logs in {args.log_dir}; Ctrl-C stops them", flush=True)
         try:
             while not runner.exited():
                 time.sleep(0.5)

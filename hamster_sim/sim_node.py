@@ -251,7 +251,8 @@ class SimNode(Node):
 
 
 def main():
-    run_node(SimNode)
+    # Physics runs on the node's own thread; one executor thread for the few callbacks keeps the GIL free for it.
+    run_node(SimNode, threads=1)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ import threading
 import time
 
 import numpy as np
+import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from std_msgs.msg import Header, String
@@ -23,6 +24,7 @@ from geometry_msgs.msg import PoseStamped
 from hamster_core.executor import CartesianExecutor, ExecutorStatus, GripperSettings, SafetyLimits
 from hamster_core.path2d import PathError
 from hamster_core.policies.base import POLICIES, Observation, PolicyError
+from hamster_core.timing import IntervalStats
 from hamster_msgs.action import RunEpisode
 from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
 from hamster_ros import interfaces as topics
@@ -78,6 +80,7 @@ class PolicyNode(Node):
         self._stop_requested = threading.Event()
         self._last_status: ExecutorStatus | None = None
         self._progress = 0.0
+        self._tick_stats = IntervalStats(window=int(10 * rate_hz))  # the last 10 s of the stream
         self._executor_lock = threading.Lock()  # the control tick and the episode thread both drive it
 
         inputs = ReentrantCallbackGroup()
@@ -99,8 +102,14 @@ class PolicyNode(Node):
         self._action = ActionServer(self, RunEpisode, topics.RUN_EPISODE, self._run_episode,
                                     goal_callback=self._accept_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
                                     callback_group=ReentrantCallbackGroup())
-        # The control tick has its own group so planning or message handling never delays it.
-        self.create_timer(1.0 / rate_hz, self._control_tick, callback_group=MutuallyExclusiveCallbackGroup())
+        # The control loop has its own thread, paced by the steady clock: planning and message callbacks never
+        # delay it behind the executor's queue, and the stream keeps its rate in wall time even when a
+        # simulator's /clock runs slower or jitters. Motion and staleness are still measured in ROS time.
+        self._control_period = 1.0 / rate_hz
+        self._running = True
+        self._control_thread = threading.Thread(target=self._control_loop, name="control", daemon=True)
+        self._control_thread.start()
+        self.create_timer(1.0, self._publish_status, callback_group=inputs)
         self.get_logger().info(f"policy={self.policy_name} rate={rate_hz} Hz workspace={limits.workspace_min}.."
                                f"{limits.workspace_max}")
 
@@ -168,6 +177,25 @@ class PolicyNode(Node):
         return response
 
     # -- control tick ---------------------------------------------------------------------------------
+    def close(self):
+        self._running = False
+        self._control_thread.join(timeout=1.0)
+
+    def _control_loop(self):
+        deadline = time.monotonic()
+        while self._running and rclpy.ok():
+            try:
+                self._control_tick()
+            except Exception as error:  # never let one bad tick end the stream silently
+                self.get_logger().error(f"control tick failed: {type(error).__name__}: {error}",
+                                        throttle_duration_sec=1.0)
+            deadline += self._control_period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                deadline = time.monotonic()  # late: resume the period from now instead of bursting to catch up
+
     def _control_tick(self):
         now = self._now()
         with self._lock:
@@ -185,12 +213,18 @@ class PolicyNode(Node):
             self.gripper_pub.publish(GripperCommand(
                 header=header, command=GripperCommand.GRASP if goal.grasp else GripperCommand.MOVE,
                 width=goal.width, speed=goal.speed, force=goal.force, epsilon_inner=0.08, epsilon_outer=0.08))
+        self._tick_stats.tick(time.monotonic())
+        self._progress = command.progress
         if command.status != self._last_status:
             self._last_status = command.status
             self.get_logger().info(f"executor: {command.status.value}")
-            self.status_pub.publish(String(data=json.dumps({"status": command.status.value,
-                                                            "progress": command.progress})))
-        self._progress = command.progress
+            self._publish_status()
+
+    def _publish_status(self):
+        """Executor state and the target stream's own rate and jitter, on change and once a second."""
+        status = self._last_status.value if self._last_status else "not_started"
+        self.status_pub.publish(String(data=json.dumps({"status": status, "progress": round(self._progress, 3),
+                                                        "stream": self._tick_stats.summary()})))
 
     # -- episodes -------------------------------------------------------------------------------------
     def _accept_goal(self, goal):

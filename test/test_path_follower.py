@@ -148,3 +148,23 @@ def test_registry_builds_it_by_name_and_rejects_unknown_names():
 def test_invalid_config_raises(field, value):
     with pytest.raises(ValueError, match=field):
         PathFollowerConfig(**{field: value})
+
+
+@pytest.mark.parametrize("yaw", [-0.7, -0.437, 0.0, 0.3, 0.78])
+def test_grasp_yaw_lines_fingers_up_with_the_faces_of_a_square(yaw):
+    """Regression: PCA gave an arbitrary yaw for squares, closing the fingers across the corners."""
+    from hamster_core.policies.path_follower.modeling_path_follower import grasp_yaw
+    g = np.linspace(-0.025, 0.025, 30)
+    xx, yy = np.meshgrid(g, g)
+    rotation = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    points = np.stack([xx.ravel(), yy.ravel()], axis=1) @ rotation.T + [0.5, 0.1]
+    error = (grasp_yaw(points) - yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+    assert abs(error) < np.radians(3)
+    assert -np.pi / 4 <= grasp_yaw(points) < np.pi / 4
+
+
+def test_grasp_yaw_of_a_long_box_closes_across_its_short_side():
+    from hamster_core.policies.path_follower.modeling_path_follower import grasp_yaw
+    xx, yy = np.meshgrid(np.linspace(-0.05, 0.05, 40), np.linspace(-0.015, 0.015, 12))
+    points = np.stack([yy.ravel(), xx.ravel()], axis=1)      # long side along base y
+    assert abs(abs(grasp_yaw(points)) - np.pi / 2) < np.radians(3)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 
 from hamster_core.executor import Keyframe
@@ -28,15 +29,14 @@ def top_down_with_yaw(yaw: float) -> np.ndarray:
 
 
 def grasp_yaw(points_xy: np.ndarray) -> float:
-    """Yaw that closes the fingers across the object's narrow side (hand x along its long axis)."""
+    """Yaw that lines the hand's x axis up with the object's long side, so the fingers close across the short
+    one. The footprint's minimum-area rectangle gives the sides (a square's point covariance is isotropic, so
+    principal axes cannot). A near-square footprint has two equally good yaws: take the smaller rotation."""
     if len(points_xy) < 3:
         return 0.0
-    centered = points_xy - points_xy.mean(axis=0)
-    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(centered.T))
-    major = eigenvectors[:, 1]
-    yaw = float(np.arctan2(major[1], major[0]))
-    # A near-square footprint has no preferred axis: either one will do, so take the smaller rotation.
-    period = np.pi / 2 if eigenvalues[1] < 1.3 * max(eigenvalues[0], 1e-12) else np.pi
+    (_, _), (width, height), angle_deg = cv2.minAreaRect(np.asarray(points_xy, dtype=np.float32) * 1000.0)
+    yaw = np.radians(angle_deg) + (0.0 if width >= height else np.pi / 2)
+    period = np.pi / 2 if max(width, height) < 1.3 * max(min(width, height), 1e-6) else np.pi
     return float((yaw + period / 2) % period - period / 2)
 
 

@@ -1,0 +1,47 @@
+"""The runner owns its node processes: however it ends, they end with it."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_terminating_the_runner_stops_every_node(tmp_path, sig):
+    """Regression: a runner killed by `timeout` (SIGTERM) used to leave its nodes running, orphaned."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(200 + os.getpid() % 30))
+    runner = subprocess.Popen([sys.executable, "-m", "hamster_ros.runner", "--log-dir", str(tmp_path)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first_line = runner.stdout.readline()
+        pids = [int(p) for p in re.findall(r"pid (\d+)", first_line)]
+        assert len(pids) == 4, first_line
+        time.sleep(3)  # let the nodes get into rclpy
+        runner.send_signal(sig)
+        assert runner.wait(timeout=30) == 0
+        for pid in pids:
+            assert wait_gone(pid, 5), f"node pid {pid} outlived the runner"
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+
+def test_runner_rejects_unknown_policy_with_its_name():
+    run = subprocess.run([sys.executable, "-m", "hamster_ros.runner", "--policy", "nope"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and "unknown policy 'nope'" in run.stderr
