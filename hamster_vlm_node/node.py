@@ -22,6 +22,7 @@ from hamster_msgs.msg import Path2D
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_rgb, numpy_to_image,
                                      path_to_msg, pose_from_msg, stamp_to_seconds)
+from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import declare, run_node
 from hamster_vlm_node.backends import VLM_BACKENDS, VlmError, VlmRequest
 
@@ -40,24 +41,16 @@ class VlmNode(Node):
                                      "Give up on an instruction when no fresh image arrives in this time.")
 
         self._lock = threading.Lock()
-        self._image: Image | None = None
-        self._camera_info: CameraInfo | None = None
-        self._camera_pose = None
-        self._ee_pose = None
-        self._scene_json: str | None = None
         self._pending: tuple[str, float] | None = None   # (instruction, node time it arrived)
         self._wake = threading.Event()
 
         group = ReentrantCallbackGroup()
-        self.create_subscription(Image, topics.COLOR_IMAGE, self._store("_image"), topics.SENSOR,
-                                 callback_group=group)
-        self.create_subscription(CameraInfo, topics.COLOR_INFO, self._store("_camera_info"), topics.SENSOR,
-                                 callback_group=group)
-        self.create_subscription(PoseStamped, topics.CAMERA_POSE, self._store("_camera_pose"), topics.LATCHED,
-                                 callback_group=group)
-        self.create_subscription(PoseStamped, topics.EE_POSE, self._store("_ee_pose"), topics.SENSOR,
-                                 callback_group=group)
-        self.create_subscription(String, topics.SIM_SCENE, self._on_scene, topics.LATCHED, callback_group=group)
+        self.latest = LatestMessages(self, group)
+        self.latest.subscribe("image", Image, topics.COLOR_IMAGE, topics.SENSOR)
+        self.latest.subscribe("camera_info", CameraInfo, topics.COLOR_INFO, topics.SENSOR)
+        self.latest.subscribe("camera_pose", PoseStamped, topics.CAMERA_POSE, topics.LATCHED)
+        self.latest.subscribe("ee_pose", PoseStamped, topics.EE_POSE, topics.SENSOR)
+        self.latest.subscribe("scene", String, topics.SIM_SCENE, topics.LATCHED)
         self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, topics.LATCHED,
                                  callback_group=group)
         self.path_pub = self.create_publisher(Path2D, topics.PATH, topics.LATCHED)
@@ -68,16 +61,6 @@ class VlmNode(Node):
         self._running = True
         self._worker.start()
         self.get_logger().info(f"backend={backend_name} model={self.backend.model_id}")
-
-    def _store(self, attribute: str):
-        def callback(msg):
-            with self._lock:
-                setattr(self, attribute, msg)
-        return callback
-
-    def _on_scene(self, msg):
-        with self._lock:
-            self._scene_json = msg.data
 
     def _on_instruction(self, msg):
         with self._lock:
@@ -103,8 +86,8 @@ class VlmNode(Node):
     def _fresh_image(self, since: float, deadline: float) -> Image | None:
         """The first camera image stamped after `since`: a path must describe the scene as it is now."""
         while self._running and time.monotonic() < deadline:
+            image = self.latest.get("image")
             with self._lock:
-                image = self._image
                 newer_instruction = self._pending is not None
             if newer_instruction:
                 return None
@@ -119,14 +102,13 @@ class VlmNode(Node):
         if image_msg is None:
             self._report(DiagnosticStatus.ERROR, f"no fresh camera image for {instruction!r}", instruction)
             return
-        with self._lock:
-            info, camera_pose, ee_pose, scene_json = (self._camera_info, self._camera_pose, self._ee_pose,
-                                                      self._scene_json)
+        info, camera_pose, ee_pose, scene = self.latest.get("camera_info", "camera_pose", "ee_pose", "scene")
         try:
             image = image_to_rgb(image_msg)
             camera = camera_from_msg(info, pose_from_msg(camera_pose).matrix()) if info and camera_pose else None
             request = VlmRequest(image=image, instruction=instruction, camera=camera,
-                                 tcp_pose=pose_from_msg(ee_pose) if ee_pose else None, scene_json=scene_json)
+                                 tcp_pose=pose_from_msg(ee_pose) if ee_pose else None,
+                                 scene_json=scene.data if scene else None)
             query_started = time.monotonic()
             answer = self.backend.query(request)
             query_sec = time.monotonic() - query_started

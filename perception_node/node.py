@@ -5,7 +5,6 @@ backend lowers the output rate instead of building a queue.
 """
 from __future__ import annotations
 
-import threading
 import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -17,7 +16,9 @@ from hamster_core.drawing import draw_masks
 from hamster_core.instruction import parse_pick_place_instruction
 from hamster_msgs.msg import GroundingMasks
 from hamster_ros import interfaces as topics
-from hamster_ros.conversions import ConversionError, image_to_numpy, image_to_rgb, masks_to_msg, numpy_to_image
+from hamster_ros.conversions import (ConversionError, image_to_numpy, image_to_rgb, masks_to_msg, numpy_to_image,
+                                     stamp_to_seconds)
+from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import declare, run_node
 from perception_node.backends import PERCEPTION_BACKENDS, PerceptionFrame
 
@@ -31,36 +32,20 @@ class PerceptionNode(Node):
         backend_name = declare(self, "backend", "sim_ground_truth", "Perception backend, by registered name.")
         self.backend = PERCEPTION_BACKENDS.create(backend_name)
         self.publish_overlay = declare(self, "publish_overlay", True, "Publish the masks drawn on the image.")
-        self._lock = threading.Lock()
-        self._image: Image | None = None
-        self._segmentation: Image | None = None
-        self._scene_json: str | None = None
         self._processed_stamp = None
 
         inputs = ReentrantCallbackGroup()
-        self.create_subscription(Image, topics.COLOR_IMAGE, self._on_image, topics.SENSOR, callback_group=inputs)
-        self.create_subscription(Image, topics.SEGMENTATION, self._on_segmentation, topics.SENSOR,
-                                 callback_group=inputs)
-        self.create_subscription(String, topics.SIM_SCENE, self._on_scene, topics.LATCHED, callback_group=inputs)
+        self.latest = LatestMessages(self, inputs)
+        self.latest.subscribe("image", Image, topics.COLOR_IMAGE, topics.SENSOR)
+        self.latest.subscribe("segmentation", Image, topics.SEGMENTATION, topics.SENSOR)
+        self.latest.subscribe("scene", String, topics.SIM_SCENE, topics.LATCHED)
         self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, topics.LATCHED,
                                  callback_group=inputs)
         self.masks_pub = self.create_publisher(GroundingMasks, topics.MASKS, topics.SENSOR)
-        self.overlay_pub = self.create_publisher(Image, "/hamster/masks_image", topics.SENSOR)
+        self.overlay_pub = self.create_publisher(Image, topics.MASKS_IMAGE, topics.SENSOR)
         rate = declare(self, "max_rate_hz", 30.0, "Upper bound on processed frames per second.")
         self.create_timer(1.0 / rate, self._process_newest, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"backend={backend_name}")
-
-    def _on_image(self, msg):
-        with self._lock:
-            self._image = msg
-
-    def _on_segmentation(self, msg):
-        with self._lock:
-            self._segmentation = msg
-
-    def _on_scene(self, msg):
-        with self._lock:
-            self._scene_json = msg.data
 
     def _on_instruction(self, msg):
         try:
@@ -73,8 +58,7 @@ class PerceptionNode(Node):
         self.get_logger().info(f"queries: {TARGET_LABEL}={target!r} {PLACEMENT_LABEL}={placement!r}")
 
     def _process_newest(self):
-        with self._lock:
-            image, segmentation, scene_json = self._image, self._segmentation, self._scene_json
+        image, segmentation, scene = self.latest.get("image", "segmentation", "scene")
         if image is None or image.header.stamp == self._processed_stamp or not self.backend.queries:
             return
         synced = segmentation is not None and segmentation.header.stamp == image.header.stamp
@@ -86,8 +70,8 @@ class PerceptionNode(Node):
             rgb = image_to_rgb(image)
             labels = image_to_numpy(segmentation) if synced else None
             detections = self.backend.process(PerceptionFrame(
-                stamp=image.header.stamp.sec + image.header.stamp.nanosec * 1e-9, rgb=rgb,
-                segmentation=labels, scene_json=scene_json))
+                stamp=stamp_to_seconds(image.header.stamp), rgb=rgb,
+                segmentation=labels, scene_json=scene.data if scene else None))
         except (ConversionError, ValueError) as error:
             self.get_logger().error(f"frame skipped: {error}", throttle_duration_sec=2.0)
             return

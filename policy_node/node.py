@@ -11,7 +11,6 @@ import json
 import threading
 import time
 
-import numpy as np
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -30,6 +29,7 @@ from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import (ConversionError, camera_from_msg, masks_from_msg, path_from_msg,
                                      pointcloud2_to_numpy, pose_from_msg, pose_to_msg, stamp_to_seconds)
+from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import declare, run_node
 
 
@@ -68,14 +68,9 @@ class PolicyNode(Node):
                                      "Drop a plan computed on an observation older than this."))
 
         self._lock = threading.Lock()
-        self._cloud_msg: PointCloud2 | None = None
-        self._camera_info: CameraInfo | None = None
-        self._camera_pose = None
         self._ee_pose = None
         self._ee_stamp: float | None = None
         self._gripper_width = 0.0
-        self._path_msg: Path2D | None = None
-        self._masks_msg: GroundingMasks | None = None
         self._episode_active = False
         self._stop_requested = threading.Event()
         self._last_status: ExecutorStatus | None = None
@@ -84,16 +79,16 @@ class PolicyNode(Node):
         self._executor_lock = threading.Lock()  # the control tick and the episode thread both drive it
 
         inputs = ReentrantCallbackGroup()
-        self.create_subscription(PointCloud2, topics.POINTS, self._on_cloud, topics.SENSOR, callback_group=inputs)
-        self.create_subscription(CameraInfo, topics.COLOR_INFO, self._on_camera_info, topics.SENSOR,
-                                 callback_group=inputs)
-        self.create_subscription(PoseStamped, topics.CAMERA_POSE, self._on_camera_pose, topics.LATCHED,
-                                 callback_group=inputs)
+        self.latest = LatestMessages(self, inputs)
+        self.latest.subscribe("cloud", PointCloud2, topics.POINTS, topics.SENSOR)
+        self.latest.subscribe("camera_info", CameraInfo, topics.COLOR_INFO, topics.SENSOR)
+        self.latest.subscribe("camera_pose", PoseStamped, topics.CAMERA_POSE, topics.LATCHED)
+        self.latest.subscribe("path", Path2D, topics.PATH, topics.LATCHED)
+        self.latest.subscribe("masks", GroundingMasks, topics.MASKS, topics.SENSOR)
+        # Robot state is converted on arrival: the control loop reads it every tick.
         self.create_subscription(PoseStamped, topics.EE_POSE, self._on_ee_pose, topics.SENSOR, callback_group=inputs)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_states, topics.SENSOR,
                                  callback_group=inputs)
-        self.create_subscription(Path2D, topics.PATH, self._on_path, topics.LATCHED, callback_group=inputs)
-        self.create_subscription(GroundingMasks, topics.MASKS, self._on_masks, topics.SENSOR, callback_group=inputs)
         self.target_pub = self.create_publisher(PoseStamped, topics.CARTESIAN_TARGET, topics.COMMAND)
         self.gripper_pub = self.create_publisher(GripperCommand, topics.GRIPPER_COMMAND, topics.EVENTS)
         self.instruction_pub = self.create_publisher(String, topics.INSTRUCTION, topics.LATCHED)
@@ -128,23 +123,6 @@ class PolicyNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_cloud(self, msg):
-        with self._lock:
-            self._cloud_msg = msg
-
-    def _on_camera_info(self, msg):
-        with self._lock:
-            self._camera_info = msg
-
-    def _on_camera_pose(self, msg):
-        try:
-            pose = pose_from_msg(msg)
-        except ValueError as error:
-            self.get_logger().error(f"ignoring invalid camera pose: {error}")
-            return
-        with self._lock:
-            self._camera_pose = pose
-
     def _on_ee_pose(self, msg):
         try:
             pose = pose_from_msg(msg)
@@ -159,14 +137,6 @@ class PolicyNode(Node):
         if all(name in positions for name in self.gripper_joints):
             with self._lock:
                 self._gripper_width = float(sum(positions[name] for name in self.gripper_joints))
-
-    def _on_path(self, msg):
-        with self._lock:
-            self._path_msg = msg
-
-    def _on_masks(self, msg):
-        with self._lock:
-            self._masks_msg = msg
 
     def _on_stop(self, request, response):
         self._stop_requested.set()
@@ -320,16 +290,16 @@ class PolicyNode(Node):
     def _observation(self, instruction: str, episode_start: float) -> tuple[Observation | None, str | None]:
         """The newest inputs as an Observation, or (None, what is still missing)."""
         now = self._now()
+        cloud_msg, info, camera_pose_msg, path_msg, masks_msg = self.latest.get(
+            "cloud", "camera_info", "camera_pose", "path", "masks")
         with self._lock:
-            cloud_msg, info, camera_pose = self._cloud_msg, self._camera_info, self._camera_pose
             ee_pose, ee_stamp, width = self._ee_pose, self._ee_stamp, self._gripper_width
-            path_msg, masks_msg = self._path_msg, self._masks_msg
         if ee_pose is None or now - ee_stamp > self.executor_core.stale_after_sec:
             return None, "a fresh end-effector pose"
         if cloud_msg is None or now - stamp_to_seconds(cloud_msg.header.stamp) > self.max_input_age:
             return None, "a fresh point cloud"
         needs = self.policy.required_inputs
-        if "camera" in needs and (info is None or camera_pose is None):
+        if "camera" in needs and (info is None or camera_pose_msg is None):
             return None, "camera info and camera pose"
         path = None
         if path_msg is not None and path_msg.instruction == instruction \
@@ -350,7 +320,9 @@ class PolicyNode(Node):
             return None, "grounding masks"
         try:
             points, colors = pointcloud2_to_numpy(cloud_msg)
-            camera = camera_from_msg(info, camera_pose.matrix()) if info is not None and camera_pose else None
+            camera = None
+            if info is not None and camera_pose_msg is not None:
+                camera = camera_from_msg(info, pose_from_msg(camera_pose_msg).matrix())
         except (ConversionError, ValueError) as error:
             self.get_logger().error(f"ignoring invalid input: {error}", throttle_duration_sec=5.0)
             return None, "valid camera and point cloud"
