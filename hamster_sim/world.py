@@ -22,7 +22,7 @@ import importlib.util  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hamster_core.camera import PinholeCamera  # noqa: E402
+from hamster_core.camera import PinholeCamera, look_at  # noqa: E402
 from hamster_core.geometry import Pose  # noqa: E402
 from hamster_sim.ik import DifferentialIK  # noqa: E402
 from hamster_sim.scene import (  # noqa: E402
@@ -162,18 +162,8 @@ def _box_corners(box) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _look_at_rotation(position: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Rotation of a MuJoCo camera (x right, y up, looking along -z) at position looking at target."""
-    forward = target - position
-    if np.linalg.norm(forward) < 1e-6:
-        raise ValueError(f"camera_target {target} coincides with camera_position {position}")
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    if np.linalg.norm(right) < 1e-6:
-        raise ValueError("the camera must not look straight up or down (its image up direction is undefined)")
-    right /= np.linalg.norm(right)
-    up = np.cross(right, forward)
-    return np.column_stack([right, up, -forward])
+# MuJoCo cameras have y up and look along -z; the ROS optical frame has y down and looks along +z.
+OPTICAL_FROM_MUJOCO_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 
 def _yaw_quaternion_wxyz(yaw: float) -> list[float]:
@@ -256,7 +246,8 @@ class FrankaWorld:
             raise ValueError(f"mesh_cell must be in [0, 0.02] m, got {mesh_cell!r}")
         self._mesh_cell = float(mesh_cell)
         self._camera_position = _vector3(camera_position, "camera_position")
-        self._camera_rotation = _look_at_rotation(self._camera_position, _vector3(camera_target, "camera_target"))
+        self._camera_rotation = look_at(self._camera_position, _vector3(camera_target, "camera_target"))[:3, :3] \
+            @ OPTICAL_FROM_MUJOCO_CAMERA
         self._workspace_box_option = None if workspace_box is None else _box_corners(workspace_box)
         self._renderer = None
         self._build(scene)
@@ -403,8 +394,7 @@ class FrankaWorld:
     def camera(self) -> PinholeCamera:
         """Intrinsics and ROS optical-frame pose (x right, y down, z forward) of the rendered images."""
         base_from_camera = np.eye(4)
-        # MuJoCo cameras have y up and look along -z: flip y and z to get the optical frame.
-        base_from_camera[:3, :3] = self.data.cam_xmat[self._camera_id].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+        base_from_camera[:3, :3] = self.data.cam_xmat[self._camera_id].reshape(3, 3) @ OPTICAL_FROM_MUJOCO_CAMERA
         base_from_camera[:3, 3] = self.data.cam_xpos[self._camera_id]
         width, height = self._image_size
         return PinholeCamera.from_fovy(width, height, self._fovy, base_from_camera)
