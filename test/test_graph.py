@@ -86,3 +86,23 @@ def test_launch_file_is_a_thin_layer_over_describe_graph():
     arguments = ast.literal_eval(next(node.value for node in tree.body if isinstance(node, ast.Assign)
                                       and node.targets[0].id == "ARGUMENTS"))
     assert set(arguments) == {"policy", "vlm_backend", "perception_backend", "robot", "seed"}
+
+
+def test_franka_graph_drops_the_simulator_remaps_to_franka_ros2_and_uses_wall_time():
+    """robot:=franka with backends that need no simulator (stand-ins registered here for the test)."""
+    from hamster_vlm_node.backends.base import VLM_BACKENDS, VlmBackend
+    from perception_node.backends.base import PERCEPTION_BACKENDS, PerceptionBackend
+    if "graph_test_vlm" not in VLM_BACKENDS.names():
+        VLM_BACKENDS.register("graph_test_vlm")(type("GraphTestVlm", (VlmBackend,), {"query": lambda self, r: ""}))
+        PERCEPTION_BACKENDS.register("graph_test_perception")(
+            type("GraphTestPerception", (PerceptionBackend,), {"process": lambda self, f: []}))
+    nodes = by_name(describe_graph(robot="franka", vlm_backend="graph_test_vlm",
+                                   perception_backend="graph_test_perception"))
+    assert "sim_node" not in nodes
+    policy = nodes["policy_node"]
+    assert [Path(p).name for p in policy.parameter_files] == ["runtime.yaml", "franka.yaml"]
+    assert policy.parameters["use_sim_time"] is False
+    remaps = dict(policy.remappings)
+    assert remaps["/robot/cartesian_target"] == "/cartesian_impedance_controller/equilibrium_pose"
+    assert remaps["/robot/ee_pose"] == "/franka_robot_state_broadcaster/current_pose"
+    assert all(dict(spec.remappings) == remaps for spec in nodes.values())
