@@ -52,9 +52,9 @@ class DemoError(RuntimeError):
 
 
 def run_demo(args) -> dict:
-    from hamster_ros.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_sigterm
+    from hamster_ros.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_signals
 
-    stop_on_sigterm()
+    stop_on_signals()
 
     env = ros_environment(args.domain_id)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})

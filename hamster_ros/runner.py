@@ -79,11 +79,13 @@ class GraphRunner:
                     pass
 
 
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so `with GraphRunner(...)` and `finally` blocks stop the children
-    (they run in their own sessions and would otherwise outlive a terminated parent)."""
+def stop_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, so `with GraphRunner(...)` and `finally` blocks stop the
+    children (they run in their own sessions and would otherwise outlive their parent). SIGINT is set
+    explicitly: a process started in the background by a non-interactive shell inherits it ignored."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
 
 
@@ -110,7 +112,7 @@ def main(argv=None):
         specs = graph_from_arguments(args)
     except ValueError as error:
         parser.error(str(error))
-    stop_on_sigterm()
+    stop_on_signals()
     runner = GraphRunner(specs, args.log_dir)
     with runner:
         print(f"started {', '.join(f'{name} (pid {p.pid})' for name, p in runner.processes.items())}; "

@@ -170,13 +170,13 @@ class SimNode(Node):
                                              image_height=height)
             self._publish_scene(world)
             self._simulate(world)
-            self._fail_requests(RuntimeError("the simulation has stopped"))
         except Exception as error:  # a dead simulation must not look alive: end the node
-            if not rclpy.ok():
-                return  # shutting down: publishers are already gone
-            self.get_logger().fatal(f"simulation stopped: {type(error).__name__}: {error}")
-            self._fail_requests(error)
-            rclpy.try_shutdown()
+            if rclpy.ok():  # (when shutting down, publishers are already gone: nothing to report)
+                self.get_logger().fatal(f"simulation stopped: {type(error).__name__}: {error}")
+                rclpy.try_shutdown()
+        finally:
+            # Whoever waits on the simulation (the constructor, a service) must not wait for a dead thread.
+            self._fail_requests(RuntimeError("the simulation has stopped"))
 
     def _fail_requests(self, error: Exception):
         while True:

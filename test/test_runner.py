@@ -22,13 +22,15 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_terminating_the_runner_stops_every_node(tmp_path, sig):
-    """Regression: a runner killed by `timeout` (SIGTERM) used to leave its nodes running, orphaned."""
+    """Regression: a runner killed by `timeout` (SIGTERM), or interrupted after being started in the background
+    (SIGINT inherited as ignored), used to leave its nodes running, orphaned."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(200 + os.getpid() % 30))
     runner = subprocess.Popen([sys.executable, "-m", "hamster_ros.runner", "--log-dir", str(tmp_path)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids = []
     try:
         first_line = runner.stdout.readline()
-        pids = [int(p) for p in re.findall(r"pid (\d+)", first_line)]
+        pids += [int(p) for p in re.findall(r"pid (\d+)", first_line)]
         assert len(pids) == 4, first_line
         time.sleep(3)  # let the nodes get into rclpy
         runner.send_signal(sig)
@@ -39,6 +41,11 @@ def test_terminating_the_runner_stops_every_node(tmp_path, sig):
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+        for pid in pids:  # never leave nodes behind, even when the test fails
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_runner_rejects_unknown_policy_with_its_name():
