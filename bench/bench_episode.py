@@ -1,7 +1,8 @@
-"""End-to-end episodes in the simulator through the real graph: success, wall time, command stream rate and
-jitter as a subscriber sees it, simulator real-time factor. Prints one JSON object.
+"""End-to-end episodes in the simulator through the real graph: success, wall time, the target stream's rate
+and jitter as the policy node produced it (stream_*) and as a subscriber received it (command_*), simulator
+real-time factor. Prints one JSON object.
 
-    .venv/bin/python bench/bench_episode.py [--seeds 0 1 2]
+    .venv/bin/python bench/bench_episode.py [--seeds 0 1 2 ...]   (default: seeds 0-9)
 """
 import argparse
 import json
@@ -15,7 +16,7 @@ import numpy as np
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     args = parser.parse_args()
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(60 + os.getpid() % 40)))
@@ -41,6 +42,9 @@ def main():
         "command_rate_hz_mean": round(float(np.mean(values("command_rate_hz"))), 1),
         "command_interval_p50_ms_mean": round(float(np.mean(values("command_interval_p50_ms"))), 2),
         "command_interval_p99_ms_max": round(float(np.max(values("command_interval_p99_ms"))), 2),
+        "stream_rate_hz_mean": round(float(np.mean(values("stream_rate_hz"))), 1),
+        "stream_interval_p50_ms_mean": round(float(np.mean(values("stream_interval_p50_ms"))), 2),
+        "stream_interval_p99_ms_max": round(float(np.max(values("stream_interval_p99_ms"))), 2),
         "sim_real_time_factor_mean": round(float(np.mean(values("sim_real_time_factor"))), 3),
         "per_episode": episodes,
     }

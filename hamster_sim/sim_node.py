@@ -108,6 +108,8 @@ class SimNode(Node):
         """Run `function(world)` on the simulation thread between two physics steps; return its result."""
         future = Future()
         self._requests.put((function, future))
+        if not self._thread.is_alive():
+            self._fail_requests(RuntimeError("the simulation has stopped"))
         return future.result(timeout=timeout)
 
     # -- commands -------------------------------------------------------------------------------------

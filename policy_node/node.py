@@ -75,6 +75,7 @@ class PolicyNode(Node):
         self._stop_requested = threading.Event()
         self._last_status: ExecutorStatus | None = None
         self._progress = 0.0
+        self._episode_start = 0.0
         self._tick_stats = IntervalStats(window=int(10 * rate_hz))  # the last 10 s of the stream
         self._executor_lock = threading.Lock()  # the control tick and the episode thread both drive it
 
