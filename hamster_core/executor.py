@@ -16,6 +16,8 @@ import numpy as np
 from hamster_core.geometry import Pose, quaternion_angle, slerp
 from hamster_core.path2d import GripperState
 
+WORKSPACE_TOLERANCE = 0.01  # m a measured pose may stray outside the box (controller overshoot at its faces)
+
 
 @dataclass(frozen=True)
 class SafetyLimits:
@@ -49,6 +51,9 @@ class SafetyLimits:
         return np.clip(position, self.workspace_min, self.workspace_max)
 
 
+MIN_GRIPPER_DWELL_SEC = 0.2
+
+
 @dataclass(frozen=True)
 class GripperSettings:
     open_width: float = 0.08
@@ -62,8 +67,9 @@ class GripperSettings:
         for name in ("speed", "grasp_force"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.dwell_sec <= 10:
-            raise ValueError(f"dwell_sec must be in [0, 10], got {self.dwell_sec}")
+        # The arm must not move on while the fingers are still closing or opening.
+        if not MIN_GRIPPER_DWELL_SEC <= self.dwell_sec <= 10:
+            raise ValueError(f"dwell_sec must be in [{MIN_GRIPPER_DWELL_SEC}, 10], got {self.dwell_sec}")
 
 
 @dataclass(frozen=True)
@@ -93,13 +99,14 @@ class ExecutorStatus(str, enum.Enum):
     EXECUTING = "executing"
     DONE = "done"                      # reached the last keyframe
     HOLDING_STALE = "holding_stale_input"
-    HOLDING_TRACKING = "holding_tracking_error"
-    STOPPED = "stopped"                # explicit stop; only a new plan or start() resumes
+    HOLDING_TRACKING = "holding_tracking_error"   # re-seeded at the measured pose, plan paused
+    STOPPED = "stopped"                # explicit stop; sticky until clear_stop()
+    OUTSIDE_WORKSPACE = "outside_workspace"       # the robot is outside the box: nothing is sent
 
 
 @dataclass(frozen=True)
 class ExecutorCommand:
-    target: Pose
+    target: Pose | None                # None: send nothing this tick
     gripper: GripperGoal | None
     status: ExecutorStatus
     progress: float                    # 0..1 along the plan's duration
@@ -154,22 +161,31 @@ class CartesianExecutor:
         return self._last_target
 
     def start(self, measured: Pose, now: float) -> None:
-        """Begin holding the measured pose (clipped into the workspace). Clears any plan and stop."""
+        """Begin holding the measured pose. Raises ValueError when it is outside the workspace: a target
+        clipped into the box could be far from the arm, and the controller would pull it there unlimited."""
+        if not self.limits.inside(measured.position, tolerance=WORKSPACE_TOLERANCE):
+            raise ValueError(f"the robot is at {np.round(measured.position, 3).tolist()}, outside the workspace "
+                             f"{self.limits.workspace_min}..{self.limits.workspace_max}: move it in by hand")
         self._last_target = Pose(self.limits.clip(measured.position), measured.orientation)
         self._last_time = now
         self._segments = []
-        self._stopped = False
 
     def stop(self) -> None:
-        """Halt at the last target now; the next update already holds it."""
+        """Halt at the last target now; the next update already holds it. Sticky: plans are refused until
+        clear_stop(), so a plan computed while the stop arrived cannot override it."""
         self._segments = []
         self._stopped = True
+
+    def clear_stop(self) -> None:
+        self._stopped = False
 
     def set_keyframes(self, keyframes: list[Keyframe], observation_stamp: float, now: float) -> None:
         """Replace the plan, starting from the last commanded target. Raises ValueError for a late or
         invalid plan (nothing changes then)."""
         if not self.started:
             raise ValueError("executor has no measured pose yet; call start() first")
+        if self._stopped:
+            raise ValueError("executor is stopped; a new episode clears the stop")
         age = now - observation_stamp
         if age > self.max_plan_age_sec:
             raise ValueError(f"plan is {age:.2f} s old (observation stamp {observation_stamp:.3f}), "
@@ -196,7 +212,6 @@ class CartesianExecutor:
         self._segments = segments
         self._plan_clock = 0.0
         self._next_segment = 0
-        self._stopped = False
 
     # -- control tick ---------------------------------------------------------------------------------
     def update(self, now: float, measured: Pose | None, measured_stamp: float | None) -> ExecutorCommand | None:
@@ -209,12 +224,17 @@ class CartesianExecutor:
         dt_motion = min(dt, 2.0 / self.rate_hz)
 
         stale = measured is None or measured_stamp is None or now - measured_stamp > self.stale_after_sec
-        if self._stopped:
-            return self._hold(ExecutorStatus.STOPPED)
         if stale:
             return self._hold(ExecutorStatus.HOLDING_STALE)
+        if not self.limits.inside(measured.position, tolerance=WORKSPACE_TOLERANCE):
+            return ExecutorCommand(None, None, ExecutorStatus.OUTSIDE_WORKSPACE, 0.0, False)
         if np.linalg.norm(measured.position - self._last_target.position) > self.limits.max_tracking_error:
+            # The arm is not where it was sent (pushed, blocked, reset, a controller restart): never keep
+            # pulling it back to an old target. Hold where it is; the plan resumes from there, step-limited.
+            self._last_target = Pose(self.limits.clip(measured.position), measured.orientation)
             return self._hold(ExecutorStatus.HOLDING_TRACKING)
+        if self._stopped:
+            return self._hold(ExecutorStatus.STOPPED)
         if not self._segments:
             return self._hold(ExecutorStatus.IDLE)
 

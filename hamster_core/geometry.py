@@ -102,3 +102,20 @@ class Pose:
 
 # The Franka hand pointing straight down (its z axis along the base's -z), fingers along the base y axis.
 TOP_DOWN = np.array([1.0, 0.0, 0.0, 0.0])
+
+
+def top_down_orientation(yaw: float) -> np.ndarray:
+    """TOP_DOWN turned by `yaw` radians about the base z axis (x, y, z, w)."""
+    return quaternion_multiply(np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)]), TOP_DOWN)
+
+
+def distances_to_segment(points, a, b) -> np.ndarray:
+    """Distance of each point (N, D) to the segment from a to b."""
+    points = np.asarray(points, dtype=float)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    direction = b - a
+    length_squared = float(direction @ direction)
+    if length_squared == 0.0:
+        return np.linalg.norm(points - a, axis=1)
+    t = np.clip((points - a) @ direction / length_squared, 0.0, 1.0)
+    return np.linalg.norm(points - (a + t[:, None] * direction), axis=1)

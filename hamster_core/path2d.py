@@ -19,6 +19,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from hamster_core.geometry import distances_to_segment
+
 
 class GripperState(IntEnum):
     """Same values as the GRIPPER_* constants of hamster_msgs/Path2D."""
@@ -339,7 +341,7 @@ def simplify_rdp(path: Path2D, epsilon: float = 0.05) -> Path2D:
         start, end = stack.pop()
         if end - start < 2:
             continue
-        distances = _distances_to_segment(points[start + 1:end], points[start], points[end])
+        distances = distances_to_segment(points[start + 1:end], points[start], points[end])
         farthest = int(np.argmax(distances))
         if distances[farthest] > epsilon:
             split = start + 1 + farthest
@@ -347,15 +349,6 @@ def simplify_rdp(path: Path2D, epsilon: float = 0.05) -> Path2D:
             stack.append((start, split))
             stack.append((split, end))
     return Path2D(points[keep], path.gripper[keep])
-
-
-def _distances_to_segment(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    direction = b - a
-    length_squared = float(direction @ direction)
-    if length_squared == 0.0:
-        return np.linalg.norm(points - a, axis=1)
-    t = np.clip((points - a) @ direction / length_squared, 0.0, 1.0)
-    return np.linalg.norm(points - (a + t[:, None] * direction), axis=1)
 
 
 def resample(path: Path2D, n: int) -> Path2D:

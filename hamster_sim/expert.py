@@ -5,11 +5,10 @@ import math
 
 import numpy as np
 
-from hamster_core.geometry import TOP_DOWN, Pose, quaternion_multiply
+from hamster_core.geometry import Pose, top_down_orientation
+from hamster_core.path2d import GripperState
 from hamster_sim.scene import CONTAINER_BASE_THICKNESS, ObjectSpec, SceneDescription
 
-GRIPPER_OPEN = 0
-GRIPPER_CLOSED = 1
 
 
 def grasp_yaw(obj: ObjectSpec) -> float:
@@ -21,12 +20,6 @@ def grasp_yaw(obj: ObjectSpec) -> float:
     if obj.shape == "cylinder":
         return 0.0
     return (obj.yaw + math.pi / 4) % (math.pi / 2) - math.pi / 4
-
-
-def top_down_orientation(yaw: float) -> np.ndarray:
-    """TOP_DOWN turned by yaw about the base z axis (x, y, z, w)."""
-    about_z = np.array([0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)])
-    return quaternion_multiply(about_z, TOP_DOWN)
 
 
 def grasp_height(obj: ObjectSpec, grasp_depth: float) -> float:
@@ -70,11 +63,11 @@ def expert_keyframes(scene: SceneDescription, start: Pose, *, approach_height: f
         return Pose(np.array([px, py, pz]), orientation)
 
     return [
-        (start, GRIPPER_OPEN),
-        (pose(x, y, grasp_z + approach_height), GRIPPER_OPEN),
-        (pose(x, y, grasp_z), GRIPPER_CLOSED),
-        (pose(x, y, carry_z), GRIPPER_CLOSED),
-        (pose(cx, cy, max(carry_z, release_z)), GRIPPER_CLOSED),
-        (pose(cx, cy, release_z), GRIPPER_OPEN),
-        (pose(cx, cy, max(carry_z, release_z)), GRIPPER_OPEN),
+        (start, GripperState.OPEN),
+        (pose(x, y, grasp_z + approach_height), GripperState.OPEN),
+        (pose(x, y, grasp_z), GripperState.CLOSED),
+        (pose(x, y, carry_z), GripperState.CLOSED),
+        (pose(cx, cy, max(carry_z, release_z)), GripperState.CLOSED),
+        (pose(cx, cy, release_z), GripperState.OPEN),
+        (pose(cx, cy, max(carry_z, release_z)), GripperState.OPEN),
     ]

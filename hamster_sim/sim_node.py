@@ -167,6 +167,7 @@ class SimNode(Node):
                                                  self._header(self.base_frame)))
 
     def _run(self, seed: int, width: int, height: int):
+        world = None
         try:
             world = FrankaWorld(sample_scene(seed, SceneConfig()), image_width=width,
                                              image_height=height)
@@ -179,6 +180,8 @@ class SimNode(Node):
         finally:
             # Whoever waits on the simulation (the constructor, a service) must not wait for a dead thread.
             self._fail_requests(RuntimeError("the simulation has stopped"))
+            if world is not None:
+                world.close()  # its OpenGL context belongs to this thread
 
     def _fail_requests(self, error: Exception):
         while True:
@@ -197,7 +200,7 @@ class SimNode(Node):
                 return
             try:
                 result = function(world)
-            except ValueError as error:  # a rejected command or request; the simulation goes on
+            except Exception as error:  # a rejected command or failed request; the simulation goes on
                 if future is None:
                     self.get_logger().error(f"command rejected: {error}", throttle_duration_sec=1.0)
                 else:

@@ -81,7 +81,11 @@ class VlmNode(Node):
             with self._lock:
                 pending, self._pending = self._pending, None
             if pending and pending[0]:
-                self._answer(*pending)
+                try:
+                    self._answer(*pending)
+                except Exception as error:  # a backend bug must not end the worker: report and go on
+                    self._report(DiagnosticStatus.ERROR, f"no path for {pending[0]!r}: unexpected "
+                                 f"{type(error).__name__}: {error}", pending[0])
 
     def _fresh_image(self, since: float, deadline: float) -> Image | None:
         """The first camera image stamped after `since`: a path must describe the scene as it is now."""

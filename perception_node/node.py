@@ -75,6 +75,10 @@ class PerceptionNode(Node):
         except (ConversionError, ValueError) as error:
             self.get_logger().error(f"frame skipped: {error}", throttle_duration_sec=2.0)
             return
+        except Exception as error:  # a backend bug must not end the node: report and take the next frame
+            self.get_logger().error(f"frame skipped: unexpected {type(error).__name__}: {error}",
+                                    throttle_duration_sec=2.0)
+            return
         self.masks_pub.publish(masks_to_msg(image.header, [d.label for d in detections],
                                             [d.phrase for d in detections], [d.mask for d in detections],
                                             [d.score for d in detections], [d.box for d in detections]))

@@ -175,20 +175,27 @@ class PolicyNode(Node):
             if not self.executor_core.started:
                 if measured is None or now - measured_stamp > self.executor_core.stale_after_sec:
                     return  # nothing is sent until a fresh measured pose exists to hold
-                self.executor_core.start(measured, now)
+                try:
+                    self.executor_core.start(measured, now)
+                except ValueError as error:
+                    self.get_logger().error(f"not streaming: {error}", throttle_duration_sec=5.0)
+                    return
             command = self.executor_core.update(now, measured, measured_stamp)
+            # Under the lock, so an episode thread that just set a new plan never sees the old plan's DONE.
+            status_changed = command.status != self._last_status
+            self._last_status, self._progress = command.status, command.progress
+        self._tick_stats.tick(time.monotonic())
         header = Header(frame_id=self.base_frame, stamp=self.get_clock().now().to_msg())
-        self.target_pub.publish(pose_to_msg(command.target, header))
+        if command.target is not None:
+            self.target_pub.publish(pose_to_msg(command.target, header))
         if command.gripper is not None:
             goal = command.gripper
             self.gripper_pub.publish(GripperCommand(
                 header=header, command=GripperCommand.GRASP if goal.grasp else GripperCommand.MOVE,
                 width=goal.width, speed=goal.speed, force=goal.force, epsilon_inner=0.08, epsilon_outer=0.08))
-        self._tick_stats.tick(time.monotonic())
-        self._progress = command.progress
-        if command.status != self._last_status:
-            self._last_status = command.status
-            self.get_logger().info(f"executor: {command.status.value}")
+        if status_changed:
+            (self.get_logger().error if command.status == ExecutorStatus.OUTSIDE_WORKSPACE
+             else self.get_logger().info)(f"executor: {command.status.value}")
             self._publish_status()
 
     def _publish_status(self):
@@ -199,23 +206,25 @@ class PolicyNode(Node):
 
     # -- episodes -------------------------------------------------------------------------------------
     def _accept_goal(self, goal):
-        if self._episode_active:
-            self.get_logger().error("rejecting episode: another one is running")
-            return GoalResponse.REJECT
         if not goal.instruction.strip():
             self.get_logger().error("rejecting episode: empty instruction")
             return GoalResponse.REJECT
+        with self._lock:  # test and set together: two goals at once must not both get in
+            if self._episode_active:
+                self.get_logger().error("rejecting episode: another one is running")
+                return GoalResponse.REJECT
+            self._episode_active = True
         return GoalResponse.ACCEPT
 
     def _run_episode(self, goal_handle):
-        self._episode_active = True
         try:
             success, message = self._episode(goal_handle)
         except Exception as error:  # the node must stay up and the arm hold whatever went wrong
             self._halt()
             success, message = False, f"episode failed: {type(error).__name__}: {error}"
         finally:
-            self._episode_active = False
+            with self._lock:
+                self._episode_active = False
         result = RunEpisode.Result(success=success, message=message,
                                    duration_sec=self._now() - self._episode_start)
         (self.get_logger().info if success else self.get_logger().error)(f"episode ended: {message}")
@@ -239,6 +248,8 @@ class PolicyNode(Node):
         timeout = goal_handle.request.timeout_sec or self.episode_timeout
         self._episode_start = start = self._now()
         self._stop_requested.clear()
+        with self._executor_lock:
+            self.executor_core.clear_stop()
         self.policy.reset()
         self.get_logger().info(f"episode: {instruction!r} (timeout {timeout:.0f} s)")
         self.instruction_pub.publish(String(data=instruction))
@@ -267,7 +278,7 @@ class PolicyNode(Node):
             self._feedback(goal_handle, "planning")
             try:
                 output = self.policy.select_action(observation)
-                with self._executor_lock:
+                with self._executor_lock:  # refuses the plan if a stop arrived while it was computed
                     self.executor_core.set_keyframes(output.keyframes, observation.stamp, self._now())
                     self._last_status = None
             except (PolicyError, ValueError) as error:
@@ -287,6 +298,12 @@ class PolicyNode(Node):
                 time.sleep(0.05)
             if output.done:
                 return True, f"executed {len(output.keyframes)} keyframes"
+
+    def _masks_match(self, msg: GroundingMasks, instruction: str, episode_start: float, now: float) -> bool:
+        """Fresh masks grounded from this instruction (perception may still publish the previous one's)."""
+        stamp = stamp_to_seconds(msg.header.stamp)
+        grounded_here = all(phrase.lower() in instruction.lower() for phrase in msg.phrases)
+        return episode_start <= stamp and now - stamp <= self.max_input_age and grounded_here
 
     def _observation(self, instruction: str, episode_start: float) -> tuple[Observation | None, str | None]:
         """The newest inputs as an Observation, or (None, what is still missing)."""
@@ -312,7 +329,7 @@ class PolicyNode(Node):
         if "path" in needs and path is None:
             return None, f"a path for {instruction!r}"
         masks = {}
-        if masks_msg is not None and now - stamp_to_seconds(masks_msg.header.stamp) <= self.max_input_age:
+        if masks_msg is not None and self._masks_match(masks_msg, instruction, episode_start, now):
             try:
                 masks = masks_from_msg(masks_msg)
             except (ConversionError, ValueError) as error:

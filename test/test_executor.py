@@ -46,10 +46,49 @@ def test_holds_measured_pose_when_idle():
     np.testing.assert_allclose(command.target.position, [0.5, 0.0, 0.3])
 
 
-def test_start_outside_workspace_is_clipped_in():
+def test_refuses_to_start_outside_the_workspace():
+    """Regression: starting at the measured pose clipped into the box sent a far target the controller would
+    pull the arm to without any speed limit."""
     executor = make_executor()
-    executor.start(pose(1.5, 0.0, 0.0), 0.0)
-    assert LIMITS.inside(executor.last_target.position)
+    with pytest.raises(ValueError, match="outside the workspace"):
+        executor.start(pose(1.5, 0.0, 0.0), 0.0)
+    assert not executor.started
+
+
+def test_arm_leaving_the_workspace_stops_the_stream():
+    executor = make_executor()
+    executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    command = executor.update(DT, pose(0.5, 0.0, 0.9), DT)
+    assert command.status == ExecutorStatus.OUTSIDE_WORKSPACE and command.target is None
+
+
+def test_tracking_error_reseeds_at_the_measured_pose():
+    """Regression: after a reset or a push the held target stayed where it was, pulling the arm back to it."""
+    executor = make_executor()
+    executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    moved = pose(0.6, 0.2, 0.4)
+    command = executor.update(DT, moved, DT)
+    assert command.status == ExecutorStatus.HOLDING_TRACKING
+    np.testing.assert_allclose(command.target.position, moved.position)
+    assert executor.update(2 * DT, moved, 2 * DT).status == ExecutorStatus.IDLE
+
+
+def test_stop_is_sticky_until_cleared():
+    """Regression: a plan computed while a stop arrived used to clear the stop and move the arm."""
+    executor = make_executor()
+    executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    executor.stop()
+    with pytest.raises(ValueError, match="stopped"):
+        executor.set_keyframes([Keyframe(pose(0.6, 0.0, 0.3))], 0.0, 0.0)
+    assert executor.update(DT, pose(0.5, 0.0, 0.3), DT).status == ExecutorStatus.STOPPED
+    executor.clear_stop()
+    executor.set_keyframes([Keyframe(pose(0.6, 0.0, 0.3))], DT, DT)
+    assert executor.update(2 * DT, pose(0.5, 0.0, 0.3), 2 * DT).status == ExecutorStatus.EXECUTING
+
+
+def test_gripper_dwell_has_a_floor():
+    with pytest.raises(ValueError, match="dwell_sec"):
+        GripperSettings(dwell_sec=0.0)
 
 
 def test_reaches_keyframes_in_order_and_reports_done():
@@ -145,12 +184,16 @@ def test_stop_halts_on_the_next_tick():
     np.testing.assert_array_equal(after.target.position, commands[-1].target.position)
 
 
-def test_tracking_error_holds():
+def test_tracking_error_holds_and_the_plan_resumes_from_the_arm():
     executor = make_executor()
     executor.start(pose(0.5, 0.0, 0.3), 0.0)
     executor.set_keyframes([Keyframe(pose(0.7, 0.0, 0.3))], 0.0, 0.0)
-    command = executor.update(DT, pose(0.5, 0.0, 0.1), DT)     # robot 20 cm away from the command
+    blocked = pose(0.5, 0.0, 0.1)                               # robot 20 cm away from the command
+    command = executor.update(DT, blocked, DT)
     assert command.status == ExecutorStatus.HOLDING_TRACKING
+    resumed = executor.update(2 * DT, blocked, 2 * DT)
+    assert resumed.status == ExecutorStatus.EXECUTING
+    assert np.linalg.norm(resumed.target.position - blocked.position) <= LIMITS.max_linear_speed * DT + 1e-9
 
 
 def test_gripper_waits_for_arrival_then_dwells():

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from hamster_core.geometry import TOP_DOWN, Pose, quaternion_to_matrix
 from hamster_core.instruction import parse_pick_place_instruction
-from hamster_sim.expert import GRIPPER_CLOSED, GRIPPER_OPEN, expert_keyframes, grasp_yaw, top_down_orientation
+from hamster_core.geometry import top_down_orientation
+from hamster_core.path2d import GripperState
+from hamster_sim.expert import expert_keyframes, grasp_yaw
 from hamster_sim.scene import (CONTAINER_BASE_THICKNESS, MAX_GRASP_WIDTH, ObjectSpec, SceneConfig,
                                SceneDescription, sample_scene)
 
@@ -163,8 +165,8 @@ def test_expert_keyframes_pick_then_place():
     scene = sample_scene(4)
     keyframes = expert_keyframes(scene, START)
     poses = [pose for pose, _ in keyframes]
-    assert [state for _, state in keyframes] == [GRIPPER_OPEN, GRIPPER_OPEN, GRIPPER_CLOSED, GRIPPER_CLOSED,
-                                                 GRIPPER_CLOSED, GRIPPER_OPEN, GRIPPER_OPEN]
+    assert [state for _, state in keyframes] == [GripperState.OPEN, GripperState.OPEN, GripperState.CLOSED, GripperState.CLOSED,
+                                                 GripperState.CLOSED, GripperState.OPEN, GripperState.OPEN]
     assert poses[0] is START
     obj, container = scene.target_object, scene.target_container
     above, grasp, lift, over, release, retreat = poses[1:]

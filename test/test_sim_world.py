@@ -6,7 +6,9 @@ import pytest
 from hamster_sim.world import FrankaWorld, HOME_ARM_POSITIONS  # first: it selects headless rendering
 
 from hamster_core.geometry import TOP_DOWN, Pose, quaternion_angle, slerp  # noqa: E402
-from hamster_sim.expert import GRIPPER_CLOSED, expert_keyframes, top_down_orientation  # noqa: E402
+from hamster_core.geometry import top_down_orientation  # noqa: E402
+from hamster_core.path2d import GripperState  # noqa: E402
+from hamster_sim.expert import expert_keyframes  # noqa: E402
 from hamster_sim.ik import DifferentialIK  # noqa: E402
 from hamster_sim.scene import sample_scene  # noqa: E402
 
@@ -39,8 +41,8 @@ def drive_expert(world: FrankaWorld, speed: float = 0.25, angular_speed: float =
                                             slerp(start.orientation, end.orientation, s)))
             world.step(CONTROL_PERIOD_STEPS)
         world.step(300)  # settle on the keyframe
-        if (state == GRIPPER_CLOSED) != gripper_closed:
-            gripper_closed = state == GRIPPER_CLOSED
+        if (state == GripperState.CLOSED) != gripper_closed:
+            gripper_closed = state == GripperState.CLOSED
             if gripper_closed:
                 world.command_gripper(0.0, speed=0.1, force=20.0, grasp=True)
             else:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from hamster_core.executor import Keyframe
-from hamster_core.geometry import TOP_DOWN, Pose, quaternion_multiply
+from hamster_core.geometry import Pose, distances_to_segment, top_down_orientation
 from hamster_core.lifting import ProjectedCloud
 from hamster_core.path2d import GripperState
 from hamster_core.policies.base import POLICIES, Observation, Policy, PolicyError, PolicyOutput
@@ -21,11 +21,6 @@ from hamster_core.policies.path_follower.configuration_path_follower import Path
 SUPPORT_RADIUS = 0.10        # m around the grasp point in which the support surface is estimated
 OPEN_WIDTH_FRACTION = 0.9    # a gripper wider than this fraction of fully open counts as open
 TOP_FACE_THICKNESS = 0.005   # m below the object's top that still counts as its top face
-
-
-def top_down_with_yaw(yaw: float) -> np.ndarray:
-    half = yaw / 2
-    return quaternion_multiply(np.array([0.0, 0.0, np.sin(half), np.cos(half)]), TOP_DOWN)
 
 
 def grasp_yaw(points_xy: np.ndarray) -> float:
@@ -38,13 +33,6 @@ def grasp_yaw(points_xy: np.ndarray) -> float:
     yaw = np.radians(angle_deg) + (0.0 if width >= height else np.pi / 2)
     period = np.pi / 2 if max(width, height) < 1.3 * max(min(width, height), 1e-6) else np.pi
     return float((yaw + period / 2) % period - period / 2)
-
-
-def _distance_to_segment(point, start, end) -> float:
-    direction = end - start
-    length_sq = float(direction @ direction)
-    s = 0.0 if length_sq < 1e-12 else float(np.clip((point - start) @ direction / length_sq, 0.0, 1.0))
-    return float(np.linalg.norm(point - (start + s * direction)))
 
 
 @POLICIES.register("path_follower")
@@ -106,7 +94,7 @@ class PathFollowerPolicy(Policy):
         release_z = max(place_top_z + config.release_height, grasp_z + config.approach_height)
         travel_z = max(grasp_z + config.lift_height, release_z)
 
-        orientation = top_down_with_yaw(yaw)
+        orientation = top_down_orientation(yaw)
 
         def at(xy, z, gripper=None) -> Keyframe:
             return Keyframe(Pose(np.array([xy[0], xy[1], z]), orientation), gripper)
@@ -139,7 +127,7 @@ class PathFollowerPolicy(Policy):
         other. A point the arm passes in mid-air lifts onto whatever surface lies behind it in the image,
         often far away; such points say nothing about the route and are left out."""
         between = [i for i in range(close_index + 1, open_index)
-                   if found[i] and _distance_to_segment(lifted[i, :2], grasp_xy, place_xy)
+                   if found[i] and distances_to_segment(lifted[i:i + 1, :2], grasp_xy, place_xy)[0]
                    <= self.config.via_max_deviation]
         if len(between) > self.config.max_via_points:
             picks = np.linspace(0, len(between) - 1, self.config.max_via_points).round().astype(int)
