@@ -110,7 +110,6 @@ class ExecutorCommand:
     gripper: GripperGoal | None
     status: ExecutorStatus
     progress: float                    # 0..1 along the plan's duration
-    clipped: bool                      # the limits changed the interpolated target
 
 
 @dataclass
@@ -227,7 +226,7 @@ class CartesianExecutor:
         if stale:
             return self._hold(ExecutorStatus.HOLDING_STALE)
         if not self.limits.inside(measured.position, tolerance=WORKSPACE_TOLERANCE):
-            return ExecutorCommand(None, None, ExecutorStatus.OUTSIDE_WORKSPACE, 0.0, False)
+            return ExecutorCommand(None, None, ExecutorStatus.OUTSIDE_WORKSPACE, 0.0)
         if np.linalg.norm(measured.position - self._last_target.position) > self.limits.max_tracking_error:
             # The arm is not where it was sent (pushed, blocked, reset, a controller restart): never keep
             # pulling it back to an old target. Hold where it is; the plan resumes from there, step-limited.
@@ -241,17 +240,17 @@ class CartesianExecutor:
         self._plan_clock += dt_motion
         gripper_goal = self._gripper_goal_due(measured)
         desired = self._sample_plan()
-        target, clipped = self._limit(desired, dt_motion)
+        target = self._limit(desired, dt_motion)
         self._last_target = target
         last = self._segments[-1]
         total = last.t0 + last.duration + last.dwell
         finished = (self._plan_clock >= total and self._next_segment >= len(self._segments)
                     and self._reached(target, last.end))
         status = ExecutorStatus.DONE if finished else ExecutorStatus.EXECUTING
-        return ExecutorCommand(target, gripper_goal, status, min(1.0, self._plan_clock / total), clipped)
+        return ExecutorCommand(target, gripper_goal, status, min(1.0, self._plan_clock / total))
 
     def _hold(self, status: ExecutorStatus) -> ExecutorCommand:
-        return ExecutorCommand(self._last_target, None, status, 0.0, False)
+        return ExecutorCommand(self._last_target, None, status, 0.0)
 
     @staticmethod
     def _reached(pose: Pose, goal: Pose, tolerance: float = 1e-3) -> bool:
@@ -294,20 +293,17 @@ class CartesianExecutor:
                 return segment.end
         return self._segments[-1].end
 
-    def _limit(self, desired: Pose, dt: float) -> tuple[Pose, bool]:
+    def _limit(self, desired: Pose, dt: float) -> Pose:
         previous = self._last_target
         position = self.limits.clip(desired.position)
-        clipped = not np.allclose(position, desired.position)
         max_step = self.limits.max_linear_speed * dt
         step = position - previous.position
         length = float(np.linalg.norm(step))
         if length > max_step:
             position = previous.position + step * (max_step / length)
-            clipped = True
         orientation = desired.orientation
         angle = quaternion_angle(previous.orientation, orientation)
         max_angle = self.limits.max_angular_speed * dt
         if angle > max_angle:
             orientation = slerp(previous.orientation, orientation, max_angle / angle)
-            clipped = True
-        return Pose(position, orientation), clipped
+        return Pose(position, orientation)
