@@ -32,6 +32,10 @@ setup(
             "policy_node = policy_node.node:main",
             "hamster-run = hamster_ros.runner:main",
             "hamster-demo = hamster_ros.demo:main",
+            "hamster-plan = hamster_vlm_node.plan_cli:main",
+            "hamster-perceive = perception_node.perceive_cli:main",
+            "hamster-replay = hamster_ros.replay:main",
+            "hamster-replay-eval = hamster_ros.replay_eval:main",
         ],
     },
 )

@@ -66,8 +66,11 @@ def _choices(kind: str, value: str, known: list[str]) -> str:
 def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
                    perception_backend: str = "sim_ground_truth", robot: str = "sim",
                    config_dir: Path | str | None = None, use_sim_time: bool | None = None,
-                   seed: int | None = None) -> list[NodeSpec]:
-    """Nodes, parameters and remaps for one set of launch arguments. Raises ValueError on a bad choice."""
+                   seed: int | None = None, params_files: tuple[str, ...] = ()) -> list[NodeSpec]:
+    """Nodes, parameters and remaps for one set of launch arguments. Raises ValueError on a bad choice.
+
+    `params_files` are the user's own ROS parameter files (e.g. a VLM server's address), loaded after the
+    project's files so they win; each node reads its own section."""
     from hamster_core.policies.base import POLICIES
     from hamster_vlm_node.backends.base import VLM_BACKENDS
     from perception_node.backends.base import PERCEPTION_BACKENDS
@@ -82,7 +85,8 @@ def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
 
     config = Path(config_dir) if config_dir else CONFIG_DIR
     files = {name: str(config / f"{name}.yaml") for name in ("runtime", robot)}
-    for path in files.values():
+    user_files = tuple(str(Path(path).resolve()) for path in params_files)
+    for path in (*files.values(), *user_files):
         if not Path(path).is_file():
             raise ValueError(f"parameter file {path} does not exist")
     sim_time = robot == "sim" if use_sim_time is None else use_sim_time
@@ -94,13 +98,14 @@ def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
     nodes = []
     if robot == "sim":
         sim_parameters = {} if seed is None else {"seed": int(seed)}
-        nodes.append(NodeSpec("sim_node", "sim_node", "hamster_sim.sim_node", (files["sim"],), sim_parameters))
+        nodes.append(NodeSpec("sim_node", "sim_node", "hamster_sim.sim_node", (files["sim"], *user_files),
+                              sim_parameters))
     nodes += [
-        NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (files["runtime"],),
+        NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (files["runtime"], *user_files),
                  {**common, "backend": vlm_backend}, robot_remaps),
-        NodeSpec("perception_node", "perception_node", "perception_node.node", (files["runtime"],),
+        NodeSpec("perception_node", "perception_node", "perception_node.node", (files["runtime"], *user_files),
                  {**common, "backend": perception_backend}, robot_remaps),
-        NodeSpec("policy_node", "policy_node", "policy_node.node", (files["runtime"], files[robot]),
+        NodeSpec("policy_node", "policy_node", "policy_node.node", (files["runtime"], files[robot], *user_files),
                  {**common, "policy": policy}, robot_remaps),
     ]
     return nodes

@@ -96,11 +96,13 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", default="sim", choices=["sim", "franka"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config-dir", type=Path, default=None, help="folder with runtime.yaml and <robot>.yaml")
+    parser.add_argument("--params-file", action="append", default=[], metavar="YAML",
+                        help="your own ROS parameter file, loaded last (repeatable)")
 
 
 def graph_from_arguments(args) -> list[NodeSpec]:
     return describe_graph(args.policy, args.vlm_backend, args.perception_backend, args.robot,
-                          config_dir=args.config_dir, seed=args.seed)
+                          config_dir=args.config_dir, seed=args.seed, params_files=tuple(args.params_file))
 
 
 def main(argv=None):

@@ -1,5 +1,5 @@
 """ros2 launch hamster_runtime hamster.launch.py [policy:=...] [vlm_backend:=...] [perception_backend:=...]
-[robot:=sim|franka] [seed:=N]
+[robot:=sim|franka] [seed:=N] [params_file:=YAML]
 
 A thin layer over hamster_ros.graph.describe_graph, the same description the project's runner starts.
 """
@@ -19,6 +19,7 @@ ARGUMENTS = {
     "perception_backend": ("sim_ground_truth", "detection/tracking/segmentation backend"),
     "robot": ("sim", "sim (MuJoCo FR3) or franka (franka_ros2)"),
     "seed": ("0", "first simulated scene"),
+    "params_file": ("", "your own ROS parameter file, loaded after the project's (optional)"),
 }
 
 
@@ -26,7 +27,8 @@ def _nodes(context):
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     specs = describe_graph(value["policy"], value["vlm_backend"], value["perception_backend"], value["robot"],
                            config_dir=Path(get_package_share_directory(PACKAGE)) / "config",
-                           seed=int(value["seed"]))
+                           seed=int(value["seed"]),
+                           params_files=(value["params_file"],) if value["params_file"] else ())
     return [Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen",
                  parameters=[*spec.parameter_files, spec.parameters], remappings=list(spec.remappings))
             for spec in specs]

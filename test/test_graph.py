@@ -85,7 +85,13 @@ def test_launch_file_is_a_thin_layer_over_describe_graph():
     assert "describe_graph" in calls
     arguments = ast.literal_eval(next(node.value for node in tree.body if isinstance(node, ast.Assign)
                                       and node.targets[0].id == "ARGUMENTS"))
-    assert set(arguments) == {"policy", "vlm_backend", "perception_backend", "robot", "seed"}
+    # The same choices as hamster-run (whose --config-dir is the installed share folder in a launch).
+    import argparse
+    from hamster_ros.runner import add_graph_arguments
+    parser = argparse.ArgumentParser()
+    add_graph_arguments(parser)
+    runner_options = {action.dest for action in parser._actions} - {"help", "config_dir"}
+    assert set(arguments) == runner_options
 
 
 def test_franka_graph_drops_the_simulator_remaps_to_franka_ros2_and_uses_wall_time():
@@ -106,3 +112,17 @@ def test_franka_graph_drops_the_simulator_remaps_to_franka_ros2_and_uses_wall_ti
     assert remaps["/robot/cartesian_target"] == "/cartesian_impedance_controller/equilibrium_pose"
     assert remaps["/robot/ee_pose"] == "/franka_robot_state_broadcaster/current_pose"
     assert all(dict(spec.remappings) == remaps for spec in nodes.values())
+
+
+def test_user_parameter_files_load_last_in_every_node(tmp_path):
+    user = tmp_path / "lab.yaml"
+    user.write_text("hamster_vlm_node:\n  ros__parameters:\n    max_points: 32\n")
+    nodes = by_name(describe_graph(params_files=(str(user),)))
+    for spec in nodes.values():
+        assert spec.parameter_files[-1] == str(user)
+    assert "--params-file" in nodes["policy_node"].ros_arguments()
+
+
+def test_missing_user_parameter_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match="nope.yaml"):
+        describe_graph(params_files=(str(tmp_path / "nope.yaml"),))
