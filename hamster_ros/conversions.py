@@ -203,8 +203,9 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
     layout = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
     cloud = np.ndarray((height, width), dtype=layout, buffer=msg.data, strides=(msg.row_step, msg.point_step))
     points = np.empty((height, width, 3), np.float32)
-    for axis, name in enumerate("xyz"):
-        points[..., axis] = cloud[name]
+    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf and is dropped below
+        for axis, name in enumerate("xyz"):
+            points[..., axis] = cloud[name]
     points = points.reshape(-1, 3)
     colors = None
     if color_name:
