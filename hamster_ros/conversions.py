@@ -172,7 +172,7 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
     color_name = next((name for name in _COLOR_FIELDS if name in fields), None)
 
     order = ">" if msg.is_bigendian else "<"
-    names, formats, offsets = [], [], []
+    formats, offsets = [], []
     for name in ("x", "y", "z") + ((color_name,) if color_name else ()):
         field = fields[name]
         if field.datatype not in _POINT_FIELD_DTYPES:
@@ -186,7 +186,6 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
         if field.offset + np.dtype(kind).itemsize > msg.point_step:
             raise ConversionError(f"PointCloud2 field {name!r} at offset {field.offset} does not fit in "
                                   f"point_step {msg.point_step}")
-        names.append(name)
         formats.append(order + kind)
         offsets.append(field.offset)
 
@@ -200,19 +199,27 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
     if width * height == 0:
         return np.empty((0, 3), np.float32), (np.empty((0, 3), np.uint8) if color_name else None)
 
-    layout = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
-    cloud = np.ndarray((height, width), dtype=layout, buffer=msg.data, strides=(msg.row_step, msg.point_step))
+    count = height * width
+
+    # One strided 2D view per field, copied column by column: numpy copies long 1D runs far faster than a
+    # structured record array with a 3-element inner loop.
+    def field_view(offset: int, kind: str) -> np.ndarray:
+        return np.ndarray((height, width), dtype=np.dtype(kind), buffer=msg.data, offset=offset,
+                          strides=(msg.row_step, msg.point_step))
+
     points = np.empty((height, width, 3), np.float32)
     with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf and is dropped below
-        for axis, name in enumerate("xyz"):
-            points[..., axis] = cloud[name]
-    points = points.reshape(-1, 3)
+        for axis in range(3):
+            points[..., axis] = field_view(offsets[axis], formats[axis])
+    points = points.reshape(count, 3)
     colors = None
     if color_name:
-        packed = cloud[color_name].reshape(-1)
-        colors = np.empty((len(packed), 3), np.uint8)
-        for channel, shift in enumerate((16, 8, 0)):
-            colors[:, channel] = packed >> shift  # uint8 assignment keeps the low byte
+        # Packed 0x??RRGGBB: copy the R, G and B bytes straight out of the buffer, no shifting.
+        red, green, blue = (1, 2, 3) if msg.is_bigendian else (2, 1, 0)
+        colors = np.empty((height, width, 3), np.uint8)
+        for channel, byte in enumerate((red, green, blue)):
+            colors[..., channel] = field_view(offsets[3] + byte, "u1")
+        colors = colors.reshape(count, 3)
     # Column by column: ~20x faster than np.isfinite(points).all(axis=1).
     finite = np.isfinite(points[:, 0]) & np.isfinite(points[:, 1]) & np.isfinite(points[:, 2])
     if not finite.all():
