@@ -6,7 +6,7 @@ export MUJOCO_GL ?= egl
 export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench soak clean
 
 setup:
 	@HAMSTER_VENV=$(VENV) bash tools/setup.sh
@@ -19,6 +19,10 @@ test: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+SOAK_MINUTES ?= 30
+soak: setup
+	$(PY) bench/bench_soak.py --minutes $(SOAK_MINUTES) --out bench/results_soak.json
 
 clean:
 	rm -rf build runs .pytest_cache

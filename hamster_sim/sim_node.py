@@ -6,6 +6,8 @@ segmentation, and takes Cartesian targets and gripper commands exactly as the ro
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import queue
 import threading
 import time
@@ -139,7 +141,7 @@ class SimNode(Node):
     def _on_reset(self, request, response):
         try:
             scene = sample_scene(request.seed, SceneConfig())
-            self._in_sim_thread(lambda world: (world.reset(scene), self._publish_scene(world)))
+            self._in_sim_thread(lambda world: (world.reset(scene), self._publish_scene(world), release_free_memory()))
         except ValueError as error:
             response.success, response.message = False, str(error)
             return response
@@ -253,6 +255,18 @@ class SimNode(Node):
         valid = np.all(np.isfinite(points), axis=1)
         self.points_pub.publish(numpy_to_pointcloud2(points[valid].astype(np.float32), colors[valid],
                                                      self._header(self.base_frame)))
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the OS. A new scene rebuilds the MuJoCo model and renderer on the
+    simulation thread; glibc keeps the freed blocks in that thread's arena, fragmented, and the node grew
+    ~20 MB per reset in the soak benchmark until this was called."""
+    trim = getattr(_LIBC, "malloc_trim", None)  # glibc only
+    if trim is not None:
+        trim(0)
 
 
 def main():
