@@ -7,32 +7,86 @@ from __future__ import annotations
 
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
-from hamster_core.drawing import draw_masks
 from hamster_core.instruction import parse_pick_place_instruction
 from hamster_msgs.msg import GroundingMasks
 from hamster_ros import interfaces as topics
-from hamster_ros.conversions import (ConversionError, image_to_numpy, image_to_rgb, masks_to_msg, numpy_to_image,
-                                     stamp_to_seconds)
+from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_numpy, image_to_rgb, masks_to_msg,
+                                     numpy_to_image, numpy_to_pointcloud2, pose_from_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import declare, run_node
 from perception_node.backends import PERCEPTION_BACKENDS, PerceptionFrame
+from perception_node.pipeline import annotate, masked_points
 
 TARGET_LABEL = "target_object"
 PLACEMENT_LABEL = "placement_area"
+REDETECT_SERVICE = "/hamster/redetect"
+OBJECT_POINTS_PREFIX = "/hamster/object_points/"   # + label: PointCloud2 of the object's masked pixels (base frame)
+
+
+def parse_extra_queries(entries: list[str]) -> dict[str, str]:
+    """['label=phrase', ...] -> {label: phrase}; ValueError naming a malformed entry."""
+    queries = {}
+    for entry in entries:
+        label, sep, phrase = entry.partition("=")
+        if not sep or not label.strip() or not phrase.strip():
+            raise ValueError(f"extra_queries entries must be 'label=phrase', got {entry!r}")
+        queries[label.strip()] = phrase.strip()
+    return queries
+
+
+def declare_pipeline(node: Node) -> dict:
+    """The `pipeline.*` parameters as build_pipeline keywords."""
+    p = "pipeline."
+    return dict(
+        detector=declare(node, p + "detector", "grounding_dino",
+                         "Detector: grounding_dino, owlv2 or sim_ground_truth (simulator only)."),
+        detector_checkpoint=declare(node, p + "detector_checkpoint", "",
+                                    "Detector checkpoint: a folder written by save_pretrained, or a hub id."),
+        segmenter=declare(node, p + "segmenter", "sam", "Segmenter: sam, sam2, segment_anything or box."),
+        segmenter_checkpoint=declare(node, p + "segmenter_checkpoint", "",
+                                     "Segmenter checkpoint (folder/hub id; a .pth file for segment_anything)."),
+        tracker=declare(node, p + "tracker", "csrt", "Tracker between detections: csrt, kcf, mil or none."),
+        device=declare(node, p + "device", "cpu", "torch device of the models, e.g. cpu or cuda:0."),
+        box_threshold=declare(node, p + "box_threshold", 0.35, "Minimum detector box score in [0, 1]."),
+        text_threshold=declare(node, p + "text_threshold", 0.25,
+                               "Grounding DINO: minimum score of the phrase a box is assigned to."),
+        min_track_confidence=declare(node, p + "min_track_confidence", 0.3,
+                                     "Tracks whose appearance agreement falls below this count as lost."),
+        redetect_every_n=declare(node, p + "redetect_every_n", 30, "Detect again every n frames (0: never)."),
+        segment_every_k=declare(node, p + "segment_every_k", 1,
+                                "Run the segmenter every k frames; masks follow their boxes in between."),
+        redetect_on_loss=declare(node, p + "redetect_on_loss", True,
+                                 "Detect at once when a tracker loses its object or a label has no track."),
+    )
 
 
 class PerceptionNode(Node):
     def __init__(self):
         super().__init__("perception_node")
         backend_name = declare(self, "backend", "sim_ground_truth", "Perception backend, by registered name.")
-        self.backend = PERCEPTION_BACKENDS.create(backend_name)
+        pipeline_config = declare_pipeline(self)
+        # A string-array default cannot be empty (ROS infers the type from it), so "" entries mean nothing.
+        extra = declare(self, "extra_queries", [""], "More things to segment besides the instruction's target "
+                        "and placement, as 'label=phrase' entries.")
+        self.extra_queries = parse_extra_queries([entry for entry in extra if entry.strip()])
         self.publish_overlay = declare(self, "publish_overlay", True, "Publish the masks drawn on the image.")
+        self.publish_clouds = declare(self, "publish_object_clouds", False,
+                                      f"Publish each object's masked depth points on {OBJECT_POINTS_PREFIX}<label>.")
+        self.cloud_stride = declare(self, "object_cloud_stride", 2, "Every n-th masked pixel in each direction.")
+        if not isinstance(self.cloud_stride, int) or self.cloud_stride < 1:
+            raise ValueError(f"object_cloud_stride must be a positive integer, got {self.cloud_stride!r}")
+        self.backend = PERCEPTION_BACKENDS.create(backend_name, **(pipeline_config if backend_name == "pipeline"
+                                                                   else {}))
         self._processed_stamp = None
+        self._cloud_pubs = {}
 
         inputs = ReentrantCallbackGroup()
         self.latest = LatestMessages(self, inputs)
@@ -43,6 +97,12 @@ class PerceptionNode(Node):
                                  callback_group=inputs)
         self.masks_pub = self.create_publisher(GroundingMasks, topics.MASKS, topics.SENSOR)
         self.overlay_pub = self.create_publisher(Image, topics.MASKS_IMAGE, topics.SENSOR)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, topics.EVENTS)
+        self.create_service(Trigger, REDETECT_SERVICE, self._on_redetect, callback_group=inputs)
+        if self.publish_clouds:
+            self.latest.subscribe("depth", Image, topics.DEPTH_IMAGE, topics.SENSOR)
+            self.latest.subscribe("camera_info", CameraInfo, topics.COLOR_INFO, topics.SENSOR)
+            self.latest.subscribe("camera_pose", PoseStamped, topics.CAMERA_POSE, topics.LATCHED)
         rate = declare(self, "max_rate_hz", 30.0, "Upper bound on processed frames per second.")
         self.create_timer(1.0 / rate, self._process_newest, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"backend={backend_name}")
@@ -54,8 +114,15 @@ class PerceptionNode(Node):
             self.get_logger().error(f"cannot ground the instruction: {error}")
             self.backend.set_queries({})
             return
-        self.backend.set_queries({TARGET_LABEL: target, PLACEMENT_LABEL: placement})
-        self.get_logger().info(f"queries: {TARGET_LABEL}={target!r} {PLACEMENT_LABEL}={placement!r}")
+        self.backend.set_queries({TARGET_LABEL: target, PLACEMENT_LABEL: placement, **self.extra_queries})
+        self.get_logger().info(f"queries: {TARGET_LABEL}={target!r} {PLACEMENT_LABEL}={placement!r} "
+                               f"extra={self.extra_queries}")
+
+    def _on_redetect(self, request, response):
+        response.success = self.backend.request_redetect()
+        response.message = "detecting on the next frame" if response.success else \
+            "this backend finds every object on every frame anyway"
+        return response
 
     def _process_newest(self):
         image, segmentation, scene = self.latest.get("image", "segmentation", "scene")
@@ -83,9 +150,44 @@ class PerceptionNode(Node):
                                             [d.phrase for d in detections], [d.mask for d in detections],
                                             [d.score for d in detections], [d.box for d in detections]))
         if self.publish_overlay:
-            overlay = draw_masks(rgb, {d.label: d.mask for d in detections})
-            self.overlay_pub.publish(numpy_to_image(overlay, "rgb8", image.header))
-        self.get_logger().debug(f"{len(detections)} masks in {1000 * (time.monotonic() - started):.1f} ms")
+            self.overlay_pub.publish(numpy_to_image(annotate(rgb, detections), "rgb8", image.header))
+        if self.publish_clouds:
+            self._publish_clouds(image, detections)
+        elapsed_ms = 1000 * (time.monotonic() - started)
+        self._publish_diagnostics(image.header.stamp, detections, elapsed_ms)
+        self.get_logger().debug(f"{len(detections)} masks in {elapsed_ms:.1f} ms")
+
+    def _publish_diagnostics(self, stamp, detections, elapsed_ms: float):
+        values = {"frame_ms": f"{elapsed_ms:.2f}", "objects": str(len(detections)),
+                  "labels": ",".join(d.label for d in detections), **self.backend.diagnostics()}
+        missing = sorted(set(self.backend.queries) - {d.label for d in detections})
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN if missing else DiagnosticStatus.OK,
+                                  name=self.get_name(), hardware_id="perception",
+                                  message=f"not found: {', '.join(missing)}" if missing else "all queries found",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = stamp
+        self.diagnostics_pub.publish(array)
+
+    def _publish_clouds(self, image, detections):
+        depth, info, pose = self.latest.get("depth", "camera_info", "camera_pose")
+        if depth is None or info is None or pose is None or depth.header.stamp != image.header.stamp:
+            return  # no depth for this very frame: a cloud from another frame would not match the mask
+        try:
+            camera = camera_from_msg(info, pose_from_msg(pose).matrix())
+            depth_m = image_to_numpy(depth).astype("float32")
+            if depth.encoding == "16UC1":
+                depth_m = depth_m / 1000.0
+            for detection in detections:
+                points = masked_points(detection.mask, depth_m, camera, self.cloud_stride)
+                publisher = self._cloud_pubs.get(detection.label)
+                if publisher is None:
+                    publisher = self._cloud_pubs[detection.label] = self.create_publisher(
+                        PointCloud2, OBJECT_POINTS_PREFIX + detection.label, topics.SENSOR)
+                header = pose.header.__class__(stamp=image.header.stamp, frame_id=pose.header.frame_id)
+                publisher.publish(numpy_to_pointcloud2(points.astype("float32"), None, header))
+        except (ConversionError, ValueError) as error:
+            self.get_logger().error(f"object clouds skipped: {error}", throttle_duration_sec=2.0)
 
 
 def main():

@@ -48,6 +48,14 @@ class PerceptionBackend(ABC):
     def process(self, frame: PerceptionFrame) -> list[Detection]:
         """Masks for the current queries in this frame; labels not found are left out."""
 
+    def request_redetect(self) -> bool:
+        """Look for the objects afresh on the next frame; False if the backend has nothing to redo."""
+        return False
+
+    def diagnostics(self) -> dict[str, str]:
+        """Key -> value of the last processed frame (e.g. per-stage milliseconds) for /diagnostics."""
+        return {}
+
 
 PERCEPTION_BACKENDS: Registry[PerceptionBackend] = Registry(
-    "perception backend", ("perception_node.backends.sim_ground_truth",))
+    "perception backend", ("perception_node.backends.sim_ground_truth", "perception_node.backends.pipeline"))
