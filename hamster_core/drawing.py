@@ -10,6 +10,9 @@
   int(7 s), ring thickness max(1, int(2 s)); images smaller than 512 px keep the 512 px sizes;
 - rings are drawn first and the path over them, in HAMSTER's order.
 Unlike HAMSTER's client, lines and rings are anti-aliased and placed with sub-pixel precision.
+
+`draw_path_channels` is the other conditioning the HAMSTER paper compares: the path as extra input channels
+next to the RGB image instead of painted over it (see its docstring for the channel layout).
 """
 from __future__ import annotations
 
@@ -122,4 +125,70 @@ def draw_masks(image_rgb: np.ndarray, masks: dict[str, np.ndarray], alpha: float
         # White on a black outline stays readable on any mask colour and background.
         cv2.putText(out, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
         cv2.putText(out, label, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out
+
+
+# Channel layout of `draw_path_channels`.
+PATH_CHANNELS = ("progress", "gripper_open", "gripper_closed")
+CHANNEL_PROGRESS, CHANNEL_GRIPPER_OPEN, CHANNEL_GRIPPER_CLOSED = range(3)
+
+
+def draw_path_channels(height: int, width: int, path: Path2D, *, num_points: int = 100,
+                       thickness: int | None = None, dtype=np.float32) -> np.ndarray:
+    """The path rasterised as separate channels, (height, width, 3), for policies conditioned on path channels
+    instead of an RGB overlay.
+
+    Channel 0 `progress`: on the path, the fraction of arc length travelled there, 0 at the start to 1 at the
+    end; 0 off the path. Channel 1 `gripper_open` / channel 2 `gripper_closed`: 1 on the stretches where the
+    gripper is open / closed (the state `gripper[i]` held from point i to i + 1), 0 elsewhere; their sum is the
+    path mask, which tells a start pixel (progress 0) from the background. Gripper-change points get a filled
+    disc of the new state (and the progress at the change), so a change stays visible where stretches overlap.
+    The path is resampled to `num_points` like `draw_path`; thickness defaults to draw_path's line thickness for
+    the image size. Lines are not anti-aliased, so every channel holds exact values. Where stretches cross,
+    the later one wins.
+    `dtype=np.uint8` scales values to 0..255 (progress rounded).
+    """
+    if not (isinstance(height, (int, np.integer)) and isinstance(width, (int, np.integer))) \
+            or height <= 0 or width <= 0:
+        raise ValueError(f"height and width must be positive integers, got {height!r} x {width!r}")
+    if num_points < 2:
+        raise ValueError(f"num_points must be >= 2, got {num_points}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.uint8)):
+        raise ValueError(f"dtype must be float32 or uint8, got {dtype}")
+    if thickness is None:
+        thickness = max(1, int(2 * drawing_scale(width, height)))
+    if not isinstance(thickness, (int, np.integer)) or thickness < 1:
+        raise ValueError(f"thickness must be a positive integer, got {thickness!r}")
+    # One pass draws which stretch (or change disc) owns each pixel; the channel values then come from tables.
+    # Index 0 is the background, index k > 0 entry k of the tables.
+    changes = path.gripper_change_indices()
+    samples = resample(path, max(num_points, len(changes) + 2)) if len(path) > 1 else path
+    pixels = np.rint(samples.to_pixels(width, height) - 0.5).astype(np.int32)  # nearest pixel centre
+    arc = samples.arc_length()
+    progress = arc / arc[-1] if arc[-1] > 0 else np.zeros(len(samples))
+    owner = np.zeros((height, width), np.int32)
+    table_progress, table_closed = [0.0], [False]
+    segments = [(0, 0)] if len(samples) == 1 else [(i, i + 1) for i in range(len(samples) - 1)]
+    for start, end in segments:
+        table_progress.append(float(progress[start]))
+        table_closed.append(samples.gripper[start] == GripperState.CLOSED)
+        cv2.line(owner, tuple(pixels[start].tolist()), tuple(pixels[end].tolist()), len(table_progress) - 1,
+                 thickness, cv2.LINE_8)
+    radius = max(thickness, int(3 * drawing_scale(width, height)))
+    original_arc = path.arc_length()
+    change_pixels = np.rint(path.to_pixels(width, height) - 0.5).astype(np.int32)
+    for index in changes.tolist():
+        table_progress.append(float(original_arc[index] / original_arc[-1]) if original_arc[-1] > 0 else 0.0)
+        table_closed.append(path.gripper[index] == GripperState.CLOSED)
+        cv2.circle(owner, tuple(change_pixels[index].tolist()), radius, len(table_progress) - 1, -1)
+    rows, cols = np.nonzero(owner)
+    entries = owner[rows, cols]
+    closed = np.asarray(table_closed)[entries]
+    out = np.zeros((height, width, len(PATH_CHANNELS)), np.float32)
+    out[rows, cols, CHANNEL_PROGRESS] = np.asarray(table_progress, np.float32)[entries]
+    out[rows, cols, CHANNEL_GRIPPER_OPEN] = ~closed
+    out[rows, cols, CHANNEL_GRIPPER_CLOSED] = closed
+    if dtype == np.uint8:
+        return np.rint(out * 255.0).astype(np.uint8)
     return out

@@ -147,13 +147,25 @@ HAMSTER_PROMPT_TEMPLATE = (
 GRIPPER_POSITION_LINE = "The current position of the robot gripper is: ({x:.2f}, {y:.2f})."
 
 
-def build_prompt(instruction: str, gripper_xy: tuple[float, float] | None = None) -> str:
-    """The HAMSTER prompt for `instruction`, optionally telling the model where the gripper is now
-    (normalized image coordinates)."""
+INSTRUCTION_PLACEHOLDER = "{instruction}"
+
+
+def check_prompt_template(template: str) -> str:
+    """`template` if it is usable as a prompt template, else ValueError. Only the literal `{instruction}` is
+    substituted (no str.format): other braces, e.g. a JSON example in the prompt, stay as written."""
+    if not isinstance(template, str) or INSTRUCTION_PLACEHOLDER not in template:
+        raise ValueError(f"prompt template must contain {INSTRUCTION_PLACEHOLDER}, got {template!r}")
+    return template
+
+
+def build_prompt(instruction: str, gripper_xy: tuple[float, float] | None = None,
+                 template: str = HAMSTER_PROMPT_TEMPLATE) -> str:
+    """The prompt for `instruction` (HAMSTER's unless `template` is given), optionally telling the model where
+    the gripper is now (normalized image coordinates)."""
     if not isinstance(instruction, str) or not instruction.strip():
         raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
     # One line, so the instruction cannot add paragraphs of its own to the prompt.
-    prompt = HAMSTER_PROMPT_TEMPLATE.format(instruction=" ".join(instruction.split()))
+    prompt = check_prompt_template(template).replace(INSTRUCTION_PLACEHOLDER, " ".join(instruction.split()))
     if gripper_xy is not None:
         x, y = (float(value) for value in gripper_xy)
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
@@ -178,6 +190,7 @@ _TOKEN = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _ACTION_NAME = re.compile(r"(open|close)[\s_-]*gripper", re.IGNORECASE)
 _ACTION_STATE = {"open": GripperState.OPEN, "close": GripperState.CLOSED}
 
@@ -197,10 +210,11 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
     as separators in any number; the same action repeated with no point between (collapsed). An action before
     the first point sets the state at the first point, which is what an action right after it would do.
 
-    Pixel coordinates (any coordinate > 1) are accepted only with `image_size=(width, height)` and are then
-    divided by it; otherwise, and whenever a normalized coordinate falls outside [0, 1], the answer is
-    rejected (never clipped). If every coordinate is <= 1 the answer is read as normalized even with
-    `image_size`.
+    Pixel coordinates (any coordinate > 1) are accepted only with `image_size=(width, height)` and only when
+    every coordinate is written as an integer, and are then divided by it; otherwise, and whenever a
+    normalized coordinate falls outside [0, 1], the answer is rejected (never clipped). So (0.2, 1.7) is an
+    out-of-range normalized point, never a pixel near the corner. If every coordinate is <= 1 the answer is
+    read as normalized even with `image_size`.
 
     Raises PathParseError with the reason for anything else: no `<ans>` block, an empty path, a tuple that
     is not two plain decimal numbers, non-finite numbers, an unknown action, two different actions with no
@@ -228,6 +242,7 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
     position += 1
 
     coordinates: list[tuple[float, float]] = []
+    all_integers = True  # every coordinate written without a fraction or exponent: possibly pixels
     states: list[int] = []
     pending_action: int | None = None  # an action seen since the last point
     state = int(GripperState.OPEN)
@@ -245,7 +260,9 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
         if kind == "tuple":
             if len(coordinates) == max_points:
                 raise PathParseError(f"the path has more than max_points={max_points} points")
-            coordinates.append(_parse_point(token.group("tuple_body"), position))
+            point, integers = _parse_point(token.group("tuple_body"), position)
+            coordinates.append(point)
+            all_integers = all_integers and integers
             states.append(state)
             pending_action = None
         elif kind == "action":
@@ -268,6 +285,9 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
         if scale is None:
             raise PathParseError(
                 f"coordinate {points.max():g} is outside [0, 1]; pixel coordinates need image_size=(width, height)")
+        if not all_integers:  # e.g. (0.2, 1.7): a normalized point out of range, not a pixel
+            raise PathParseError(f"coordinate {points.max():g} is outside [0, 1]; pixel coordinates must all be "
+                                 f"written as integers")
         points = points / scale
     outside = ((points < 0.0) | (points > 1.0)).any(axis=1)
     if np.any(outside):
@@ -280,7 +300,8 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
         raise PathParseError(str(error)) from error
 
 
-def _parse_point(body: str, position: int) -> tuple[float, float]:
+def _parse_point(body: str, position: int) -> tuple[tuple[float, float], bool]:
+    """The point's two coordinates, and whether both are written as integers."""
     parts = [part.strip() for part in body.split(",")]
     if len(parts) != 2:
         raise PathParseError(f"a point must have 2 coordinates, got {len(parts)} in ({body}) at position {position}")
@@ -292,7 +313,7 @@ def _parse_point(body: str, position: int) -> tuple[float, float]:
         if not math.isfinite(value):
             raise PathParseError(f"coordinate {part!r} is not finite at position {position}")
         values.append(value)
-    return values[0], values[1]
+    return (values[0], values[1]), all(_INTEGER.fullmatch(part) for part in parts)
 
 
 def _parse_action(body: str, position: int) -> int:

@@ -1,11 +1,17 @@
-"""hamster_vlm_node: the slow half. Once per instruction, asks the VLM backend for a 2D path on the newest
-camera image, parses the answer strictly, and publishes it latched as Path2D plus a HAMSTER-style drawing.
+"""hamster_vlm_node: the slow half. Once per instruction, asks the VLM backend for a 2D path on the first camera
+image newer than the instruction, parses the answer strictly, and publishes it latched as Path2D plus a
+HAMSTER-style drawing. The work itself is `hamster_vlm_node.planner` (shared with `hamster-plan`).
 
-A failed query or an answer that does not parse publishes nothing (the policy keeps holding) and is
-reported in the log and on /diagnostics.
+Episode semantics
+- A new instruction (or a /hamster/replan request for the current one) starts a query on the first fresh frame.
+- Up to `max_attempts` query+parse attempts; nothing invalid is ever published on /hamster/path.
+- Every step is reported, latched, on /hamster/vlm_status (JSON: instruction, state planning|ok|failed, message,
+  model_id, attempt, timing, received = node time of the request) and on /diagnostics. After the last failed
+  attempt the state is `failed` with the reason; policy_node then aborts the episode with that message.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -15,33 +21,42 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from hamster_core.drawing import draw_path
-from hamster_core.path2d import PathParseError, parse_hamster_answer
 from hamster_msgs.msg import Path2D
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_rgb, numpy_to_image,
                                      path_to_msg, pose_from_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import declare, run_node
-from hamster_vlm_node.backends import VLM_BACKENDS, VlmError, VlmRequest
+from hamster_vlm_node.backends import VlmRequest
+from hamster_vlm_node.planner import PLANNER_PARAMETERS, PlanError, backend_parameters, planner_from_config
 
 
 class VlmNode(Node):
     def __init__(self):
         super().__init__("hamster_vlm_node")
         backend_name = declare(self, "backend", "oracle", "VLM backend, by registered name.")
-        config = {}
-        if backend_name == "oracle":
-            config["rdp_epsilon"] = declare(self, "oracle.rdp_epsilon", 0.05,
-                                            "RDP epsilon (normalized image units) for the oracle's path.")
-        self.backend = VLM_BACKENDS.create(backend_name, **config)
-        self.max_points = declare(self, "max_points", 64, "Answers with more points than this are rejected.")
+        config = {"backend": backend_name}
+        for name, (default, description) in PLANNER_PARAMETERS.items():
+            config[name] = declare(self, name, default, description)
+        # Only the selected backend's options are declared: a parameter file may carry all backends' sections.
+        for parameter in backend_parameters(backend_name):
+            key = f"{backend_name}.{parameter.name}"
+            config[key] = declare(self, key, parameter.default, parameter.description)
+        self.planner = planner_from_config(config)
+        self.model_id = self.planner.model_id
         self.input_timeout = declare(self, "input_timeout_sec", 10.0,
                                      "Give up on an instruction when no fresh image arrives in this time.")
+        self.max_attempts = declare(self, "max_attempts", 3,
+                                    "Query+parse attempts per instruction before the episode fails.")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
 
         self._lock = threading.Lock()
-        self._pending: tuple[str, float] | None = None   # (instruction, node time it arrived)
+        self._pending: tuple[str, float] | None = None   # (instruction, node time of the request)
+        self._current: str | None = None                # the latest instruction, for replanning
         self._wake = threading.Event()
 
         group = ReentrantCallbackGroup()
@@ -53,19 +68,35 @@ class VlmNode(Node):
         self.latest.subscribe("scene", String, topics.SIM_SCENE, topics.LATCHED)
         self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, topics.LATCHED,
                                  callback_group=group)
+        self.create_service(Trigger, topics.REPLAN, self._on_replan, callback_group=group)
         self.path_pub = self.create_publisher(Path2D, topics.PATH, topics.LATCHED)
         self.image_pub = self.create_publisher(Image, topics.PATH_IMAGE, topics.LATCHED)
+        self.status_pub = self.create_publisher(String, topics.VLM_STATUS, topics.LATCHED)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, topics.EVENTS)
         # Model calls can take seconds: they run on their own thread, never in a callback.
         self._worker = threading.Thread(target=self._serve, daemon=True)
         self._running = True
         self._worker.start()
-        self.get_logger().info(f"backend={backend_name} model={self.backend.model_id}")
+        self.get_logger().info(f"backend={backend_name} model={self.model_id} max_attempts={self.max_attempts}")
 
+    # -- requests -------------------------------------------------------------------------------------
     def _on_instruction(self, msg):
+        instruction = msg.data.strip()
         with self._lock:
-            self._pending = (msg.data.strip(), self._now())
+            self._pending = (instruction, self._now())
+            self._current = instruction or None
         self._wake.set()
+
+    def _on_replan(self, request, response):
+        with self._lock:
+            instruction = self._current
+            if instruction:
+                self._pending = (instruction, self._now())
+        if instruction:
+            self._wake.set()
+        response.success = bool(instruction)
+        response.message = f"replanning {instruction!r}" if instruction else "no instruction to replan yet"
+        return response
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -73,6 +104,10 @@ class VlmNode(Node):
     def close(self):
         self._running = False
         self._wake.set()
+
+    def _superseded(self) -> bool:
+        with self._lock:
+            return self._pending is not None
 
     def _serve(self):
         while self._running:
@@ -84,16 +119,15 @@ class VlmNode(Node):
                 try:
                     self._answer(*pending)
                 except Exception as error:  # a backend bug must not end the worker: report and go on
-                    self._report(DiagnosticStatus.ERROR, f"no path for {pending[0]!r}: unexpected "
-                                 f"{type(error).__name__}: {error}", pending[0])
+                    self._status(pending[0], pending[1], "failed", f"no path for {pending[0]!r}: unexpected "
+                                 f"{type(error).__name__}: {error}", 0)
 
+    # -- one instruction --------------------------------------------------------------------------------
     def _fresh_image(self, since: float, deadline: float) -> Image | None:
         """The first camera image stamped after `since`: a path must describe the scene as it is now."""
         while self._running and time.monotonic() < deadline:
             image = self.latest.get("image")
-            with self._lock:
-                newer_instruction = self._pending is not None
-            if newer_instruction:
+            if self._superseded():
                 return None
             if image is not None and stamp_to_seconds(image.header.stamp) >= since:
                 return image
@@ -102,42 +136,69 @@ class VlmNode(Node):
 
     def _answer(self, instruction: str, received: float):
         started = time.monotonic()
-        image_msg = self._fresh_image(received, started + self.input_timeout)
-        if image_msg is None:
-            self._report(DiagnosticStatus.ERROR, f"no fresh camera image for {instruction!r}", instruction)
+        error_message = ""
+        since = received
+        for attempt in range(1, self.max_attempts + 1):
+            self._status(instruction, received, "planning", f"attempt {attempt} of {self.max_attempts}", attempt)
+            image_msg = self._fresh_image(since, time.monotonic() + self.input_timeout)
+            if self._superseded():
+                return  # a newer instruction or replan request: it gets its own status
+            if image_msg is None:
+                self._status(instruction, received, "failed", f"no path for {instruction!r}: no fresh camera "
+                             f"image within {self.input_timeout:g} s", attempt)
+                return
+            # A retry sees a newer frame than the last attempt did: the same input would likely get the same answer.
+            since = stamp_to_seconds(image_msg.header.stamp) + 1e-6
+            try:
+                request, image = self._request(instruction, image_msg)
+                result = self.planner.plan(request)
+            except (PlanError, ConversionError, ValueError) as error:
+                stage = getattr(error, "stage", "input")
+                error_message = f"{stage} failed: {error}"
+                answer = getattr(error, "answer", None)
+                self.get_logger().error(f"attempt {attempt}/{self.max_attempts} for {instruction!r}: {error_message}"
+                                        + (f"; answer: {answer[:300]!r}" if answer else ""))
+                continue
+            if self._superseded():
+                return  # the answer is for an instruction nobody waits for any more
+            header = image_msg.header
+            self.path_pub.publish(path_to_msg(result.path, header, image_msg.width, image_msg.height, instruction,
+                                              self.model_id, result.answer))
+            self.image_pub.publish(numpy_to_image(draw_path(image, result.path), "rgb8", header))
+            timing = {**result.timing, "total_sec": round(time.monotonic() - started, 6)}
+            self._status(instruction, received, "ok", f"path with {len(result.path)} points "
+                         f"({len(result.parsed)} in the answer)", attempt, timing)
+            self.get_logger().info(f"path for {instruction!r}: {result.answer} ({timing})")
             return
-        info, camera_pose, ee_pose, scene = self.latest.get("camera_info", "camera_pose", "ee_pose", "scene")
-        try:
-            image = image_to_rgb(image_msg)
-            camera = camera_from_msg(info, pose_from_msg(camera_pose).matrix()) if info and camera_pose else None
-            request = VlmRequest(image=image, instruction=instruction, camera=camera,
-                                 tcp_pose=pose_from_msg(ee_pose) if ee_pose else None,
-                                 scene_json=scene.data if scene else None)
-            query_started = time.monotonic()
-            answer = self.backend.query(request)
-            query_sec = time.monotonic() - query_started
-            path = parse_hamster_answer(answer, max_points=self.max_points,
-                                        image_size=(image_msg.width, image_msg.height))
-        except (VlmError, PathParseError, ConversionError, ValueError) as error:
-            self._report(DiagnosticStatus.ERROR, f"no path for {instruction!r}: {error}", instruction)
-            return
-        msg = path_to_msg(path, image_msg.header, image_msg.width, image_msg.height, instruction,
-                          self.backend.model_id, answer)
-        self.path_pub.publish(msg)
-        self.image_pub.publish(numpy_to_image(draw_path(image, path), "rgb8", image_msg.header))
-        total_sec = time.monotonic() - started
-        self._report(DiagnosticStatus.OK, f"path with {len(path)} points", instruction,
-                     query_sec=f"{query_sec:.3f}", total_sec=f"{total_sec:.3f}")
-        self.get_logger().info(f"path for {instruction!r}: {answer} (model {query_sec * 1000:.0f} ms)")
+        self._status(instruction, received, "failed", f"no path for {instruction!r} after {self.max_attempts} "
+                     f"attempt{'s' if self.max_attempts > 1 else ''}: {error_message}", self.max_attempts)
 
-    def _report(self, level, message: str, instruction: str, **values):
-        if level != DiagnosticStatus.OK:
+    def _request(self, instruction: str, image_msg: Image):
+        info, camera_pose, ee_pose, scene = self.latest.get("camera_info", "camera_pose", "ee_pose", "scene")
+        image = image_to_rgb(image_msg)
+        camera = camera_from_msg(info, pose_from_msg(camera_pose).matrix()) if info and camera_pose else None
+        request = VlmRequest(image=image, instruction=instruction, camera=camera,
+                             tcp_pose=pose_from_msg(ee_pose) if ee_pose else None,
+                             scene_json=scene.data if scene else None)
+        return request, image
+
+    # -- reporting --------------------------------------------------------------------------------------
+    def _status(self, instruction: str, received: float, state: str, message: str, attempt: int,
+                timing: dict | None = None):
+        """Latched status for policy_node and people, plus the same on /diagnostics."""
+        status = {"instruction": instruction, "state": state, "message": message, "model_id": self.model_id,
+                  "attempt": attempt, "max_attempts": self.max_attempts, "timing": timing or {},
+                  "received": received, "stamp": self._now()}
+        self.status_pub.publish(String(data=json.dumps(status)))
+        if state == "failed":
             self.get_logger().error(message)
-        status = DiagnosticStatus(level=level, name="hamster_vlm_node", message=message,
-                                  hardware_id=self.backend.model_id,
-                                  values=[KeyValue(key="instruction", value=instruction)]
-                                  + [KeyValue(key=k, value=v) for k, v in values.items()])
-        array = DiagnosticArray(status=[status])
+        level = {"planning": DiagnosticStatus.OK, "ok": DiagnosticStatus.OK}.get(state, DiagnosticStatus.ERROR)
+        values = [KeyValue(key="instruction", value=instruction), KeyValue(key="state", value=state),
+                  KeyValue(key="attempt", value=str(attempt))]
+        values += [KeyValue(key=key, value=str(value)) for key, value in (timing or {}).items()]
+        diagnostic = DiagnosticStatus(level=level, name="hamster_vlm_node", message=message,
+                                      hardware_id=self.model_id, values=values)
+        array = DiagnosticArray(status=[diagnostic])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 

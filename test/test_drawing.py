@@ -122,3 +122,38 @@ def test_draw_masks_validates_its_inputs():
     with pytest.raises(ValueError, match="alpha"):
         draw_masks(image, {}, alpha=1.5)
     np.testing.assert_array_equal(draw_masks(image, {"empty": np.zeros((10, 20), bool)}), image)
+
+
+# ------------------------------------------------------------------------------------------ path channels
+
+def test_path_channels_hold_progress_and_gripper_state():
+    from hamster_core.drawing import (CHANNEL_GRIPPER_CLOSED, CHANNEL_GRIPPER_OPEN, CHANNEL_PROGRESS, PATH_CHANNELS,
+                                      draw_path_channels)
+    channels = draw_path_channels(100, 200, PICK)
+    assert channels.shape == (100, 200, len(PATH_CHANNELS)) and channels.dtype == np.float32
+    row = channels[50]
+    on_path = row[:, CHANNEL_GRIPPER_OPEN] + row[:, CHANNEL_GRIPPER_CLOSED]
+    # The mask is exactly the drawn path: every pixel is open or closed, never both, zero elsewhere.
+    assert set(np.unique(on_path).tolist()) <= {0.0, 1.0} and on_path[25:175].all() and not on_path[:15].any()
+    assert np.array_equal(channels[..., 1:].sum(-1) > 0, (channels[..., 1:] > 0).any(-1))
+    assert channels[10, :, :].sum() == 0  # far from the path: background
+    # Open while reaching (x < 0.5), closed while carrying (0.5 < x < 0.9).
+    assert row[60, CHANNEL_GRIPPER_OPEN] == 1 and row[60, CHANNEL_GRIPPER_CLOSED] == 0
+    assert row[140, CHANNEL_GRIPPER_CLOSED] == 1 and row[140, CHANNEL_GRIPPER_OPEN] == 0
+    # Progress grows from 0 at the start to 1 at the end, monotonically along this straight path.
+    progress = row[25:175, CHANNEL_PROGRESS]
+    assert progress[0] < 0.05 and progress[-1] > 0.95 and np.all(np.diff(progress) >= -1e-6)
+    assert 0.0 <= channels[..., CHANNEL_PROGRESS].min() and channels[..., CHANNEL_PROGRESS].max() <= 1.0
+    as_bytes = draw_path_channels(100, 200, PICK, dtype=np.uint8)
+    assert as_bytes.dtype == np.uint8 and np.abs(as_bytes / 255.0 - channels).max() <= 0.5 / 255 + 1e-6
+
+
+def test_path_channels_mark_changes_and_validate_inputs():
+    from hamster_core.drawing import CHANNEL_GRIPPER_CLOSED, draw_path_channels
+    single = draw_path_channels(50, 50, Path2D([[0.5, 0.5]], [GripperState.CLOSED]))
+    assert single[25, 25, CHANNEL_GRIPPER_CLOSED] == 1 and single[..., CHANNEL_GRIPPER_CLOSED].sum() > 1
+    for kwargs, reason in (({"height": 0}, "height and width"), ({"num_points": 1}, "num_points"),
+                           ({"thickness": 0}, "thickness"), ({"dtype": np.int64}, "dtype")):
+        args = {"height": 10, "width": 10, "path": PICK, **kwargs}
+        with pytest.raises(ValueError, match=reason):
+            draw_path_channels(**args)

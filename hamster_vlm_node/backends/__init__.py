@@ -1,3 +1,4 @@
-from hamster_vlm_node.backends.base import VLM_BACKENDS, VlmBackend, VlmError, VlmRequest
+from hamster_vlm_node.backends.base import (VLM_BACKENDS, PromptedBackend, VlmBackend, VlmError, VlmRequest,
+                                           gripper_image_position)
 
-__all__ = ["VLM_BACKENDS", "VlmBackend", "VlmError", "VlmRequest"]
+__all__ = ["VLM_BACKENDS", "PromptedBackend", "VlmBackend", "VlmError", "VlmRequest", "gripper_image_position"]

@@ -12,6 +12,7 @@ import numpy as np
 
 from hamster_core.camera import PinholeCamera
 from hamster_core.geometry import Pose
+from hamster_core.path2d import HAMSTER_PROMPT_TEMPLATE, build_prompt, check_prompt_template
 from hamster_core.registry import Registry
 
 
@@ -36,4 +37,37 @@ class VlmError(RuntimeError):
     """The backend could not produce an answer (server down, missing context, ...)."""
 
 
-VLM_BACKENDS: Registry[VlmBackend] = Registry("VLM backend", ("hamster_vlm_node.backends.oracle",))
+def gripper_image_position(request: VlmRequest) -> tuple[float, float]:
+    """The TCP projected into the request's image, in normalized coordinates. A TCP outside the view is put on
+    the image border (the nearest point the model can refer to); one behind the camera is an error."""
+    if request.camera is None or request.tcp_pose is None:
+        raise VlmError("the gripper position in the prompt needs the camera model and the end-effector pose")
+    pixels, depth = request.camera.project(np.asarray(request.tcp_pose.position, dtype=np.float64)[None])
+    if not depth[0] > 0:
+        raise VlmError("the end effector is behind the camera: cannot tell the model where it is")
+    x, y = np.clip(request.camera.normalize(pixels)[0], 0.0, 1.0)
+    return float(x), float(y)
+
+
+class PromptedBackend(VlmBackend):
+    """A backend that sends a real model the prompt: the template (HAMSTER's by default, `{instruction}`
+    replaced) plus, with `gripper_position`, a line saying where the gripper is in the image."""
+
+    def __init__(self, prompt_template: str = "", gripper_position: bool = False):
+        # An empty template means "the default", so a parameter file can leave it blank.
+        self.prompt_template = check_prompt_template(prompt_template or HAMSTER_PROMPT_TEMPLATE)
+        if not isinstance(gripper_position, bool):
+            raise ValueError(f"gripper_position must be a bool, got {gripper_position!r}")
+        self.gripper_position = gripper_position
+
+    def prompt(self, request: VlmRequest) -> str:
+        gripper_xy = gripper_image_position(request) if self.gripper_position else None
+        try:
+            return build_prompt(request.instruction, gripper_xy, self.prompt_template)
+        except ValueError as error:  # an empty instruction: no query to make
+            raise VlmError(str(error)) from error
+
+
+VLM_BACKENDS: Registry[VlmBackend] = Registry("VLM backend", (
+    "hamster_vlm_node.backends.oracle", "hamster_vlm_node.backends.openai_compatible",
+    "hamster_vlm_node.backends.transformers_vlm"))

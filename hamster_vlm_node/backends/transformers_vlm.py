@@ -1,0 +1,98 @@
+"""`transformers`: a local image-text-to-text model (checkpoint folder or hub id) run in this process.
+
+Loaded once, at construction, with the Auto classes (AutoProcessor + AutoModelForImageTextToText), so any
+family transformers knows works: LLaVA, Qwen2-VL/2.5-VL, SmolVLM/Idefics3, PaliGemma, ... The prompt goes
+through the processor's chat template when it has one (the image as a content part before the text), else
+the processor's image token is put in front of the prompt. transformers and torch are imported only when this
+backend is constructed, so the other backends do not pay for them.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from hamster_vlm_node.backends.base import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest
+
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+@VLM_BACKENDS.register("transformers")
+class TransformersBackend(PromptedBackend):
+    def __init__(self, checkpoint: str = "", device: str = "cpu", dtype: str = "float32",
+                 max_new_tokens: int = 128, do_sample: bool = False, num_beams: int = 1, temperature: float = 1.0,
+                 top_p: float = 1.0, use_chat_template: bool = True, prompt_template: str = "",
+                 gripper_position: bool = False):
+        super().__init__(prompt_template, gripper_position)
+        if not isinstance(checkpoint, str) or not checkpoint.strip():
+            raise ValueError(f"checkpoint must be a checkpoint folder or hub id, got {checkpoint!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        for name, value in (("max_new_tokens", max_new_tokens), ("num_beams", num_beams)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        for name, value in (("do_sample", do_sample), ("use_chat_template", use_chat_template)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be a bool, got {value!r}")
+
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device {device!r} is not a torch device: {error}") from None
+        local = Path(checkpoint).expanduser()
+        source = str(local) if local.exists() else checkpoint
+        started = time.monotonic()
+        try:
+            self.processor = AutoProcessor.from_pretrained(source)
+            torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+            self.model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype)
+            self.model.to(self.device).eval()  # inference mode: dropout off
+        except (OSError, ValueError, KeyError, RuntimeError, AssertionError) as error:  # CUDA missing: assert
+            # The usual causes: a wrong path, a hub id while offline, a model family that is not image-text-to-text.
+            raise ValueError(f"cannot load the image-text-to-text checkpoint {checkpoint!r}: "
+                             f"{type(error).__name__}: {error}") from None
+        self.load_sec = time.monotonic() - started
+        self.checkpoint = checkpoint
+        self.use_chat_template = use_chat_template and bool(getattr(self.processor, "chat_template", None))
+        self.generation = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "num_beams": num_beams}
+        if do_sample:  # greedy decoding ignores these (and transformers warns when they are given)
+            self.generation.update(temperature=float(temperature), top_p=float(top_p))
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is not None and tokenizer.pad_token_id is not None:
+            self.generation["pad_token_id"] = tokenizer.pad_token_id
+        self.model_id = f"transformers:{checkpoint}"
+        self.last_call: dict = {}
+
+    def model_text(self, prompt: str) -> str:
+        """The text input for the processor: chat-templated, or the image token and the prompt."""
+        if self.use_chat_template:
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image_token = getattr(self.processor, "image_token", None) or "<image>"
+        return f"{image_token}\n{prompt}"
+
+    def query(self, request: VlmRequest) -> str:
+        import torch
+        from PIL import Image
+
+        text = self.model_text(self.prompt(request))
+        started = time.monotonic()
+        try:
+            inputs = self.processor(images=Image.fromarray(request.image), text=text, return_tensors="pt")
+            # Floating inputs (pixel values) in the model's dtype, token ids stay integers.
+            inputs = inputs.to(self.device, dtype=self.model.dtype)
+            with torch.inference_mode():
+                output = self.model.generate(**inputs, **self.generation)
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            answer = self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            raise VlmError(f"{self.model_id} generate failed: {type(error).__name__}: {error}") from error
+        self.last_call = {"generate_sec": time.monotonic() - started, "new_tokens": int(new_tokens.shape[1])}
+        return answer

@@ -1,0 +1,139 @@
+"""hamster_vlm_node and policy_node as real processes (no simulator), the VLM behind a real local HTTP server:
+failed attempts end the episode with the VLM's message, nothing invalid reaches /hamster/path, replanning
+works, and every output carries the model id."""
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hamster_vlm_node.chat_server import ChatServer
+
+MODEL = "hamster-node-test"
+GOOD = "<ans>[(0.20, 0.30), <action>Close Gripper</action>, (0.60, 0.40), <action>Open Gripper</action>]</ans>"
+INSTRUCTION = "pick up the red cube and put it in the blue bowl"
+
+
+def wait_until(condition, what: str, timeout: float = 60.0):
+    """Polls `condition` until it returns something truthy; the timeout only bounds a hang, it is not a check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+class Harness:
+    """Camera images in, VLM status and paths out, the RunEpisode action and the replan service."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.action import ActionClient
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+        from std_srvs.srv import Trigger
+
+        from hamster_msgs.action import RunEpisode
+        from hamster_msgs.msg import Path2D
+        from hamster_ros import interfaces as t
+        from hamster_ros.conversions import numpy_to_image
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("vlm_node_test", context=self.context)
+        self.statuses, self.paths = [], []
+        self.node.create_subscription(String, t.VLM_STATUS, lambda m: self.statuses.append(json.loads(m.data)),
+                                      t.LATCHED)
+        self.node.create_subscription(Path2D, t.PATH, self.paths.append, t.LATCHED)
+        image_pub = self.node.create_publisher(Image, t.COLOR_IMAGE, t.SENSOR)
+        pixels = np.full((60, 80, 3), 120, np.uint8)
+
+        def publish_image():
+            msg = numpy_to_image(pixels, "rgb8")
+            msg.header.stamp = self.node.get_clock().now().to_msg()
+            msg.header.frame_id = "camera"
+            image_pub.publish(msg)
+        self.node.create_timer(0.1, publish_image)
+        self.episode = ActionClient(self.node, RunEpisode, t.RUN_EPISODE)
+        self.replan = self.node.create_client(Trigger, t.REPLAN)
+        self.RunEpisode, self.Trigger = RunEpisode, Trigger
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def result(self, future, what):
+        wait_until(future.done, what)
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    from hamster_ros.graph import CONFIG_DIR, NodeSpec
+    from hamster_ros.runner import GraphRunner, ros_environment
+
+    replies = {"answer": "Sorry, I cannot help with that."}
+    server = ChatServer(lambda chat: replies["answer"], model=MODEL).start()
+    runtime = str(CONFIG_DIR / "runtime.yaml")
+    specs = [
+        NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (runtime,),
+                 {"use_sim_time": False, "backend": "openai", "openai.base_url": server.base_url,
+                  "openai.model": MODEL, "openai.retries": 0, "max_attempts": 2, "rdp_epsilon": 0.0}),
+        NodeSpec("policy_node", "policy_node", "policy_node.node", (runtime, str(CONFIG_DIR / "sim.yaml")),
+                 {"use_sim_time": False}),
+    ]
+    runner = GraphRunner(specs, tmp_path_factory.mktemp("vlm_node_logs"), ros_environment())
+    runner.start()
+    harness = Harness()
+    try:
+        yield harness, server, replies, runner
+    finally:
+        harness.close()
+        runner.stop()
+        server.stop()
+
+
+def test_failed_attempts_abort_the_episode_with_the_vlms_message(graph):
+    harness, server, replies, runner = graph
+    wait_until(lambda: harness.episode.server_is_ready() or runner.exited(), "the policy node's action server")
+    assert not runner.exited(), {name: runner.log_tail(name) for name in runner.exited()}
+    goal = harness.result(harness.episode.send_goal_async(harness.RunEpisode.Goal(instruction=INSTRUCTION,
+                                                                                  timeout_sec=60.0)), "the goal")
+    assert goal.accepted
+    result = harness.result(goal.get_result_async(), "the episode result").result
+    assert not result.success
+    assert result.message.startswith(f"VLM failed: no path for {INSTRUCTION!r} after 2 attempts: parse failed: "
+                                     f"the answer is not a valid path: no <ans> block"), result.message
+    assert len([s for s in server.served if s.model == MODEL]) == 2
+    states = [(s["state"], s["attempt"]) for s in harness.statuses if s["instruction"] == INSTRUCTION]
+    assert states == [("planning", 1), ("planning", 2), ("failed", 2)]
+    assert all(s["model_id"] == f"openai:{MODEL}@{server.base_url}" for s in harness.statuses)
+    assert harness.paths == []  # nothing invalid was published
+
+
+def test_replan_queries_again_and_publishes_a_path_with_the_model_id(graph):
+    harness, server, replies, _ = graph
+    replies["answer"] = GOOD
+    wait_until(harness.replan.service_is_ready, "the replan service")
+    before = len(server.served)
+    response = harness.result(harness.replan.call_async(harness.Trigger.Request()), "the replan response")
+    assert response.success and INSTRUCTION in response.message
+    path = wait_until(lambda: harness.paths[-1] if harness.paths else None, "a path")
+    assert path.instruction == INSTRUCTION and path.model_id == f"openai:{MODEL}@{server.base_url}"
+    assert path.raw_answer == GOOD and list(path.gripper) == [1, 0]
+    np.testing.assert_allclose(np.stack([path.x, path.y], axis=1), [[0.2, 0.3], [0.6, 0.4]], atol=1e-6)
+    assert (path.image_width, path.image_height) == (80, 60) and path.header.frame_id == "camera"
+    status = wait_until(lambda: harness.statuses[-1] if harness.statuses[-1]["state"] == "ok" else None, "ok")
+    assert status["message"] == "path with 2 points (2 in the answer)" and status["attempt"] == 1
+    assert {"query_sec", "parse_sec", "total_sec", "backend_requests"} <= set(status["timing"])
+    assert len(server.served) == before + 1
