@@ -1,0 +1,320 @@
+"""Evaluate recorded episodes offline: no ROS graph, the bag's frames read deterministically.
+
+    hamster-replay-eval BAG [BAG ...] [--vlm-backend NAME] [--policy NAME] [--mapping FILE] [--out DIR]
+
+Per bag:
+- paths: the recorded Path2D (or a fresh one from --vlm-backend) against the oracle path, the end effector's
+  recorded positions projected into the first frame's camera, clipped to the image and RDP-simplified like a
+  HAMSTER label; Fréchet, DTW, start/end error, gripper-event agreement (hamster_core.path_metrics);
+- policy: the named policy run on the first frame's observation, its keyframes against the keyframes of the
+  recorded trajectory (hamster_core.keyframes); the policy's path input is the predicted path, else the oracle
+  path (then the report says so);
+- masks: IoU of the recorded GroundingMasks against the recorded segmentation + /sim/scene ids (simulator);
+- timing: image stamp -> path / masks receive latency, command stream rate and jitter.
+Writes report.json and report.md (plots and overlay thumbnails beside them). Exits 2 naming a missing topic,
+unknown type or bad option; 1 if a bag could not be evaluated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hamster_core.path2d import Path2D, simplify_rdp
+from hamster_ros import interfaces as t
+from hamster_ros.bag_episode import BagError, Episode, EpisodeBag, TopicMapping, load_episode, sim_to_receive_time
+
+ORACLE_RDP_EPSILON = 0.05  # the HAMSTER paper's label simplification
+
+
+def oracle_path(episode: Episode) -> Path2D:
+    """The end effector's own path over the episode, as the first frame's camera saw the scene."""
+    trajectory, camera = episode.trajectory, episode.camera
+    pixels, depth = camera.project(trajectory.positions)
+    keep = depth > 0
+    if not np.any(keep):
+        raise BagError(f"{episode.path}: the end effector is never in front of the camera")
+    normalized = np.clip(camera.normalize(pixels[keep]), 0.0, 1.0)
+    return simplify_rdp(Path2D(normalized, trajectory.closed[keep].astype(np.uint8)), ORACLE_RDP_EPSILON)
+
+
+def vlm_path(episode: Episode, backend_name: str) -> tuple[Path2D, dict]:
+    from hamster_core.geometry import Pose
+    from hamster_core.path2d import parse_hamster_answer
+    from hamster_vlm_node.backends import VLM_BACKENDS, VlmRequest
+
+    backend = VLM_BACKENDS.create(backend_name)
+    trajectory = episode.trajectory
+    request = VlmRequest(image=episode.rgb, instruction=episode.instruction, camera=episode.camera,
+                         tcp_pose=Pose(trajectory.positions[0], trajectory.orientations[0]),
+                         scene_json=episode.scene_json)
+    answer = backend.query(request)
+    return parse_hamster_answer(answer), {"model_id": backend.model_id, "raw_answer": answer}
+
+
+def observation(episode: Episode, path: Path2D | None):
+    """The policy node's Observation from the first frame (same conversions as policy_node)."""
+    from hamster_core.geometry import Pose
+    from hamster_core.policies.base import Observation
+    from hamster_ros.conversions import masks_from_msg
+
+    if episode.cloud is None:
+        raise BagError(f"{episode.path}: no point cloud ({t.POINTS}) for the policy")
+    points, colors = episode.cloud
+    masks = masks_from_msg(episode.masks_msgs[0][1]) if episode.masks_msgs else {}
+    trajectory = episode.trajectory
+    return Observation(stamp=0.0, instruction=episode.instruction,
+                       tcp_pose=Pose(trajectory.positions[0], trajectory.orientations[0]),
+                       gripper_width=episode.gripper_width, points=points, colors=colors, camera=episode.camera,
+                       rgb=episode.rgb, path=path, masks=masks)
+
+
+def evaluate_policy(episode: Episode, policy_name: str, path: Path2D) -> dict:
+    from hamster_core.keyframes import compare_keyframes, extract_keyframes
+    from hamster_core.policies.base import POLICIES
+
+    policy = POLICIES.create(policy_name)
+    output = policy.select_action(observation(episode, path))
+    trajectory = episode.trajectory
+    expert = [k for _, k in extract_keyframes(trajectory.times, trajectory.positions, trajectory.orientations,
+                                              trajectory.closed)]
+    result = compare_keyframes(output.keyframes, expert)
+    result["predicted"] = [_keyframe_json(k) for k in output.keyframes]
+    result["reference"] = [_keyframe_json(k) for k in expert]
+    return result
+
+
+def _keyframe_json(keyframe) -> dict:
+    return {"position": np.round(keyframe.pose.position, 4).tolist(),
+            "orientation": np.round(keyframe.pose.orientation, 4).tolist(),
+            "gripper": None if keyframe.gripper is None else keyframe.gripper.name.lower()}
+
+
+def evaluate_masks(bag: EpisodeBag, episode: Episode, limit: int = 20) -> dict:
+    """Mean IoU per label over up to `limit` recorded masks messages, against the segmentation image with the
+    same stamp: label target_object is the scene's target object, placement_area its target container."""
+    from hamster_core.path_metrics import mask_iou
+    from hamster_ros.conversions import image_to_numpy, masks_from_msg
+    from hamster_sim.ground_truth import decode_scene_payload
+
+    if not episode.masks_msgs:
+        return {"skipped": f"no {t.MASKS} in the episode"}
+    if episode.scene_json is None or not bag.has(t.SEGMENTATION):
+        return {"skipped": f"no ground truth ({t.SEGMENTATION} and {t.SIM_SCENE} are simulator-only)"}
+    scene, ids = decode_scene_payload(episode.scene_json)
+    truth_ids = {"target_object": ids.get(scene.target_object.name),
+                 "placement_area": ids.get(scene.target_container.name)}
+    segmentation = {}
+    for _, msg in bag.messages(t.SEGMENTATION, episode.start_ns):
+        segmentation[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+    scores: dict[str, list[float]] = {}
+    compared = 0
+    for _, msg in episode.masks_msgs:
+        image = segmentation.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        if image is None:
+            continue
+        ids_image = image_to_numpy(image)
+        for label, mask in masks_from_msg(msg).items():
+            if truth_ids.get(label) is not None and mask.shape == ids_image.shape:
+                scores.setdefault(label, []).append(mask_iou(mask, ids_image == truth_ids[label]))
+        compared += 1
+        if compared >= limit:
+            break
+    if not compared:
+        return {"skipped": "no masks message has a segmentation image with the same stamp (thinned recording)"}
+    return {"frames": compared, **{f"iou_{label}": float(np.mean(values)) for label, values in scores.items()},
+            "iou_min": float(min(min(v) for v in scores.values())) if scores else None}
+
+
+def evaluate_timing(bag: EpisodeBag, episode: Episode) -> dict:
+    """Latency from the image a result was computed on (its header stamp) to the result's receive time."""
+    from hamster_ros.bag_stats import episode_timing
+
+    to_receive = sim_to_receive_time(bag)
+    timing = {}
+    if episode.path_info:
+        timing["path_latency_ms"] = round(float(episode.path_info["receive_ns"]
+                                                - to_receive(episode.path_info["stamp"])) * 1e-6, 1)
+    if episode.masks_msgs:
+        latency = np.array([received - to_receive(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+                            for received, msg in episode.masks_msgs]) * 1e-6
+        timing.update(masks_latency_p50_ms=round(float(np.percentile(latency, 50)), 1),
+                      masks_latency_p99_ms=round(float(np.percentile(latency, 99)), 1))
+    if bag.has(t.CARTESIAN_TARGET):
+        timing.update(episode_timing(bag.path, command_topic=bag.mapping.bag_names(t.CARTESIAN_TARGET)[0],
+                                     status_topic=bag.mapping.bag_names(t.EXECUTOR_STATUS)[0]))
+    return timing
+
+
+def evaluate_bag(path: Path, args, out: Path) -> dict:
+    from hamster_core.path_metrics import compare_paths
+
+    mapping = TopicMapping.load(args.mapping)
+    with EpisodeBag(path, mapping) as bag:
+        episode = load_episode(bag)
+        result = {"bag": str(path), "instruction": episode.instruction,
+                  "metadata": episode.metadata or bag.custom_data,
+                  "gripper_source": episode.trajectory.gripper_source,
+                  "episode_seconds": round(float(episode.trajectory.times[-1]), 2)}
+        oracle = oracle_path(episode)
+        predicted, source = None, None
+        if args.vlm_backend:
+            predicted, info = vlm_path(episode, args.vlm_backend)
+            source = f"vlm:{info['model_id']}"
+        elif episode.recorded_path is not None:
+            predicted, source = episode.recorded_path, f"recorded:{episode.path_info['model_id']}"
+        if predicted is not None:
+            result["path"] = {"source": source, **compare_paths(predicted, oracle)}
+        else:
+            result["path"] = {"skipped": f"no {t.PATH} recorded and no --vlm-backend"}
+        try:
+            policy = evaluate_policy(episode, args.policy, predicted if predicted is not None else oracle)
+            result["policy"] = {"name": args.policy,
+                                "path_input": source or "oracle (hindsight: the executed trajectory)", **policy}
+        except ValueError as error:  # PolicyError and invalid inputs: report, do not abort the batch
+            result["policy"] = {"name": args.policy, "error": str(error)}
+        result["masks"] = evaluate_masks(bag, episode)
+        result["timing"] = evaluate_timing(bag, episode)
+        result["figures"] = write_figures(episode, oracle, predicted, result, out / _slug(path))
+    return result
+
+
+def _slug(path: Path) -> str:
+    parts = [p for p in path.resolve().parts[-3:] if p not in ("/",)]
+    return "_".join(parts).replace(".", "_")
+
+
+def write_figures(episode: Episode, oracle: Path2D, predicted: Path2D | None, result: dict, folder: Path) -> dict:
+    """Path vs oracle on the first frame, keyframe errors, and overlay thumbnails (masks, path)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image as PILImage
+
+    from hamster_core.drawing import draw_masks, draw_path
+    from hamster_ros.conversions import masks_from_msg
+
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    height, width = episode.rgb.shape[:2]
+    figure, axis = plt.subplots(figsize=(4.5, 3.6), dpi=100)
+    axis.imshow(episode.rgb)
+    for path, colour, label in ((oracle, "lime", "oracle (proprioception)"), (predicted, "magenta", "predicted")):
+        if path is None:
+            continue
+        pixels = path.to_pixels(width, height)
+        axis.plot(pixels[:, 0], pixels[:, 1], "-o", color=colour, markersize=3, linewidth=1.5, label=label)
+        closed = path.gripper.astype(bool)
+        axis.scatter(pixels[closed, 0], pixels[closed, 1], s=30, facecolors="none", edgecolors=colour)
+    axis.set_axis_off()
+    axis.legend(loc="lower left", fontsize=7)
+    figure.tight_layout()
+    figures["paths"] = str(folder / "paths.png")
+    figure.savefig(figures["paths"])
+    plt.close(figure)
+
+    policy = result.get("policy", {})
+    if "translation_error_mean" in policy:
+        names = ["mean", "max", "grasp", "release"]
+        values = [policy["translation_error_mean"], policy["translation_error_max"],
+                  policy["grasp_translation_error"] or 0.0, policy["release_translation_error"] or 0.0]
+        figure, axis = plt.subplots(figsize=(4, 2.5), dpi=100)
+        axis.bar(names, np.array(values) * 100, color=["tab:blue", "tab:blue", "tab:orange", "tab:green"])
+        axis.set_ylabel("keyframe error (cm)")
+        figure.tight_layout()
+        figures["keyframe_errors"] = str(folder / "keyframe_errors.png")
+        figure.savefig(figures["keyframe_errors"])
+        plt.close(figure)
+
+    overlay = draw_path(episode.rgb, predicted if predicted is not None else oracle)
+    if episode.masks_msgs:
+        overlay = draw_masks(overlay, masks_from_msg(episode.masks_msgs[0][1]))
+    figures["overlay"] = str(folder / "overlay.png")
+    PILImage.fromarray(overlay).save(figures["overlay"])
+    return figures
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_report(results: list[dict], out: Path) -> str:
+    lines = ["# Offline evaluation", "", f"{len(results)} bag(s).", "",
+             "| bag | path source | Fréchet | DTW | start err | end err | gripper events | kf trans (m) | "
+             "kf rot (deg) | grasp err (m) | IoU target | IoU place | path latency (ms) | command Hz |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {Path(r['bag']).name} | error: {r['error']} |" + " |" * 12)
+            continue
+        p, k, m, tm = r["path"], r["policy"], r["masks"], r["timing"]
+        lines.append("| " + " | ".join([
+            str(Path(r["bag"]).parent.name or r["bag"]), p.get("source", "-"), _fmt(p.get("frechet")),
+            _fmt(p.get("dtw")), _fmt(p.get("start_error")), _fmt(p.get("end_error")),
+            _fmt(p.get("gripper_same_sequence")), _fmt(k.get("translation_error_mean")),
+            _fmt(k.get("rotation_error_mean_deg"), 1), _fmt(k.get("grasp_translation_error")),
+            _fmt(m.get("iou_target_object")), _fmt(m.get("iou_placement_area")), _fmt(tm.get("path_latency_ms"), 1),
+            _fmt(tm.get("command_rate_hz"), 1)]) + " |")
+    lines.append("")
+    for r in results:
+        if "error" in r:
+            continue
+        lines += [f"## {r['bag']}", "", f"Instruction: *{r['instruction']}*", ""]
+        for name, key in (("path vs oracle", "paths"), ("overlay", "overlay"), ("keyframe errors", "keyframe_errors")):
+            if key in r["figures"]:
+                lines.append(f"![{name}]({Path(r['figures'][key]).relative_to(out)})")
+        lines += ["", "```json", json.dumps({k: r[k] for k in ("path", "masks", "timing")}, indent=1), "```", ""]
+        if "error" in r["policy"]:
+            lines += [f"Policy failed: {r['policy']['error']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from tqdm import tqdm
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bags", type=Path, nargs="+", help="rosbag2 folders (mcap or sqlite3)")
+    parser.add_argument("--vlm-backend", default=None, help="compute a fresh path with this VLM backend")
+    parser.add_argument("--policy", default="path_follower", help="policy to run on the first frame")
+    parser.add_argument("--mapping", type=Path, default=None, help="topic mapping YAML (e.g. real-robot bags)")
+    parser.add_argument("--out", type=Path, default=Path("runs/replay_eval"), help="report folder")
+    args = parser.parse_args(argv)
+    try:
+        from hamster_core.policies.base import POLICIES
+        POLICIES.get(args.policy)
+        if args.vlm_backend:
+            from hamster_vlm_node.backends import VLM_BACKENDS
+            VLM_BACKENDS.get(args.vlm_backend)
+        TopicMapping.load(args.mapping)
+    except ValueError as error:
+        parser.error(str(error))
+    args.out.mkdir(parents=True, exist_ok=True)
+    results, input_errors = [], []
+    for bag in tqdm(args.bags, desc="bags", unit="bag", file=sys.stderr, disable=len(args.bags) < 2):
+        try:
+            results.append(evaluate_bag(bag, args, args.out))
+        except BagError as error:
+            input_errors.append(str(error))
+            results.append({"bag": str(bag), "error": str(error)})
+        except Exception as error:  # one broken bag must not lose the others' results
+            results.append({"bag": str(bag), "error": f"{type(error).__name__}: {error}"})
+    (args.out / "report.json").write_text(json.dumps(results, indent=1, default=str))
+    (args.out / "report.md").write_text(markdown_report(results, args.out))
+    print(json.dumps({"report": str(args.out / "report.md"), "bags": len(results),
+                      "failed": [r["bag"] for r in results if "error" in r]}), flush=True)
+    for error in input_errors:
+        print(f"hamster-replay-eval: error: {error}", file=sys.stderr)
+    if input_errors:
+        return 2
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
