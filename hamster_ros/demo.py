@@ -21,6 +21,7 @@ def _recorded_topics(sensor_hz: float | None):
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
     from std_msgs.msg import String
+    from visualization_msgs.msg import MarkerArray
 
     from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
     from hamster_ros import interfaces as t
@@ -41,14 +42,12 @@ def _recorded_topics(sensor_hz: float | None):
         RecordedTopic(t.PATH, Path2D, t.LATCHED),
         RecordedTopic(t.PATH_IMAGE, Image, t.LATCHED),
         RecordedTopic(t.MASKS, GroundingMasks, t.SENSOR, sensor_hz),
+        RecordedTopic(t.MASKS_IMAGE, Image, t.SENSOR, sensor_hz),
+        RecordedTopic(t.MARKERS, MarkerArray, t.LATCHED),
         RecordedTopic(t.SIM_SCENE, String, t.LATCHED),
         RecordedTopic(t.EXECUTOR_STATUS, String, t.EVENTS),
         RecordedTopic("/clock", Clock, t.SENSOR, 100.0),
     ]
-
-
-class DemoError(RuntimeError):
-    pass
 
 
 def run_demo(args) -> dict:
@@ -59,20 +58,21 @@ def run_demo(args) -> dict:
     env = ros_environment(args.domain_id)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     import rclpy
-    from rclpy.action import ActionClient
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from sensor_msgs.msg import Image
-    from std_srvs.srv import Trigger
 
-    from hamster_msgs.action import RunEpisode
-    from hamster_msgs.srv import ResetScene
+    from hamster_msgs.msg import Path2D
     from hamster_ros import interfaces as t
     from hamster_ros.conversions import image_to_rgb
     from hamster_ros.bag_stats import episode_timing
-    from hamster_ros.recorder import BagRecorder
+    from hamster_ros.episode_client import EpisodeClient, EpisodeError
+    from hamster_ros.recorder import BagRecorder, episode_metadata
 
     specs = graph_from_arguments(args)
+    if getattr(args, "sim_vlm_server", False):  # HAMSTER's server stand-in, where openai.* says it is
+        from hamster_vlm_node.sim_vlm_server import server_spec
+        specs.append(server_spec(next(s for s in specs if s.name == "hamster_vlm_node").parameter_files))
     out = Path(args.out) / time.strftime("episode-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=False)
     started = time.monotonic()
@@ -93,57 +93,35 @@ def run_demo(args) -> dict:
         def check_alive():
             if runner.exited():
                 name, code = next(iter(runner.exited().items()))
-                raise DemoError(f"{name} exited with {code}:\n{runner.log_tail(name)}")
+                raise EpisodeError(f"{name} exited with {code}:\n{runner.log_tail(name)}")
 
-        def wait_for(ready, what: str, timeout: float):
-            deadline = time.monotonic() + timeout
-            while not ready():
-                check_alive()
-                if time.monotonic() > deadline:
-                    raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
-                time.sleep(0.1)
-
-        reset = node.create_client(ResetScene, t.SIM_RESET)
-        check = node.create_client(Trigger, t.SIM_CHECK_SUCCESS)
-        episode = ActionClient(node, RunEpisode, t.RUN_EPISODE)
+        client = EpisodeClient(node, check_alive)
         node.create_subscription(Image, t.PATH_IMAGE, lambda msg: overlay.update(image=msg), t.LATCHED)
-        wait_for(lambda: reset.service_is_ready() and check.service_is_ready() and episode.server_is_ready(),
-                 "the simulator and the policy node", args.startup_timeout)
-
-        def call(future, what: str, timeout: float):
-            wait_for(future.done, what, timeout)
-            return future.result()
-
-        bag = out / "bag"
-        recorder = BagRecorder(node, bag, _recorded_topics(args.record_sensor_hz),
-                               metadata={"seed": args.seed, "policy": args.policy,
-                                         "vlm_backend": args.vlm_backend,
-                                         "perception_backend": args.perception_backend})
-        scene = call(reset.call_async(ResetScene.Request(seed=args.seed)), "the scene reset", 30)
-        if not scene.success:
-            raise DemoError(f"scene reset failed: {scene.message}")
-        result["instruction"] = scene.instruction
-        episode_started = time.monotonic()
-        goal = call(episode.send_goal_async(RunEpisode.Goal(instruction=scene.instruction,
-                                                            timeout_sec=float(args.timeout))),
-                    "the episode to be accepted", 30)
-        if not goal.accepted:
-            raise DemoError("the policy node rejected the episode")
-        outcome = call(goal.get_result_async(), "the episode", args.timeout + 30).result
-        result.update(episode_seconds=round(time.monotonic() - episode_started, 2),
-                      policy_success=outcome.success, policy_message=outcome.message)
-        time.sleep(args.settle)  # let the released object come to rest before judging
-        verdict = call(check.call_async(Trigger.Request()), "the success check", 30)
-        result.update(success=bool(verdict.success and outcome.success), check=verdict.message)
-    except DemoError as error:
+        node.create_subscription(Path2D, t.PATH, lambda msg: overlay.update(model_id=msg.model_id), t.LATCHED)
+        client.wait_until_ready(args.startup_timeout)
+        recorder = BagRecorder(node, out / "bag", _recorded_topics(args.record_sensor_hz), storage=args.bag_storage,
+                               metadata=episode_metadata(
+                                   command="hamster-demo", seed=args.seed, policy=args.policy,
+                                   vlm_backend=args.vlm_backend, perception_backend=args.perception_backend,
+                                   robot=args.robot, record_sensor_hz=args.record_sensor_hz,
+                                   timeout_sec=args.timeout, parameter_files=[str(p) for s in specs
+                                                                              for p in s.parameter_files]))
+        result.update(client.episode(args.seed, args.timeout, args.settle))
+        recorder.add_metadata(instruction=result["instruction"])
+    except EpisodeError as error:
         result["error"] = str(error)
     except KeyboardInterrupt:
         result["error"] = "interrupted"
     finally:
         if recorder is not None:
+            recorder.add_metadata(vlm_model_id=overlay.get("model_id", ""),
+                                  **{k: result[k] for k in ("success", "policy_message", "episode_seconds")
+                                     if k in result})
             recorder.close()
             result["bag"] = str(recorder.path)
             result["bag_messages"] = recorder.counts
+            if recorder.error:
+                result["bag_error"] = recorder.error
             result.update(episode_timing(recorder.path))
         if "image" in overlay:
             import cv2
@@ -171,7 +149,12 @@ def main(argv=None) -> int:
     parser.add_argument("--settle", type=float, default=1.0, help="wait before the success check (s)")
     parser.add_argument("--record-sensor-hz", type=float, default=RECORD_SENSOR_HZ,
                         help="rate of images and clouds in the bag; 0 keeps every frame")
+    parser.add_argument("--bag-storage", choices=("mcap", "sqlite3"), default="mcap",
+                        help="rosbag2 storage of the recorded episode")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: from the pid)")
+    parser.add_argument("--sim-vlm-server", action="store_true",
+                        help="also start an OpenAI-compatible server answering with the simulator's oracle path, "
+                             "at the VLM node's openai.base_url (use with --vlm-backend openai)")
     args = parser.parse_args(argv)
     if args.record_sensor_hz == 0:
         args.record_sensor_hz = None

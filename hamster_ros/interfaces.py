@@ -34,6 +34,7 @@ VLM_STATUS = "/hamster/vlm_status"        # std_msgs/String JSON, latched: plann
 REPLAN = "/hamster/replan"                # std_srvs/Trigger: query the VLM again for the current instruction
 MASKS = "/hamster/masks"
 MASKS_IMAGE = "/hamster/masks_image"
+MARKERS = "/hamster/markers"            # visualization_msgs/MarkerArray for rviz (latched)
 EXECUTOR_STATUS = "/hamster/executor_status"
 RUN_EPISODE = "/hamster/run_episode"
 STOP = "/hamster/stop"

@@ -1,13 +1,15 @@
 """ros2 launch hamster_runtime hamster.launch.py [policy:=...] [vlm_backend:=...] [perception_backend:=...]
-[robot:=sim|franka] [seed:=N] [params_file:=YAML]
+[robot:=sim|franka] [seed:=N] [params_file:=YAML] [rviz:=true]
 
 A thin layer over hamster_ros.graph.describe_graph, the same description the project's runner starts.
+`rviz:=true` also opens rviz2 with config/hamster.rviz (monitoring only; not part of the graph).
 """
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -21,6 +23,10 @@ ARGUMENTS = {
     "seed": ("0", "first simulated scene"),
     "params_file": ("", "your own ROS parameter file, loaded after the project's (optional)"),
 }
+# Launch-only arguments: tools beside the graph, not options of describe_graph / hamster-run.
+LAUNCH_ONLY = {
+    "rviz": ("false", "also start rviz2 with config/hamster.rviz"),
+}
 
 
 def _nodes(context):
@@ -29,12 +35,18 @@ def _nodes(context):
                            config_dir=Path(get_package_share_directory(PACKAGE)) / "config",
                            seed=int(value["seed"]),
                            params_files=(value["params_file"],) if value["params_file"] else ())
-    return [Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen",
-                 parameters=[*spec.parameter_files, spec.parameters], remappings=list(spec.remappings))
-            for spec in specs]
+    nodes = [Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen",
+                  parameters=[*spec.parameter_files, spec.parameters], remappings=list(spec.remappings))
+             for spec in specs]
+    rviz_config = Path(get_package_share_directory(PACKAGE)) / "config" / "hamster.rviz"
+    nodes.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                      arguments=["-d", str(rviz_config)],
+                      parameters=[{"use_sim_time": any(spec.parameters.get("use_sim_time") for spec in specs)}],
+                      condition=IfCondition(LaunchConfiguration("rviz"))))
+    return nodes
 
 
 def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=text)
-         for name, (default, text) in ARGUMENTS.items()] + [OpaqueFunction(function=_nodes)])
+         for name, (default, text) in {**ARGUMENTS, **LAUNCH_ONLY}.items()] + [OpaqueFunction(function=_nodes)])

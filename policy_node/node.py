@@ -17,6 +17,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from std_msgs.msg import Header, String
+from visualization_msgs.msg import MarkerArray
 from std_srvs.srv import Trigger
 from geometry_msgs.msg import PoseStamped
 
@@ -86,6 +87,7 @@ class PolicyNode(Node):
         self.latest.subscribe("camera_pose", PoseStamped, topics.CAMERA_POSE, topics.LATCHED)
         self.latest.subscribe("path", Path2D, topics.PATH, topics.LATCHED)
         self.latest.subscribe("masks", GroundingMasks, topics.MASKS, topics.SENSOR)
+        self.latest.subscribe("vlm_status", String, topics.VLM_STATUS, topics.LATCHED)
         # Robot state is converted on arrival: the control loop reads it every tick.
         self.create_subscription(PoseStamped, topics.EE_POSE, self._on_ee_pose, topics.SENSOR, callback_group=inputs)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_states, topics.SENSOR,
@@ -94,6 +96,11 @@ class PolicyNode(Node):
         self.gripper_pub = self.create_publisher(GripperCommand, topics.GRIPPER_COMMAND, topics.EVENTS)
         self.instruction_pub = self.create_publisher(String, topics.INSTRUCTION, topics.LATCHED)
         self.status_pub = self.create_publisher(String, topics.EXECUTOR_STATUS, topics.EVENTS)
+        self._limits = limits
+        # rviz monitoring (hamster_ros.markers): the plan on every new plan, again with the current target at 2 Hz.
+        # Latched, and every message is the whole picture, so a late rviz sees it all.
+        self.markers_pub = self.create_publisher(MarkerArray, topics.MARKERS, topics.LATCHED)
+        self._plan_markers = None
         self.create_service(Trigger, topics.STOP, self._on_stop, callback_group=inputs)
         self._action = ActionServer(self, RunEpisode, topics.RUN_EPISODE, self._run_episode,
                                     goal_callback=self._accept_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
@@ -106,6 +113,7 @@ class PolicyNode(Node):
         self._control_thread = threading.Thread(target=self._control_loop, name="control", daemon=True)
         self._control_thread.start()
         self.create_timer(1.0, self._publish_status, callback_group=inputs)
+        self.create_timer(0.5, self._publish_target_marker, callback_group=inputs)
         self.get_logger().info(f"policy={self.policy_name} rate={rate_hz} Hz workspace={limits.workspace_min}.."
                                f"{limits.workspace_max}")
 
@@ -204,6 +212,28 @@ class PolicyNode(Node):
         self.status_pub.publish(String(data=json.dumps({"status": status, "progress": round(self._progress, 3),
                                                         "stream": self._tick_stats.summary()})))
 
+    # -- monitoring -----------------------------------------------------------------------------------
+    def _publish_plan_markers(self, observation: Observation, keyframes) -> None:
+        from hamster_ros.markers import lift_path, plan_markers
+        header = Header(frame_id=self.base_frame, stamp=self.get_clock().now().to_msg())
+        lifted = gripper = None
+        if observation.path is not None and observation.camera is not None:
+            lifted, found = lift_path(observation.path, observation.camera, observation.points)
+            lifted[~found] = float("nan")
+            gripper = observation.path.gripper
+        self._plan_markers = plan_markers(header, keyframes, self._limits.workspace_min,
+                                          self._limits.workspace_max, lifted, gripper)
+        self.markers_pub.publish(self._plan_markers)
+
+    def _publish_target_marker(self) -> None:
+        from hamster_ros.markers import current_target_markers
+        with self._executor_lock:
+            target = self.executor_core.last_target
+        if target is not None and self._plan_markers is not None:
+            header = Header(frame_id=self.base_frame, stamp=self.get_clock().now().to_msg())
+            markers = list(self._plan_markers.markers) + current_target_markers(header, target).markers
+            self.markers_pub.publish(MarkerArray(markers=markers))
+
     # -- episodes -------------------------------------------------------------------------------------
     def _accept_goal(self, goal):
         if not goal.instruction.strip():
@@ -259,6 +289,9 @@ class PolicyNode(Node):
                 return "canceled"
             if self._stop_requested.is_set():
                 return "stopped by request"
+            vlm_failure = self._vlm_failure(instruction, start)
+            if vlm_failure:
+                return f"VLM failed: {vlm_failure}"
             if self._now() - start > timeout:
                 return f"timed out after {timeout:.0f} s"
             return None
@@ -285,6 +318,7 @@ class PolicyNode(Node):
                 self._halt()
                 return False, f"cannot plan: {error}"
             self.get_logger().info(f"plan: {len(output.keyframes)} keyframes {output.info}")
+            self._publish_plan_markers(observation, output.keyframes)
 
             while True:
                 reason = interrupted()
@@ -298,6 +332,17 @@ class PolicyNode(Node):
                 time.sleep(0.05)
             if output.done:
                 return True, f"executed {len(output.keyframes)} keyframes"
+
+    def _vlm_failure(self, instruction: str, episode_start: float) -> str | None:
+        """The VLM node's message when it gave up on this episode's instruction (its latched status)."""
+        msg = self.latest.get("vlm_status")
+        try:
+            status = json.loads(msg.data) if msg is not None else {}
+            failed = status.get("state") == "failed" and status.get("instruction") == instruction \
+                and float(status.get("stamp", -1.0)) >= episode_start  # not a previous episode's failure
+        except (ValueError, TypeError, AttributeError):
+            return None
+        return str(status.get("message", "no path")) if failed else None
 
     def _masks_match(self, msg: GroundingMasks, instruction: str, episode_start: float, now: float) -> bool:
         """Fresh masks grounded from this instruction (perception may still publish the previous one's)."""

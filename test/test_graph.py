@@ -92,6 +92,10 @@ def test_launch_file_is_a_thin_layer_over_describe_graph():
     add_graph_arguments(parser)
     runner_options = {action.dest for action in parser._actions} - {"help", "config_dir"}
     assert set(arguments) == runner_options
+    # Launch-only tools (rviz) sit beside the graph: declared in LAUNCH_ONLY, never a graph option.
+    launch_only = ast.literal_eval(next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                                        and node.targets[0].id == "LAUNCH_ONLY"))
+    assert set(launch_only) == {"rviz"} and not set(launch_only) & runner_options
 
 
 def test_franka_graph_drops_the_simulator_remaps_to_franka_ros2_and_uses_wall_time():

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hamster_ros import interfaces as t
+
 ROOT = Path(__file__).resolve().parents[1]
 RVIZ = ROOT / "config" / "hamster.rviz"
-MARKERS_TOPIC = "/hamster/markers"  # policy_node's MarkerArray (hamster_ros/markers.py), latched
 
 # rviz_default_plugins display classes and the message types they can show (plugins_description.xml).
 DISPLAY_TYPES = {
@@ -36,7 +37,7 @@ def _runtime_topics():
 def _publisher_qos():
     """The QoS each displayed topic is published with (the nodes use these interfaces profiles)."""
     from hamster_ros import interfaces as t
-    return {MARKERS_TOPIC: t.LATCHED, t.POINTS: t.SENSOR, t.PATH_IMAGE: t.LATCHED, t.MASKS_IMAGE: t.SENSOR,
+    return {t.MARKERS: t.LATCHED, t.POINTS: t.SENSOR, t.PATH_IMAGE: t.LATCHED, t.MASKS_IMAGE: t.SENSOR,
             t.COLOR_IMAGE: t.SENSOR, t.EE_POSE: t.SENSOR, t.CARTESIAN_TARGET: t.COMMAND}
 
 
@@ -44,7 +45,7 @@ def test_rviz_config_is_rviz2_yaml_with_base_frame_and_the_runtime_topics():
     config, displays = _displays()
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base"
     assert {panel["Class"].split("/")[0] for panel in config["Panels"]} == {"rviz_common"}
-    known = _runtime_topics() | {MARKERS_TOPIC}
+    known = _runtime_topics()
     shown = {}
     for display in displays:
         assert display["Class"] in DISPLAY_TYPES, display["Class"]
@@ -54,7 +55,7 @@ def test_rviz_config_is_rviz2_yaml_with_base_frame_and_the_runtime_topics():
             assert topic["Value"] in known, topic["Value"]
             assert topic["History Policy"] == "Keep Last" and topic["Depth"] >= 1
             shown.setdefault(display["Class"].split("/")[1], set()).add(topic["Value"])
-    assert shown == {"MarkerArray": {MARKERS_TOPIC}, "PointCloud2": {"/camera/points"},
+    assert shown == {"MarkerArray": {t.MARKERS}, "PointCloud2": {"/camera/points"},
                      "Image": {"/hamster/path_image", "/hamster/masks_image", "/camera/color/image_raw"},
                      "Pose": {"/robot/ee_pose", "/robot/cartesian_target"}}
     assert any(d["Class"] == "rviz_default_plugins/TF" for d in displays)
@@ -137,7 +138,7 @@ def test_readme_picture_is_small_and_its_script_runs_on_a_recorded_bag(tmp_path)
         write(t.INSTRUCTION, "std_msgs/msg/String", String(data="pick up the cube"), 1)
         write(t.PATH_IMAGE, "sensor_msgs/msg/Image", image, 2)
         write(t.MASKS_IMAGE, "sensor_msgs/msg/Image", image, 3)
-        write(MARKERS_TOPIC, "visualization_msgs/msg/MarkerArray", markers, 4)
+        write(t.MARKERS, "visualization_msgs/msg/MarkerArray", markers, 4)
         write(t.POINTS, "sensor_msgs/msg/PointCloud2", cloud, 5)
         for i, point in enumerate(lifted):
             pose = PoseStamped(header=header)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-MARKERS = "/hamster/markers"
 MAX_CLOUD_POINTS = 6000
 
 
@@ -75,14 +74,14 @@ def compose(bag_path: Path, out: Path, max_kb: float = 200) -> dict:
     from hamster_ros.conversions import image_to_rgb, pointcloud2_to_numpy
 
     with EpisodeBag(bag_path) as bag:
-        missing = [topic for topic in (t.PATH_IMAGE, t.MASKS_IMAGE, MARKERS, t.EE_POSE) if not bag.has(topic)]
+        missing = [topic for topic in (t.PATH_IMAGE, t.MASKS_IMAGE, t.MARKERS, t.EE_POSE) if not bag.has(topic)]
         if missing:
             raise SystemExit(f"{bag_path}: missing {', '.join(missing)}; record the episode with hamster-demo")
         moment = _moment(bag)
         instruction = next((msg.data for _, msg in bag.messages(t.INSTRUCTION)), "")
         path_image = image_to_rgb(bag.last_before(t.PATH_IMAGE, moment)[1])
         masks_image = image_to_rgb(bag.last_before(t.MASKS_IMAGE, moment)[1])
-        markers = bag.last_before(MARKERS, moment)[1].markers
+        markers = bag.last_before(t.MARKERS, moment)[1].markers
         trajectory = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]
                                for _, m in bag.messages(t.EE_POSE)])
         cloud = bag.last_before(t.POINTS, moment) if bag.has(t.POINTS) else None
@@ -123,7 +122,7 @@ def compose(bag_path: Path, out: Path, max_kb: float = 200) -> dict:
     axis.set_ylabel("y (m)", fontsize=7, labelpad=-2)
     axis.set_zlabel("z (m)", fontsize=7, labelpad=-2)
     axis.tick_params(labelsize=6, pad=0)
-    axis.set_title(f"{MARKERS} + {t.POINTS} in frame base", fontsize=9)
+    axis.set_title(f"{t.MARKERS} + {t.POINTS} in frame base", fontsize=9)
     from matplotlib.lines import Line2D
     legend = [Line2D([], [], color="0.2", linestyle="--", label="end effector (recorded)"),
               Line2D([], [], color=(0.1, 0.9, 0.1), linewidth=2.5, label="lifted path, gripper open"),
