@@ -11,6 +11,10 @@ _PICK_PLACE = re.compile(
 )
 _ARTICLES = ("the", "a", "an")
 
+# Labels of the two things a pick-and-place instruction grounds (GroundingMasks.labels, policy configs).
+TARGET_LABEL = "target_object"
+PLACEMENT_LABEL = "placement_area"
+
 
 def parse_pick_place_instruction(text: str) -> tuple[str, str]:
     """"pick up the red cube and put it in the blue bowl" -> ("red cube", "blue bowl").
@@ -28,3 +32,9 @@ def parse_pick_place_instruction(text: str) -> tuple[str, str]:
     if target in _ARTICLES or placement in _ARTICLES:  # "pick up the and put it in the bowl"
         raise ValueError(f"instruction names no object or no placement: {text!r}")
     return target, placement
+
+
+def grounding_queries(text: str) -> dict[str, str]:
+    """{TARGET_LABEL: target phrase, PLACEMENT_LABEL: placement phrase}; ValueError as parse_pick_place_instruction."""
+    target, placement = parse_pick_place_instruction(text)
+    return {TARGET_LABEL: target, PLACEMENT_LABEL: placement}

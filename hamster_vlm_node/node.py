@@ -23,15 +23,21 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from hamster_core.drawing import draw_path
-from hamster_msgs.msg import Path2D
+from hamster_core.drawing import draw_masks, draw_path
+from hamster_core.instruction import TARGET_LABEL
+from hamster_msgs.msg import GroundingMasks, Path2D
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_rgb, numpy_to_image,
-                                     path_to_msg, pose_from_msg, stamp_to_seconds)
+                                     masks_from_msg, masks_to_msg, path_to_msg, pose_from_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import declare, run_node
 from hamster_vlm_node.backends import VlmRequest
+from hamster_vlm_node.grounding import GROUNDING_PARAMETERS, Grounder
+from hamster_vlm_node.target_motion import TargetMotion
 from hamster_vlm_node.planner import PLANNER_PARAMETERS, PlanError, backend_parameters, planner_from_config
+
+
+MODES = ("path", "masks", "both")
 
 
 class VlmNode(Node):
@@ -45,8 +51,16 @@ class VlmNode(Node):
         for parameter in backend_parameters(backend_name):
             key = f"{backend_name}.{parameter.name}"
             config[key] = declare(self, key, parameter.default, parameter.description)
-        self.planner = planner_from_config(config)
-        self.model_id = self.planner.model_id
+        self.mode = declare(self, "mode", "path", "What to produce per instruction: path (HAMSTER), masks "
+                            "(RoboGround grounding masks) or both.")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        self.planner = planner_from_config(config) if self.mode != "masks" else None
+        self.grounder = None
+        if self.mode != "path":
+            self.grounder = Grounder(**{name: declare(self, f"grounding.{name}", default, description)
+                                        for name, (default, description) in GROUNDING_PARAMETERS.items()})
+        self.model_id = " & ".join(part.model_id for part in (self.planner, self.grounder) if part is not None)
         self.input_timeout = declare(self, "input_timeout_sec", 10.0,
                                      "Give up on an instruction when no fresh image arrives in this time.")
         self.max_attempts = declare(self, "max_attempts", 3,
@@ -69,7 +83,15 @@ class VlmNode(Node):
         self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, topics.LATCHED,
                                  callback_group=group)
         self.create_service(Trigger, topics.REPLAN, self._on_replan, callback_group=group)
+        motion = declare(self, "replan_target_motion", 0.0, "Re-plan when perception's target mask centroid moves "
+                         "more than this (fraction of the image size); 0 = off.")
+        self.target_motion = TargetMotion(motion) if motion > 0 else None
+        if self.target_motion is not None:
+            self.create_subscription(GroundingMasks, topics.MASKS, self._on_masks, topics.SENSOR,
+                                     callback_group=group)
         self.path_pub = self.create_publisher(Path2D, topics.PATH, topics.LATCHED)
+        self.grounding_pub = self.create_publisher(GroundingMasks, topics.GROUNDING, topics.LATCHED)
+        self.grounding_image_pub = self.create_publisher(Image, topics.GROUNDING_IMAGE, topics.LATCHED)
         self.image_pub = self.create_publisher(Image, topics.PATH_IMAGE, topics.LATCHED)
         self.status_pub = self.create_publisher(String, topics.VLM_STATUS, topics.LATCHED)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, topics.EVENTS)
@@ -85,15 +107,33 @@ class VlmNode(Node):
         with self._lock:
             self._pending = (instruction, self._now())
             self._current = instruction or None
+        if self.target_motion is not None:
+            self.target_motion.reset()
         self._wake.set()
 
-    def _on_replan(self, request, response):
+    def _on_masks(self, msg):
+        """Re-plan when perception sees the target move past `replan_target_motion` (opt-in: moving the target
+        is also what a grasp does, so this suits scenes changed by people before the grasp)."""
+        try:
+            masks = masks_from_msg(msg)
+        except ConversionError:
+            return
+        mask = masks.get(TARGET_LABEL)
+        distance = None if mask is None else self.target_motion.moved(mask)
+        if distance is not None and self._request_replan():
+            self.get_logger().info(f"target moved {distance:.3f} of the image: replanning")
+
+    def _request_replan(self) -> str | None:
         with self._lock:
             instruction = self._current
             if instruction:
                 self._pending = (instruction, self._now())
         if instruction:
             self._wake.set()
+        return instruction
+
+    def _on_replan(self, request, response):
+        instruction = self._request_replan()
         response.success = bool(instruction)
         response.message = f"replanning {instruction!r}" if instruction else "no instruction to replan yet"
         return response
@@ -138,6 +178,7 @@ class VlmNode(Node):
         started = time.monotonic()
         error_message = ""
         since = received
+        grounded = grounded_header = None  # masks found in an earlier attempt are kept
         for attempt in range(1, self.max_attempts + 1):
             self._status(instruction, received, "planning", f"attempt {attempt} of {self.max_attempts}", attempt)
             image_msg = self._fresh_image(since, time.monotonic() + self.input_timeout)
@@ -151,7 +192,10 @@ class VlmNode(Node):
             since = stamp_to_seconds(image_msg.header.stamp) + 1e-6
             try:
                 request, image = self._request(instruction, image_msg)
-                result = self.planner.plan(request)
+                if self.grounder is not None and grounded is None:
+                    grounded = self.grounder.ground(image, instruction, stamp_to_seconds(image_msg.header.stamp))
+                    grounded_header = image_msg.header
+                result = self.planner.plan(request) if self.planner is not None else None
             except (PlanError, ConversionError, ValueError) as error:
                 stage = getattr(error, "stage", "input")
                 error_message = f"{stage} failed: {error}"
@@ -161,6 +205,15 @@ class VlmNode(Node):
                 continue
             if self._superseded():
                 return  # the answer is for an instruction nobody waits for any more
+            if grounded is not None:
+                self._publish_grounding(*grounded, grounded_header, image if result is None else None)
+            if result is None:
+                detections, timing = grounded
+                self._status(instruction, received, "ok", f"masks for {', '.join(d.label for d in detections)}",
+                             attempt, {**timing, "total_sec": round(time.monotonic() - started, 6)})
+                return
+            if grounded is not None:
+                result.timing.update(grounded[1])
             header = image_msg.header
             self.path_pub.publish(path_to_msg(result.path, header, image_msg.width, image_msg.height, instruction,
                                               self.model_id, result.answer))
@@ -172,6 +225,14 @@ class VlmNode(Node):
             return
         self._status(instruction, received, "failed", f"no path for {instruction!r} after {self.max_attempts} "
                      f"attempt{'s' if self.max_attempts > 1 else ''}: {error_message}", self.max_attempts)
+
+    def _publish_grounding(self, detections, timing, header, image=None):
+        self.grounding_pub.publish(masks_to_msg(header, [d.label for d in detections], [d.phrase for d in detections],
+                                                [d.mask for d in detections], [d.score for d in detections],
+                                                [d.box for d in detections]))
+        if image is not None:
+            self.grounding_image_pub.publish(numpy_to_image(draw_masks(image, {d.label: d.mask for d in detections}),
+                                                            "rgb8", header))
 
     def _request(self, instruction: str, image_msg: Image):
         info, camera_pose, ee_pose, scene = self.latest.get("camera_info", "camera_pose", "ee_pose", "scene")

@@ -15,7 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from hamster_core.instruction import parse_pick_place_instruction
+from hamster_core.instruction import PLACEMENT_LABEL, TARGET_LABEL, parse_pick_place_instruction
 from hamster_msgs.msg import GroundingMasks
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_numpy, image_to_rgb, masks_to_msg,
@@ -25,8 +25,6 @@ from hamster_ros.node_main import declare, run_node
 from perception_node.backends import PERCEPTION_BACKENDS, PerceptionFrame
 from perception_node.pipeline import annotate, masked_points
 
-TARGET_LABEL = "target_object"
-PLACEMENT_LABEL = "placement_area"
 REDETECT_SERVICE = "/hamster/redetect"
 OBJECT_POINTS_PREFIX = "/hamster/object_points/"   # + label: PointCloud2 of the object's masked pixels (base frame)
 

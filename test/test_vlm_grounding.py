@@ -1,0 +1,136 @@
+"""Grounding mode (RoboGround): the instruction split into target and placement phrases, the perception
+stack's detector and segmenter run once on a frame. Tiny random checkpoints: the real loading and code paths."""
+import numpy as np
+import pytest
+
+from hamster_core.instruction import PLACEMENT_LABEL, TARGET_LABEL
+from hamster_core.tiny_checkpoints.perception import build_grounding_dino, build_sam
+from hamster_vlm_node.grounding import Grounder, GroundingError
+
+INSTRUCTION = "pick up the red cube and put it in the blue bowl"
+
+
+@pytest.fixture(scope="module")
+def grounder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_grounding")
+    # Zero thresholds: the random detector's best box per phrase is always kept.
+    return Grounder(detector="grounding_dino", detector_checkpoint=str(build_grounding_dino(folder)),
+                    segmenter="sam", segmenter_checkpoint=str(build_sam(folder)), box_threshold=0.0,
+                    text_threshold=0.0)
+
+
+def test_grounds_target_and_placement_with_masks_of_the_image_size(grounder):
+    rgb = np.random.default_rng(0).integers(0, 256, size=(120, 160, 3), dtype=np.uint8)
+    detections, timing = grounder.ground(rgb, INSTRUCTION, stamp=1.0)
+    by_label = {d.label: d for d in detections}
+    assert set(by_label) == {TARGET_LABEL, PLACEMENT_LABEL}
+    assert by_label[TARGET_LABEL].phrase == "red cube" and by_label[PLACEMENT_LABEL].phrase == "blue bowl"
+    for detection in detections:
+        assert detection.mask.shape == (120, 160) and detection.mask.dtype == bool
+        x, y, width, height = detection.box
+        assert 0 <= x and 0 <= y and x + width <= 160 and y + height <= 120
+    assert timing["grounding_sec"] > 0 and "grounding_detect_ms" in timing
+    assert "grounding_dino:" in grounder.model_id and "+sam:" in grounder.model_id
+
+
+def test_an_instruction_without_target_and_placement_is_a_grounding_error(grounder):
+    with pytest.raises(GroundingError, match="not a pick-and-place instruction"):
+        grounder.ground(np.zeros((60, 80, 3), np.uint8), "wave hello")
+
+
+def test_unknown_or_bad_options_name_the_value(tmp_path):
+    with pytest.raises(ValueError, match="detector_chekpoint"):
+        Grounder(detector_chekpoint="x")
+    with pytest.raises(ValueError, match="needs a checkpoint"):
+        Grounder(detector="grounding_dino", detector_checkpoint="")
+    with pytest.raises(ValueError, match="nope"):
+        Grounder(detector="nope")
+
+
+def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_path):
+    """The VLM node as a real process, mode masks: one grounding on the first frame after the instruction."""
+    import json
+    import threading
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from hamster_msgs.msg import GroundingMasks
+    from hamster_ros import interfaces as t
+    from hamster_ros.conversions import numpy_to_image
+    from hamster_ros.graph import CONFIG_DIR, NodeSpec
+    from hamster_ros.runner import GraphRunner, ros_environment
+
+    spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (str(CONFIG_DIR / "runtime.yaml"),),
+                    {"use_sim_time": False, "mode": "masks",
+                     "grounding.detector_checkpoint": str(build_grounding_dino(tmp_path)),
+                     "grounding.segmenter_checkpoint": str(build_sam(tmp_path)),
+                     "grounding.box_threshold": 0.0, "grounding.text_threshold": 0.0})
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Node("grounding_test", context=context)
+    received, statuses = [], []
+    node.create_subscription(GroundingMasks, t.GROUNDING, received.append, t.LATCHED)
+    node.create_subscription(String, t.VLM_STATUS, lambda m: statuses.append(json.loads(m.data)), t.LATCHED)
+    image_pub = node.create_publisher(Image, t.COLOR_IMAGE, t.SENSOR)
+    instruction_pub = node.create_publisher(String, t.INSTRUCTION, t.LATCHED)
+    pixels = np.random.default_rng(1).integers(0, 256, size=(60, 80, 3), dtype=np.uint8)
+
+    def publish_image():
+        msg = numpy_to_image(pixels, "rgb8")
+        msg.header.stamp = node.get_clock().now().to_msg()
+        image_pub.publish(msg)
+    node.create_timer(0.1, publish_image)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    with GraphRunner([spec], tmp_path / "logs", ros_environment()) as runner:
+        try:
+            instruction_pub.publish(String(data=INSTRUCTION))
+            deadline = time.monotonic() + 90
+            while not (received and statuses and statuses[-1]["state"] == "ok") and time.monotonic() < deadline:
+                assert not runner.exited(), runner.log_tail("hamster_vlm_node")
+                time.sleep(0.1)
+            assert received, runner.log_tail("hamster_vlm_node")
+            masks = received[-1]
+            assert list(masks.labels) == [TARGET_LABEL, PLACEMENT_LABEL]
+            assert list(masks.phrases) == ["red cube", "blue bowl"]
+            assert all((m.height, m.width, m.encoding) == (60, 80, "mono8") for m in masks.masks)
+            status = statuses[-1]
+            assert status["state"] == "ok" and status["instruction"] == INSTRUCTION
+            assert "grounding_sec" in status["timing"] and "grounding_dino" in status["model_id"]
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            context.try_shutdown()
+
+
+def test_runtime_yaml_documents_every_grounding_option_with_its_default():
+    import yaml
+
+    from hamster_ros.graph import CONFIG_DIR
+    from hamster_vlm_node.grounding import GROUNDING_PARAMETERS
+    section = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["hamster_vlm_node"]["ros__parameters"]
+    assert section["mode"] == "path"
+    assert section["grounding"] == {name: default for name, (default, _) in GROUNDING_PARAMETERS.items()}
+
+
+def test_target_motion_fires_once_past_the_threshold_then_takes_a_new_reference():
+    from hamster_vlm_node.target_motion import TargetMotion
+    monitor = TargetMotion(0.1)
+
+    def square_at(x):
+        mask = np.zeros((100, 100), bool)
+        mask[40:50, x:x + 10] = True
+        return mask
+    assert monitor.moved(square_at(10)) is None          # the reference
+    assert monitor.moved(square_at(15)) is None          # 0.05 of the image: not past 0.1
+    assert monitor.moved(np.zeros((100, 100), bool)) is None  # hidden says nothing
+    assert monitor.moved(square_at(25)) == pytest.approx(0.15)
+    assert monitor.moved(square_at(25)) is None          # new reference after firing
+    with pytest.raises(ValueError, match="-1"):
+        TargetMotion(-1)
