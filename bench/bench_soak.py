@@ -48,11 +48,14 @@ def summarize(episodes, memory, stream, warmup_end: float | None) -> dict:
                "memory_mb": {}, "stream": {}}
     for name, samples in memory.items():
         after_warmup = [s for s in samples if warmup_end is None or s[0] >= warmup_end]
+        second_half = samples[len(samples) // 2:]  # allocators and caches settle first: a leak keeps growing
         values = [mb for _, mb in samples]
         summary["memory_mb"][name] = {
             "first": round(values[0], 1), "last": round(values[-1], 1), "max": round(max(values), 1),
             "growth_mb_per_hour_after_first_episode": (None if (g := growth_mb_per_hour(after_warmup)) is None
                                                        else round(g, 2)),
+            "growth_mb_per_hour_second_half": (None if (g := growth_mb_per_hour(second_half)) is None
+                                               else round(g, 2)),
             # (seconds, MB), thinned to at most 40 points: enough to see a plateau or a ramp.
             "series": [(round(t, 1), round(mb, 1)) for t, mb in samples[::max(1, len(samples) // 40)]]}
     rates = [s["rate_hz"] for _, s in stream if "rate_hz" in s]
