@@ -207,18 +207,37 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
         return np.ndarray((height, width), dtype=np.dtype(kind), buffer=msg.data, offset=offset,
                           strides=(msg.row_step, msg.point_step))
 
-    points = np.empty((height, width, 3), np.float32)
-    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf and is dropped below
-        for axis in range(3):
-            points[..., axis] = field_view(offsets[axis], formats[axis])
-    points = points.reshape(count, 3)
+    native = msg.is_bigendian == _NATIVE_BIG_ENDIAN
+    packed_rows = msg.row_step == width * msg.point_step and msg.point_step % 4 == 0
+    if packed_rows and msg.point_step <= 4 * _CV_MAX_CHANNELS and native:
+        # The common layout (float32 x, y, z at 4-byte offsets): OpenCV's mixChannels gathers the fields of
+        # every point in one pass, 3-5x faster than numpy's strided copies.
+        float_fields = all(f[1:] == "f4" for f in formats[:3]) and all(o % 4 == 0 for o in offsets[:3])
+    else:
+        float_fields = False
+    if float_fields:
+        records = np.frombuffer(msg.data, np.float32).reshape(count, 1, msg.point_step // 4)
+        points = np.empty((count, 1, 3), np.float32)
+        cv2.mixChannels([records], [points], [offsets[0] // 4, 0, offsets[1] // 4, 1, offsets[2] // 4, 2])
+        points = points.reshape(count, 3)
+    else:
+        points = np.empty((height, width, 3), np.float32)
+        with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf and is dropped below
+            for axis in range(3):
+                points[..., axis] = field_view(offsets[axis], formats[axis])
+        points = points.reshape(count, 3)
     colors = None
     if color_name:
         # Packed 0x??RRGGBB: copy the R, G and B bytes straight out of the buffer, no shifting.
-        red, green, blue = (1, 2, 3) if msg.is_bigendian else (2, 1, 0)
-        colors = np.empty((height, width, 3), np.uint8)
-        for channel, byte in enumerate((red, green, blue)):
-            colors[..., channel] = field_view(offsets[3] + byte, "u1")
+        rgb_bytes = [offsets[3] + byte for byte in ((1, 2, 3) if msg.is_bigendian else (2, 1, 0))]
+        if packed_rows and msg.point_step <= _CV_MAX_CHANNELS:
+            records = np.frombuffer(msg.data, np.uint8).reshape(count, 1, msg.point_step)
+            colors = np.empty((count, 1, 3), np.uint8)
+            cv2.mixChannels([records], [colors], [rgb_bytes[0], 0, rgb_bytes[1], 1, rgb_bytes[2], 2])
+        else:
+            colors = np.empty((height, width, 3), np.uint8)
+            for channel, byte in enumerate(rgb_bytes):
+                colors[..., channel] = field_view(byte, "u1")
         colors = colors.reshape(count, 3)
     # Column by column: ~20x faster than np.isfinite(points).all(axis=1).
     finite = np.isfinite(points[:, 0]) & np.isfinite(points[:, 1]) & np.isfinite(points[:, 2])
@@ -226,6 +245,9 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
         points = _select_rows(points, finite)
         colors = None if colors is None else _select_rows(colors, finite)
     return points, colors
+
+
+_CV_MAX_CHANNELS = 512  # OpenCV's CV_CN_MAX
 
 
 def _select_rows(rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
