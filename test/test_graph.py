@@ -31,6 +31,12 @@ def test_every_node_module_and_console_script_exists():
         assert f"{spec.executable} = {spec.module}:main" in setup_text
 
 
+@pytest.mark.parametrize("policy", ["rvt2", "3dda"])
+def test_learned_policies_are_launch_choices(policy):
+    spec = by_name(describe_graph(policy=policy))["policy_node"]
+    assert spec.parameters["policy"] == policy and f"policy:='{policy}'" in spec.ros_arguments()
+
+
 def test_seed_reaches_the_simulator():
     assert by_name(describe_graph(seed=7))["sim_node"].parameters == {"seed": 7}
 
@@ -41,7 +47,7 @@ def test_franka_refuses_backends_that_read_simulator_ground_truth():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(policy="rvt9"), "unknown policy 'rvt9'; known: path_follower"),
+    (dict(policy="rvt9"), "unknown policy 'rvt9'; known: 3dda, path_follower, rvt2"),
     (dict(vlm_backend="gpt"), "unknown VLM backend 'gpt'"),
     (dict(perception_backend="sam"), "unknown perception backend 'sam'"),
     (dict(robot="ur5"), "unknown robot 'ur5'; known: sim, franka"),
@@ -76,6 +82,20 @@ def test_runtime_yaml_documents_every_path_follower_setting():
     from hamster_core.policies.path_follower import PathFollowerConfig
     documented = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["policy_node"]["ros__parameters"]
     assert set(documented["path_follower"]) == {f.name for f in dataclasses.fields(PathFollowerConfig)}
+
+
+@pytest.mark.parametrize("policy", ["rvt2", "3dda"])
+def test_runtime_yaml_documents_every_learned_policy_setting_with_its_default(policy):
+    """The file's values must equal the defaults, in the same ROS type (2 is not 2.0 to a declared parameter)."""
+    import dataclasses
+    import yaml
+    from hamster_core.policies.base import POLICIES
+    documented = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["policy_node"]["ros__parameters"][policy]
+    defaults = {f.name: f.default for f in dataclasses.fields(POLICIES.get(policy).config_class)}
+    assert set(documented) == set(defaults)
+    for name, default in defaults.items():
+        value = tuple(documented[name]) if isinstance(documented[name], list) else documented[name]
+        assert value == default and type(value) is type(default), name
 
 
 def test_launch_file_is_a_thin_layer_over_describe_graph():

@@ -64,4 +64,5 @@ class Policy(ABC):
         return missing
 
 
-POLICIES: Registry[Policy] = Registry("policy", ("hamster_core.policies.path_follower",))
+POLICIES: Registry[Policy] = Registry("policy", ("hamster_core.policies.path_follower", "hamster_core.policies.rvt2",
+                                                 "hamster_core.policies.dda"))

@@ -1,0 +1,171 @@
+"""conditioning: the one Observation -> model inputs step of the learned policies, on the synthetic table scene
+of test_path_follower (camera looking at a table with a cube and a tray)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hamster_core.drawing import draw_path, draw_path_channels
+from hamster_core.geometry import TOP_DOWN, Pose
+from hamster_core.policies.base import Observation, PolicyError
+from hamster_core.policies.conditioning import (SceneConfig, collate, feature_channels, instruction_tokens,
+                                                perturb_path, prepare_inputs, required_inputs)
+from test_path_follower import CAMERA, CUBE_CENTER, TRAY_CENTER, path_through, synthetic_scene
+
+POINTS, MASKS = synthetic_scene(spacing=0.008)
+COLORS = np.random.default_rng(1).integers(0, 256, (len(POINTS), 3)).astype(np.uint8)
+PATH = path_through([[0.40, 0.0, 0.30], [*CUBE_CENTER[:2], 0.05], [*TRAY_CENTER, 0.10]], [0, 1, 0])
+
+
+def scene_observation(**changes) -> Observation:
+    fields = dict(stamp=0.0, instruction="Pick up the red cube, put it in the tray!",
+                  tcp_pose=Pose(np.array([0.4, 0.0, 0.4]), TOP_DOWN), gripper_width=0.08, points=POINTS,
+                  colors=COLORS, camera=CAMERA, path=PATH, masks=MASKS)
+    return Observation(**(fields | changes))
+
+
+def pixel_of(points):
+    """Pixel (u, v) of each point and whether it is inside the image (others get conditioning zeros)."""
+    pixels = np.floor(CAMERA.project(points)[0]).astype(int)
+    inside = np.all((pixels >= 0) & (pixels < [CAMERA.width, CAMERA.height]), axis=1)
+    return np.where(inside[:, None], pixels, 0).T, inside
+
+
+@pytest.mark.parametrize("mode, channels", [("none", 3), ("path_overlay", 3), ("path_channels", 6), ("masks", 5)])
+def test_each_mode_gives_fixed_size_points_in_the_box_with_its_channels(mode, channels):
+    config = SceneConfig(conditioning=mode, num_points=512)
+    inputs = prepare_inputs(scene_observation(), config)
+    assert feature_channels(config) == channels
+    assert inputs.points.shape == (512, 3) and inputs.features.shape == (512, channels)
+    assert inputs.points.dtype == inputs.features.dtype == np.float32
+    assert np.all(inputs.points >= config.workspace_min) and np.all(inputs.points <= config.workspace_max)
+    assert np.all((inputs.features >= 0) & (inputs.features <= 1))
+    assert inputs.proprio.tolist() == pytest.approx([0.4, 0.0, 0.4, *TOP_DOWN, 0.08])
+    assert {"points"} <= required_inputs(config)
+
+
+def test_mask_channel_is_one_exactly_on_points_whose_pixel_is_in_the_mask():
+    config = SceneConfig(conditioning="masks", num_points=2048)
+    inputs = prepare_inputs(scene_observation(), config)
+    (u, v), inside = pixel_of(inputs.points)
+    for channel, label in enumerate(config.mask_labels, start=3):
+        expected = MASKS[label][v, u] & inside
+        assert expected.any()
+        np.testing.assert_array_equal(inputs.features[:, channel], expected.astype(np.float32))
+
+
+def test_rgb_is_the_points_own_colour():
+    observation = scene_observation()
+    inputs = prepare_inputs(observation, SceneConfig(conditioning="none", num_points=256))
+    rows = {tuple(p): c for p, c in zip(POINTS.tolist(), COLORS)}
+    np.testing.assert_allclose(inputs.features * 255, [rows[tuple(p)] for p in inputs.points.tolist()], atol=1e-3)
+
+
+def test_path_channels_are_draw_path_channels_at_each_points_pixel():
+    inputs = prepare_inputs(scene_observation(), SceneConfig(conditioning="path_channels", num_points=4096))
+    channels = draw_path_channels(CAMERA.height, CAMERA.width, PATH)
+    (u, v), inside = pixel_of(inputs.points)
+    np.testing.assert_array_equal(inputs.features[:, 3:], channels[v, u] * inside[:, None])
+    on_path = inputs.features[:, 4] + inputs.features[:, 5]
+    assert on_path.sum() > 10 and set(np.unique(on_path)) == {0.0, 1.0}
+
+
+def test_path_overlay_paints_the_drawn_path_onto_the_points_it_covers():
+    rgb = np.full((CAMERA.height, CAMERA.width, 3), 128, np.uint8)
+    observation = scene_observation(colors=None, rgb=rgb)
+    inputs = prepare_inputs(observation, SceneConfig(conditioning="path_overlay", num_points=4096))
+    drawn = draw_path(rgb, PATH)
+    (u, v), inside = pixel_of(inputs.points)
+    np.testing.assert_allclose(inputs.features * 255, np.where(inside[:, None], drawn[v, u], 0), atol=1e-3)
+    assert np.sum(np.any(drawn[v, u] != 128, axis=1)) > 10
+
+
+def test_path_overlay_without_an_image_draws_on_the_clouds_colours():
+    config = SceneConfig(conditioning="path_overlay", num_points=4096)
+    plain = prepare_inputs(scene_observation(), dataclasses.replace(config, conditioning="none"))
+    overlay = prepare_inputs(scene_observation(), config)
+    np.testing.assert_array_equal(plain.points, overlay.points)   # same seed, same points
+    changed = np.any(plain.features != overlay.features, axis=1)
+    assert 10 < changed.sum() < 0.2 * len(changed)
+
+
+def test_crop_and_downsampling():
+    outside = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 1.0]], np.float32)
+    points = np.concatenate([POINTS, outside])
+    colors = np.concatenate([COLORS, np.zeros((2, 3), np.uint8)])
+    config = SceneConfig(conditioning="none", num_points=1024, voxel_size=0.01)
+    inputs = prepare_inputs(scene_observation(points=points, colors=colors), config)
+    assert not np.any(np.all(np.isin(inputs.points, outside), axis=1))
+    cells = np.floor((inputs.points.astype(np.float64) - config.workspace_min) / 0.01).astype(int)
+    assert len(np.unique(cells, axis=0)) == 1024                  # one point per voxel while there are enough
+    again = prepare_inputs(scene_observation(points=points, colors=colors), config)
+    np.testing.assert_array_equal(inputs.points, again.points)    # seeded: repeatable
+    other = prepare_inputs(scene_observation(points=points, colors=colors), config, np.random.default_rng(5))
+    assert not np.array_equal(inputs.points, other.points)
+    some = np.flatnonzero(np.all((POINTS > [0.3, -0.3, -0.01]) & (POINTS < [0.7, 0.3, 0.5]), axis=1))[:10]
+    few = prepare_inputs(scene_observation(points=POINTS[some], colors=COLORS[some]),
+                         SceneConfig(conditioning="none", num_points=64, sampling="random"))
+    assert few.points.shape == (64, 3) and len(np.unique(few.points, axis=0)) == 10
+
+
+def test_path_noise_is_training_time_only():
+    rng = np.random.default_rng(0)
+    noisy = perturb_path(PATH, rng, 0.01)
+    assert np.array_equal(noisy.gripper, PATH.gripper) and np.all((noisy.points >= 0) & (noisy.points <= 1))
+    offsets = np.concatenate([perturb_path(PATH, rng, 0.01).points - PATH.points for _ in range(300)])
+    assert np.std(offsets) == pytest.approx(0.01, rel=0.1)
+    config = SceneConfig(conditioning="path_channels", num_points=4096)
+    clean = prepare_inputs(scene_observation(), config, np.random.default_rng(0))
+    train = prepare_inputs(scene_observation(), config, np.random.default_rng(0), train=True)
+    np.testing.assert_array_equal(clean.points, train.points)
+    assert not np.array_equal(clean.features, train.features)
+    repeat = prepare_inputs(scene_observation(), config, np.random.default_rng(0))
+    assert np.array_equal(clean.features, repeat.features)
+
+
+def test_instruction_tokens_are_stable_hashed_words():
+    tokens = instruction_tokens("Pick up the red cube!", 8, 1024)
+    assert tokens.tolist()[5:] == [0, 0, 0] and np.all((tokens[:5] >= 1) & (tokens[:5] < 1024))
+    assert tokens[:5].tolist() == instruction_tokens("pick  UP the red cube", 8, 1024)[:5].tolist()
+    assert tokens[3] == instruction_tokens("red", 1, 1024)[0] != tokens[4]
+    assert len(instruction_tokens("a " * 40, 8, 1024)) == 8
+
+
+@pytest.mark.parametrize("mode, changes, named", [
+    ("path_channels", dict(path=None), "path"),
+    ("path_overlay", dict(camera=None), "camera"),
+    ("masks", dict(masks={}), "masks"),
+    ("masks", dict(masks={"target_object": MASKS["target_object"]}), "placement_area"),
+    ("none", dict(colors=None), "colors"),
+])
+def test_missing_inputs_are_named(mode, changes, named):
+    with pytest.raises(PolicyError, match=named):
+        prepare_inputs(scene_observation(**changes), SceneConfig(conditioning=mode))
+
+
+def test_a_cloud_outside_the_workspace_is_refused():
+    with pytest.raises(PolicyError, match="workspace"):
+        prepare_inputs(scene_observation(points=POINTS + 5), SceneConfig(conditioning="none"))
+
+
+@pytest.mark.parametrize("changes, named", [
+    (dict(conditioning="overlay"), "conditioning"),
+    (dict(sampling="fps"), "sampling"),
+    (dict(num_points=0), "num_points"),
+    (dict(num_points=1.5), "num_points"),
+    (dict(workspace_min=(0.9, 0, 0)), "workspace_min"),
+    (dict(voxel_size=0.0), "voxel_size"),
+    (dict(path_noise_std=-1.0), "path_noise_std"),
+    (dict(mask_labels=()), "mask_labels"),
+    (dict(max_keyframes=0), "max_keyframes"),
+])
+def test_bad_config_values_are_named(changes, named):
+    with pytest.raises(ValueError, match=named):
+        SceneConfig(**changes)
+
+
+def test_collate_stacks_a_batch():
+    config = SceneConfig(conditioning="masks", num_points=128)
+    batch = collate([prepare_inputs(scene_observation(), config)] * 3)
+    assert {k: tuple(v.shape) for k, v in batch.items()} == {
+        "points": (3, 128, 3), "features": (3, 128, 5), "proprio": (3, 8), "tokens": (3, 16)}
