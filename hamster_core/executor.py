@@ -222,7 +222,9 @@ class CartesianExecutor:
         # A late tick must not license a big jump: at most two nominal periods of motion per tick.
         dt_motion = min(dt, 2.0 / self.rate_hz)
 
-        stale = measured is None or measured_stamp is None or now - measured_stamp > self.stale_after_sec
+        # A stamp from the future is no fresher: the clock jumped back (a simulator reset) or the clocks disagree.
+        stale = (measured is None or measured_stamp is None
+                 or not -self.stale_after_sec <= now - measured_stamp <= self.stale_after_sec)
         if stale:
             return self._hold(ExecutorStatus.HOLDING_STALE)
         if not self.limits.inside(measured.position, tolerance=WORKSPACE_TOLERANCE):

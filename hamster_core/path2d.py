@@ -64,7 +64,7 @@ class Path2D:
         outside = (points < 0.0) | (points > 1.0)
         if np.any(outside):
             index = int(np.flatnonzero(outside.any(axis=1))[0])
-            raise PathError(f"point {index} {tuple(points[index])} is outside the normalized range [0, 1]")
+            raise PathError(f"point {index} {tuple(points[index].tolist())} is outside the normalized range [0, 1]")
 
         if self.gripper is None:
             gripper = np.full(len(points), GripperState.OPEN, dtype=np.uint8)

@@ -46,3 +46,5 @@ DIAGNOSTICS = "/diagnostics"
 SIM_SCENE = "/sim/scene"                  # std_msgs/String JSON: scene description + segmentation ids
 SIM_RESET = "/sim/reset"
 SIM_CHECK_SUCCESS = "/sim/check_success"
+SIM_STALL_CAMERA = "/sim/stall_camera"    # std_srvs/SetBool fault injection (tests, bring-up)
+SIM_FREEZE_STATE = "/sim/freeze_state"    # std_srvs/SetBool fault injection (tests, bring-up)

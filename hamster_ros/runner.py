@@ -49,12 +49,35 @@ class GraphRunner:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for spec in self.specs:
-            log = open(self.log_dir / f"{spec.name}.log", "w")
-            # The venv's python with the parent's environment: the ROS wheels' bootstrap needs both.
-            command = [sys.executable, "-m", spec.module, *spec.ros_arguments()]
-            self.processes[spec.name] = subprocess.Popen(command, env=self.env, stdout=log,
-                                                         stderr=subprocess.STDOUT, start_new_session=True)
-            log.close()
+            self._launch(spec, "w")
+
+    def _launch(self, spec: NodeSpec, mode: str) -> None:
+        log = open(self.log_dir / f"{spec.name}.log", mode)
+        # The venv's python with the parent's environment: the ROS wheels' bootstrap needs both.
+        command = [sys.executable, "-m", spec.module, *spec.ros_arguments()]
+        self.processes[spec.name] = subprocess.Popen(command, env=self.env, stdout=log,
+                                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    # -- fault injection (tests and bring-up): one node at a time, by its pid only -----------------------
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 10.0) -> int:
+        """Send `sig` (default SIGKILL: a crash, no clean shutdown) to one node's process and wait for it to
+        end; returns its exit code. The rest of the graph keeps running."""
+        process = self.processes[name]
+        if process.poll() is None:
+            process.send_signal(sig)
+        return process.wait(timeout=timeout)
+
+    def restart(self, name: str) -> None:
+        """Start one node again with the same spec (after kill(), or after it exited by itself); its log
+        file is appended to, after a marker line."""
+        process = self.processes[name]
+        if process.poll() is None:
+            raise RuntimeError(f"{name} (pid {process.pid}) is still running: kill() it first")
+        spec = next(spec for spec in self.specs if spec.name == name)
+        with open(self.log_dir / f"{name}.log", "a") as log:
+            log.write(f"--- restarted after exit code {process.returncode} ---\n")
+        self._launch(spec, "a")
 
     def exited(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}

@@ -3,6 +3,12 @@
 Physics and the 1 kHz differential-IK controller run on their own thread, paced to real time (or a factor
 of it); the node publishes /clock, robot state, the RGB-D camera, a base-frame point cloud and ground-truth
 segmentation, and takes Cartesian targets and gripper commands exactly as the robot would.
+
+Fault injection, for tests and bring-up (std_srvs/SetBool, data=true starts the fault, false ends it):
+- /sim/stall_camera: the camera stops publishing (image, depth, camera info, points, segmentation), as a
+  hung driver or unplugged cable would; physics and robot state go on.
+- /sim/freeze_state: /robot/joint_states and /robot/ee_pose stop publishing (frozen proprioception); the arm
+  still follows its last target.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import Header, String
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from hamster_core.geometry import Pose
 from hamster_msgs.msg import GripperCommand
@@ -95,6 +101,12 @@ class SimNode(Node):
                                  callback_group=group)
         self.create_service(ResetScene, topics.SIM_RESET, self._on_reset, callback_group=group)
         self.create_service(Trigger, topics.SIM_CHECK_SUCCESS, self._on_check_success, callback_group=group)
+        self._camera_stalled = self._state_frozen = False  # fault injection (see the module docstring)
+        self.create_service(SetBool, topics.SIM_STALL_CAMERA, self._fault_switch("camera stall", "_camera_stalled"),
+                            callback_group=group)
+        self.create_service(SetBool, topics.SIM_FREEZE_STATE, self._fault_switch("robot state freeze",
+                                                                                 "_state_frozen"),
+                            callback_group=group)
 
         self._running = True
         self._thread = threading.Thread(target=self._run, args=(seed, width, height), daemon=True)
@@ -148,6 +160,14 @@ class SimNode(Node):
         response.success, response.message, response.instruction = True, f"seed {request.seed}", scene.instruction
         self.get_logger().info(f"reset: seed={request.seed} {scene.instruction!r}")
         return response
+
+    def _fault_switch(self, what: str, flag: str):
+        def switch(request, response):
+            setattr(self, flag, bool(request.data))
+            response.success, response.message = True, f"{what} {'on' if request.data else 'off'}"
+            self.get_logger().warn(f"fault injection: {response.message}")
+            return response
+        return switch
 
     def _on_check_success(self, request, response):
         def check(world):
@@ -220,6 +240,10 @@ class SimNode(Node):
             self._sim_time += timestep
             state = self._read_state(world) if self.state_rate.due(self._sim_time) else None
             frame = (world.render(), world.camera()) if self.camera_rate.due(self._sim_time) else None
+            if self._state_frozen:
+                state = None
+            if self._camera_stalled:
+                frame = None
             if self.clock_rate.due(self._sim_time):
                 self.clock_pub.publish(Clock(clock=seconds_to_stamp(self._sim_time)))
             if state is not None:

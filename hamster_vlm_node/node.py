@@ -237,6 +237,11 @@ class VlmNode(Node):
     def _request(self, instruction: str, image_msg: Image):
         info, camera_pose, ee_pose, scene = self.latest.get("camera_info", "camera_pose", "ee_pose", "scene")
         image = image_to_rgb(image_msg)
+        if info is not None and (image_msg.width, image_msg.height) != (info.width, info.height):
+            # The path is lifted with this camera model: an image of another size (a crop, another stream)
+            # would put every point in the wrong place.
+            raise ConversionError(f"the camera image is {image_msg.width}x{image_msg.height} but its camera_info "
+                                  f"says {info.width}x{info.height}")
         camera = camera_from_msg(info, pose_from_msg(camera_pose).matrix()) if info and camera_pose else None
         request = VlmRequest(image=image, instruction=instruction, camera=camera,
                              tcp_pose=pose_from_msg(ee_pose) if ee_pose else None,

@@ -1,6 +1,11 @@
 """policy_node: the fast half. Runs episodes (RunEpisode action), asks the selected policy for keyframes,
 and streams the executor's safety-clipped Cartesian targets at control rate.
 
+Faults: robot state older than stale_after_sec (or stamped in the future) holds the last target at once; the
+status JSON on /hamster/executor_status and /diagnostics (WARN) say which input is stale and how old, and what
+a waiting episode still lacks. A backwards jump of the ROS clock (a simulator reset or restart) drops the robot
+state received before it, holds, and ends the running episode with that reason.
+
 Data path: point cloud + camera + path + masks + end-effector pose -> Observation -> Policy.select_action
 -> keyframes -> CartesianExecutor.update (every control tick) -> PoseStamped target + GripperCommand.
 """
@@ -12,8 +17,11 @@ import threading
 import time
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from std_msgs.msg import Header, String
@@ -32,6 +40,11 @@ from hamster_ros.conversions import (ConversionError, camera_from_msg, masks_fro
                                      pointcloud2_to_numpy, pose_from_msg, pose_to_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import declare, run_node
+
+
+# Wall time without any advance of the ROS clock before the robot state counts as stale (a stopped /clock). Longer
+# than stale_after_sec: a simulator starved of CPU for a moment (another process starting) must not flicker.
+CLOCK_TIMEOUT_SEC = 0.5
 
 
 class PolicyNode(Node):
@@ -77,6 +90,11 @@ class PolicyNode(Node):
         self._last_status: ExecutorStatus | None = None
         self._progress = 0.0
         self._episode_start = 0.0
+        self._status_detail = ""               # why the executor holds, for people (status JSON, diagnostics)
+        self._waiting_for: str | None = None   # what a running episode still lacks before it can plan
+        self._clock_jump: str | None = None    # set when the clock jumped back during an episode
+        self._status_stamp = 0.0               # ROS time of the tick whose status was published last
+        self._clock_seen = (None, time.monotonic())  # (ROS time, wall time it was first read): a stopped clock
         self._tick_stats = IntervalStats(window=int(10 * rate_hz))  # the last 10 s of the stream
         self._executor_lock = threading.Lock()  # the control tick and the episode thread both drive it
 
@@ -96,6 +114,11 @@ class PolicyNode(Node):
         self.gripper_pub = self.create_publisher(GripperCommand, topics.GRIPPER_COMMAND, topics.EVENTS)
         self.instruction_pub = self.create_publisher(String, topics.INSTRUCTION, topics.LATCHED)
         self.status_pub = self.create_publisher(String, topics.EXECUTOR_STATUS, topics.EVENTS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, topics.EVENTS)
+        # A simulator reset or restart sets sim time back: stamps from before would look fresh (or from the future).
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1_000_000), on_clock_change=False),
+            post_callback=self._on_clock_jump)
         self._limits = limits
         # rviz monitoring (hamster_ros.markers): the plan on every new plan, again with the current target at 2 Hz.
         # Latched, and every message is the whole picture, so a late rviz sees it all.
@@ -147,6 +170,14 @@ class PolicyNode(Node):
             with self._lock:
                 self._gripper_width = float(sum(positions[name] for name in self.gripper_joints))
 
+    def _on_clock_jump(self, jump):
+        reason = f"the clock jumped back by {-jump.delta.nanoseconds * 1e-9:.3f} s (simulator reset or restart?)"
+        with self._lock:  # robot state stamped on the old timeline must not count as fresh
+            self._ee_pose = self._ee_stamp = None
+            if self._episode_active:
+                self._clock_jump = reason
+        self.get_logger().warning(f"{reason}: dropped the robot state received before it; holding")
+
     def _on_stop(self, request, response):
         self._stop_requested.set()
         with self._executor_lock:
@@ -179,6 +210,14 @@ class PolicyNode(Node):
         now = self._now()
         with self._lock:
             measured, measured_stamp = self._ee_pose, self._ee_stamp
+        # Sim time stands still when /clock stops (the simulator died): staleness measured in it would never
+        # show, so a clock that has not moved for CLOCK_TIMEOUT_SEC of wall time makes the robot state stale.
+        wall = time.monotonic()
+        if now != self._clock_seen[0]:
+            self._clock_seen = (now, wall)
+        clock_stopped = wall - self._clock_seen[1] > max(CLOCK_TIMEOUT_SEC, self.executor_core.stale_after_sec)
+        if clock_stopped:
+            measured = measured_stamp = None
         with self._executor_lock:
             if not self.executor_core.started:
                 if measured is None or now - measured_stamp > self.executor_core.stale_after_sec:
@@ -192,8 +231,15 @@ class PolicyNode(Node):
             # Under the lock, so an episode thread that just set a new plan never sees the old plan's DONE.
             status_changed = command.status != self._last_status
             self._last_status, self._progress = command.status, command.progress
+            if status_changed:
+                self._status_detail = self._detail(command.status, now, measured, measured_stamp)
+                if clock_stopped:
+                    self._status_detail = (f"ROS time has not advanced for {wall - self._clock_seen[1]:.2f} s "
+                                           f"(is /clock published?)")
         self._tick_stats.tick(time.monotonic())
         header = Header(frame_id=self.base_frame, stamp=self.get_clock().now().to_msg())
+        if status_changed:
+            self._status_stamp = stamp_to_seconds(header.stamp)
         if command.target is not None:
             self.target_pub.publish(pose_to_msg(command.target, header))
         if command.gripper is not None:
@@ -202,15 +248,50 @@ class PolicyNode(Node):
                 header=header, command=GripperCommand.GRASP if goal.grasp else GripperCommand.MOVE,
                 width=goal.width, speed=goal.speed, force=goal.force, epsilon_inner=0.08, epsilon_outer=0.08))
         if status_changed:
-            (self.get_logger().error if command.status == ExecutorStatus.OUTSIDE_WORKSPACE
-             else self.get_logger().info)(f"executor: {command.status.value}")
+            text = f"executor: {command.status.value}" + (f": {self._status_detail}" if self._status_detail else "")
+            # (one call site per severity: rclpy refuses a call site whose severity changes)
+            if command.status == ExecutorStatus.OUTSIDE_WORKSPACE:
+                self.get_logger().error(text)
+            elif command.status in (ExecutorStatus.HOLDING_STALE, ExecutorStatus.HOLDING_TRACKING):
+                self.get_logger().warning(text)
+            else:
+                self.get_logger().info(text)
             self._publish_status()
 
+    def _detail(self, status: ExecutorStatus, now: float, measured, measured_stamp) -> str:
+        if status == ExecutorStatus.HOLDING_STALE:
+            if measured is None:
+                return "no end-effector pose on " + topics.EE_POSE
+            age = now - measured_stamp
+            if age < 0:
+                return f"the end-effector pose is stamped {-age:.3f} s in the future (clock jumped back?)"
+            return f"the end-effector pose is {age:.3f} s old (stale_after_sec {self.executor_core.stale_after_sec:g})"
+        if status == ExecutorStatus.OUTSIDE_WORKSPACE:
+            return f"the robot is at {[round(float(v), 3) for v in measured.position]}, outside the workspace"
+        if status == ExecutorStatus.HOLDING_TRACKING:
+            return "the arm is not where it was sent: holding where it is"
+        return ""
+
     def _publish_status(self):
-        """Executor state and the target stream's own rate and jitter, on change and once a second."""
+        """Executor state and the target stream's own rate and jitter, on change and once a second; the same
+        state on /diagnostics (WARN while holding, ERROR outside the workspace)."""
         status = self._last_status.value if self._last_status else "not_started"
+        detail, waiting_for = self._status_detail, self._waiting_for
         self.status_pub.publish(String(data=json.dumps({"status": status, "progress": round(self._progress, 3),
+                                                        "detail": detail, "waiting_for": waiting_for,
+                                                        "stamp": self._status_stamp,
                                                         "stream": self._tick_stats.summary()})))
+        level = {ExecutorStatus.HOLDING_STALE: DiagnosticStatus.WARN, ExecutorStatus.HOLDING_TRACKING:
+                 DiagnosticStatus.WARN, ExecutorStatus.OUTSIDE_WORKSPACE: DiagnosticStatus.ERROR}.get(
+                     self._last_status, DiagnosticStatus.OK)
+        values = [KeyValue(key="status", value=status)]
+        if waiting_for:
+            values.append(KeyValue(key="waiting_for", value=waiting_for))
+        array = DiagnosticArray(status=[DiagnosticStatus(level=level, name=self.get_name(), hardware_id="executor",
+                                                         message=f"{status}: {detail}" if detail else status,
+                                                         values=values)])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
 
     # -- monitoring -----------------------------------------------------------------------------------
     def _publish_plan_markers(self, observation: Observation, keyframes) -> None:
@@ -255,9 +336,15 @@ class PolicyNode(Node):
         finally:
             with self._lock:
                 self._episode_active = False
+            self._waiting_for = None
         result = RunEpisode.Result(success=success, message=message,
                                    duration_sec=self._now() - self._episode_start)
-        (self.get_logger().info if success else self.get_logger().error)(f"episode ended: {message}")
+        # One call site per severity: rclpy raises when a call site's severity changes, which lost the result of
+        # the first failed episode after a successful one (the action ended "aborted" with an empty message).
+        if success:
+            self.get_logger().info(f"episode ended: {message}")
+        else:
+            self.get_logger().error(f"episode ended: {message}")
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif success:
@@ -278,6 +365,8 @@ class PolicyNode(Node):
         timeout = goal_handle.request.timeout_sec or self.episode_timeout
         self._episode_start = start = self._now()
         self._stop_requested.clear()
+        with self._lock:
+            self._clock_jump = None
         with self._executor_lock:
             self.executor_core.clear_stop()
         self.policy.reset()
@@ -289,6 +378,8 @@ class PolicyNode(Node):
                 return "canceled"
             if self._stop_requested.is_set():
                 return "stopped by request"
+            if self._clock_jump:
+                return self._clock_jump
             vlm_failure = self._vlm_failure(instruction, start)
             if vlm_failure:
                 return f"VLM failed: {vlm_failure}"
@@ -305,6 +396,9 @@ class PolicyNode(Node):
                     self._halt()
                     return False, f"{reason} while waiting for {waiting_for or 'inputs'}"
                 observation, waiting_for = self._observation(instruction, start)
+                if waiting_for != self._waiting_for:
+                    self._waiting_for = waiting_for
+                    self._publish_status()
                 if observation is None:
                     time.sleep(0.05)
 
@@ -379,6 +473,10 @@ class PolicyNode(Node):
                 masks = masks_from_msg(masks_msg)
             except (ConversionError, ValueError) as error:
                 self.get_logger().error(f"ignoring invalid masks: {error}", throttle_duration_sec=5.0)
+            if info is not None and any(mask.shape != (info.height, info.width) for mask in masks.values()):
+                self.get_logger().error(f"ignoring masks of size {[m.shape[::-1] for m in masks.values()]}: the "
+                                        f"camera's images are {info.width}x{info.height}", throttle_duration_sec=5.0)
+                masks = {}
         if not masks and now - episode_start < self.mask_wait:
             return None, "grounding masks"
         try:

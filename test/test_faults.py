@@ -1,0 +1,708 @@
+"""Fault tests in the real multi-process graph (issue 8): the simulator and the three runtime nodes as separate
+processes over DDS, faults injected while episodes run.
+
+Faults: kill and restart each node mid-episode, stall the camera, freeze proprioception, jump the sim clock back
+(an old /clock, and a simulator restart), NaN/empty/malformed/out-of-range point clouds, wrong image encodings and
+sizes, out-of-range and malformed paths, masks of the wrong size/encoding/with duplicate labels. The VLM server
+down or hanging (OpenAI-compatible backend) is in test_faults_vlm.py, with its own graph.
+
+A monitor node records every /robot/cartesian_target, /hamster/executor_status and /diagnostics message, and
+`assert_safe_targets` checks over the whole run: every target inside the workspace of config/sim.yaml, every step
+between consecutive targets within the executor's own per-tick limit (a late tick licenses at most two control
+periods of motion), unit quaternions. "Holds within one control period" is checked as: once the policy reports
+holding_stale_input, every target after it is the same pose. No assertion on wall-clock speed; timeouts only
+bound hangs.
+"""
+from __future__ import annotations
+
+import array
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from hamster_ros.graph import CONFIG_DIR
+
+SIM = yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["policy_node"]["ros__parameters"]
+RUNTIME = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["policy_node"]["ros__parameters"]
+WS_MIN, WS_MAX = np.array(SIM["workspace_min"]), np.array(SIM["workspace_max"])
+PERIOD = 1.0 / RUNTIME["rate_hz"]
+MAX_STEP = SIM["max_linear_speed"] * 2 * PERIOD + 1e-6          # m per message (a late tick: two periods)
+MAX_TURN = SIM["max_angular_speed"] * 2 * PERIOD + 1e-5          # rad per message
+SEED = 3
+
+# Faster failures than the defaults, so the module fits in `make test`.
+OVERRIDES = {
+    "policy_node": {"mask_wait_sec": 1.5},
+    "hamster_vlm_node": {"input_timeout_sec": 4.0},
+}
+
+
+def wait_until(condition, what: str, timeout: float = 60.0, alive=None):
+    """Polls `condition` until it returns something truthy; the timeout only bounds a hang, it is not a check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if alive is not None:
+            alive()
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def quaternion_angle(a, b) -> float:
+    return 2.0 * float(np.arccos(min(1.0, abs(float(np.dot(a, b))))))
+
+
+class Monitor:
+    """A test node in its own context: records outputs, injects inputs, calls services and runs episodes."""
+
+    def __init__(self, use_sim_time: bool):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.action import ActionClient
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.parameter import Parameter
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from std_msgs.msg import String
+        from std_srvs.srv import SetBool, Trigger
+
+        from hamster_msgs.action import RunEpisode
+        from hamster_msgs.msg import GroundingMasks, Path2D
+        from hamster_msgs.srv import ResetScene
+        from hamster_ros import interfaces as t
+
+        self.t, self.RunEpisode, self.SetBool, self.Trigger = t, RunEpisode, SetBool, Trigger
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("fault_monitor", context=self.context,
+                         parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+        self.lock = threading.Lock()
+        self.targets: list[tuple] = []    # (received, position, quaternion, header stamp in s)
+        self.statuses: list[tuple[float, dict]] = []
+        self.diagnostics: list[tuple] = []   # (received, name, level, message, {key: value})
+        self.paths: list[tuple[float, str]] = []                         # (received, instruction)
+        self.vlm_statuses: list[dict] = []
+        self.masks_received: list[float] = []
+        self.latest: dict[str, object] = {}
+        self.ee_poses: list[tuple] = []   # (received, position, quaternion) of every measured pose
+        every = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)  # keep every command
+        node = self.node
+        node.create_subscription(PoseStamped, t.CARTESIAN_TARGET, self._on_target, every)
+        node.create_subscription(String, t.EXECUTOR_STATUS, lambda m: self._append(self.statuses, json.loads(m.data)),
+                                 QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE))
+        node.create_subscription(DiagnosticArray, t.DIAGNOSTICS, self._on_diagnostics,
+                                 QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE))
+        node.create_subscription(Path2D, t.PATH, lambda m: self._append(self.paths, m.instruction), t.LATCHED)
+        node.create_subscription(String, t.VLM_STATUS, lambda m: self.vlm_statuses.append(json.loads(m.data)),
+                                 t.LATCHED)
+        node.create_subscription(GroundingMasks, t.MASKS, lambda m: self.masks_received.append(time.monotonic()),
+                                 t.SENSOR)
+        for key, msg_type, topic in (("image", Image, t.COLOR_IMAGE), ("info", CameraInfo, t.COLOR_INFO),
+                                     ("segmentation", Image, t.SEGMENTATION), ("ee", PoseStamped, t.EE_POSE)):
+            node.create_subscription(msg_type, topic, lambda m, key=key: self.latest.__setitem__(key, m), t.SENSOR)
+        node.create_subscription(PoseStamped, t.EE_POSE, self._on_ee_pose,
+                                 QoSProfile(depth=5000, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self.clock_pub = node.create_publisher(Clock, "/clock", t.SENSOR)
+        self.image_pub = node.create_publisher(Image, t.COLOR_IMAGE, t.SENSOR)
+        self.segmentation_pub = node.create_publisher(Image, t.SEGMENTATION, t.SENSOR)
+        self.cloud_pub = node.create_publisher(PointCloud2, t.POINTS, t.SENSOR)
+        self.masks_pub = node.create_publisher(GroundingMasks, t.MASKS, t.SENSOR)
+        self.Path2D = Path2D
+        self.stall_camera = node.create_client(SetBool, t.SIM_STALL_CAMERA)
+        self.freeze_state = node.create_client(SetBool, t.SIM_FREEZE_STATE)
+        self.stop_client = node.create_client(Trigger, t.STOP)
+        self.reset_client = node.create_client(ResetScene, t.SIM_RESET)
+        self.ResetScene = ResetScene
+        self.episode_client = ActionClient(node, RunEpisode, t.RUN_EPISODE)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    # -- recording ----------------------------------------------------------------------------------------
+    def _append(self, records, item):
+        with self.lock:
+            records.append((time.monotonic(), item))
+
+    def _on_target(self, msg):
+        p, q = msg.pose.position, msg.pose.orientation
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        with self.lock:
+            self.targets.append((time.monotonic(), np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]),
+                                 stamp))
+
+    def _on_ee_pose(self, msg):
+        p, q = msg.pose.position, msg.pose.orientation
+        quaternion = np.array([q.x, q.y, q.z, q.w])
+        with self.lock:
+            self.ee_poses.append((time.monotonic(), np.array([p.x, p.y, p.z]), quaternion / np.linalg.norm(quaternion)))
+
+    def _on_diagnostics(self, msg):
+        with self.lock:
+            for status in msg.status:
+                level = int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level)
+                self.diagnostics.append((time.monotonic(), status.name, level, status.message,
+                                         {kv.key: kv.value for kv in status.values}))
+
+    def targets_since(self, since: float) -> list:
+        with self.lock:
+            return [target for target in self.targets if target[0] >= since]
+
+    def status_since(self, since: float, status: str | None = None, predicate=None):
+        """The first executor status received after `since` with that status (and predicate), or None."""
+        with self.lock:
+            records = list(self.statuses)
+        for received, record in records:
+            if received >= since and (status is None or record["status"] == status) \
+                    and (predicate is None or predicate(record)):
+                return received, record
+        return None
+
+    def diagnostics_since(self, since: float, name: str) -> list:
+        with self.lock:
+            return [d for d in self.diagnostics if d[0] >= since and d[1] == name]
+
+    # -- acting -------------------------------------------------------------------------------------------
+    def now_stamp(self):
+        return self.node.get_clock().now().to_msg()
+
+    def call(self, client, request, timeout: float = 30.0):
+        wait_until(client.service_is_ready, f"the service {client.srv_name}", timeout)
+        future = client.call_async(request)
+        wait_until(future.done, f"the reply of {client.srv_name}", timeout)
+        return future.result()
+
+    def set_fault(self, client, on: bool):
+        response = self.call(client, self.SetBool.Request(data=on))
+        assert response.success, response.message
+
+    def reset(self, seed: int) -> str:
+        response = self.call(self.reset_client, self.ResetScene.Request(seed=seed))
+        assert response.success, response.message
+        return response.instruction
+
+    def start_episode(self, instruction: str, timeout: float, alive=None):
+        wait_until(self.episode_client.server_is_ready, "the policy node's episode server", 60, alive)
+        future = self.episode_client.send_goal_async(self.RunEpisode.Goal(instruction=instruction,
+                                                                          timeout_sec=float(timeout)))
+        goal = wait_until(lambda: future.done() and future.result(), "the episode to be accepted", 30, alive)
+        assert goal.accepted
+        return goal.get_result_async()
+
+    def result(self, future, timeout: float, alive=None):
+        wait_until(future.done, "the episode result", timeout, alive)
+        return future.result().result
+
+    def stop(self):
+        response = self.call(self.stop_client, self.Trigger.Request())
+        assert response.success
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _reseeded(monitor: Monitor, target) -> bool:
+    """The target is a measured pose (clipped into the workspace) received shortly before it: the executor
+    re-seeded where the arm is, after something else moved it (a scene reset, a restarted simulator)."""
+    received, position, quaternion, _ = target
+    with monitor.lock:
+        # (callbacks of different topics may run out of order: the pose may be recorded just after the target)
+        poses = [pose for pose in monitor.ee_poses if received - 2.0 <= pose[0] <= received + 1.0]
+    return any(np.allclose(np.clip(p, WS_MIN, WS_MAX), position, atol=1e-9)
+               and quaternion_angle(q, quaternion) < 1e-6 for _, p, q in poses)
+
+
+def assert_safe_targets(monitor: Monitor) -> int:
+    """Over every target received so far: inside the workspace, unit quaternions, and steps within the
+    executor's per-tick limits, except a jump onto the arm's measured pose (a re-seed: commands no motion)."""
+    with monitor.lock:
+        targets = list(monitor.targets)
+    assert targets, "no Cartesian target was received"
+    positions = np.array([target[1] for target in targets])
+    quaternions = np.array([target[2] for target in targets])
+    assert np.all(np.isfinite(positions)) and np.all(np.isfinite(quaternions))
+    outside = np.flatnonzero(np.any((positions < WS_MIN - 1e-9) | (positions > WS_MAX + 1e-9), axis=1))
+    assert len(outside) == 0, f"target {outside[0]} at {positions[outside[0]]} is outside {WS_MIN}..{WS_MAX}"
+    norms = np.linalg.norm(quaternions, axis=1)
+    assert np.all(np.abs(norms - 1.0) < 1e-6), f"non-unit quaternion, norm {norms[np.argmax(np.abs(norms - 1))]}"
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
+    jumps = set()
+    for i in np.flatnonzero(steps > MAX_STEP):
+        assert _reseeded(monitor, targets[i + 1]), \
+            f"target {i + 1} moved {steps[i]:.4f} m in one message (limit {MAX_STEP:.4f}), not onto a measured pose"
+        jumps.add(i + 1)
+    for i in range(1, len(targets)):
+        angle = quaternion_angle(quaternions[i - 1], quaternions[i])
+        assert angle <= MAX_TURN or i in jumps or _reseeded(monitor, targets[i]), \
+            f"target {i} turned {angle:.4f} rad in one message"
+    return len(targets)
+
+
+def assert_holds_after(monitor: Monitor, since: float, until: float, stamp_from: float | None = None,
+                       min_count: int = 5) -> np.ndarray:
+    """Every target received in [since, until] (and, with `stamp_from`, stamped at or after it: callbacks may
+    run out of order across topics) is one and the same pose (the stream holds)."""
+    held = [(p, q) for received, p, q, stamp in monitor.targets_since(since)
+            if received <= until and (stamp_from is None or stamp >= stamp_from)]
+    assert len(held) >= min_count, f"only {len(held)} targets while holding: the stream must keep holding, not stop"
+    first_p, first_q = held[0]
+    for p, q in held:
+        assert np.array_equal(p, first_p) and np.array_equal(q, first_q), f"target moved while holding: {p} != {first_p}"
+    return first_p
+
+
+def moving_after(monitor: Monitor, since: float) -> bool:
+    targets = monitor.targets_since(since)
+    return len(targets) > 10 and not np.array_equal(targets[0][1], targets[-1][1])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The simulated graph: sim + VLM (oracle) + perception + policy
+
+class Graph:
+    def __init__(self, runner, monitor: Monitor):
+        self.runner, self.monitor = runner, monitor
+        self.killed: set[str] = set()
+
+    def alive(self, *allowed_dead: str):
+        """Raises when a node other than `allowed_dead` has exited: faults must never crash a node."""
+        dead = {name: code for name, code in self.runner.exited().items() if name not in allowed_dead}
+        if dead:
+            raise AssertionError(f"nodes exited: {dead}\n" + "\n".join(f"--- {name}:\n{self.runner.log_tail(name, 40)}"
+                                                                       for name in dead))
+
+    def kill(self, name: str) -> int:
+        self.killed.add(name)
+        return self.runner.kill(name)
+
+    def revive(self):
+        """Restart the nodes a (failed) test killed and left dead, so one failure does not cascade."""
+        for name in sorted(self.killed):
+            if name in self.runner.exited():
+                self.runner.restart(name)
+        self.killed.clear()
+
+    def log(self, name: str) -> str:
+        return (self.runner.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def executing(self, since: float):
+        """Waits until the executor runs a plan and the targets move."""
+        try:
+            wait_until(lambda: self.monitor.status_since(since, "executing"), "status executing", 60, self.alive)
+            wait_until(lambda: moving_after(self.monitor, time.monotonic() - 0.3), "moving targets", 30, self.alive)
+        except AssertionError as error:
+            tails = "\n".join(f"--- {name}:\n{self.runner.log_tail(name, 15)}" for name in self.runner.processes)
+            raise AssertionError(f"{error}\n{tails}") from None
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    from hamster_ros.graph import describe_graph
+    from hamster_ros.runner import GraphRunner, ros_environment
+
+    folder = tmp_path_factory.mktemp("faults")
+    overrides = folder / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump({name: {"ros__parameters": values} for name, values in OVERRIDES.items()}))
+    specs = describe_graph(seed=SEED, params_files=(str(overrides),))
+    runner = GraphRunner(specs, folder / "logs", ros_environment())
+    monitor = None
+    runner.start()
+    try:
+        monitor = Monitor(use_sim_time=True)
+        graph = Graph(runner, monitor)
+        wait_until(lambda: monitor.reset_client.service_is_ready() and monitor.episode_client.server_is_ready()
+                   and monitor.stall_camera.service_is_ready() and len(monitor.targets) > 20,
+                   "the graph to start streaming targets", 120, graph.alive)
+        yield graph
+        graph.alive()
+        assert_safe_targets(monitor)
+    finally:
+        if monitor is not None:
+            monitor.close()
+        runner.stop()
+
+
+@pytest.fixture(autouse=True)
+def revive_killed_nodes(graph):
+    """After each test (failed or not): the nodes it killed run again and no episode of it is left running."""
+    yield
+    graph.revive()
+    try:
+        graph.monitor.stop()
+    except AssertionError:
+        pass
+    time.sleep(0.3)
+
+
+def test_frozen_proprioception_holds_at_once_and_resumes(graph):
+    m = graph.monitor
+    instruction = m.reset(SEED)
+    since = time.monotonic()
+    result = m.start_episode(instruction, 60, graph.alive)
+    graph.executing(since)
+
+    frozen = time.monotonic()
+    m.set_fault(m.freeze_state, True)
+    _, stale = wait_until(lambda: m.status_since(frozen, "holding_stale_input"), "holding_stale_input", 10,
+                          graph.alive)
+    time.sleep(1.0)
+    thawed = time.monotonic()
+    m.set_fault(m.freeze_state, False)
+    # Within one control period: the target of the very tick that detected the stale state (stamped like the
+    # status) is the previous target, and so is every one after it.
+    assert_holds_after(m, frozen, thawed, stamp_from=stale["stamp"])
+    assert "end-effector pose is" in stale["detail"] and "s old" in stale["detail"], stale
+    warnings = [d for d in m.diagnostics_since(frozen, "policy_node") if d[2] == 1]
+    assert warnings and "holding_stale_input: the end-effector pose is" in warnings[0][3], warnings
+    assert "executor: holding_stale_input: the end-effector pose is" in graph.log("policy_node")
+
+    graph.executing(thawed)  # the plan resumes where it paused
+    m.stop()
+    outcome = m.result(result, 30, graph.alive)
+    assert not outcome.success and outcome.message == "stopped by request while executing", outcome.message
+    assert_safe_targets(m)
+
+
+def test_old_clock_ends_the_episode_and_the_next_one_runs(graph):
+    from rosgraph_msgs.msg import Clock
+
+    m = graph.monitor
+    instruction = m.reset(SEED + 1)
+    since = time.monotonic()
+    result = m.start_episode(instruction, 60, graph.alive)
+    graph.executing(since)
+    now = m.node.get_clock().now().nanoseconds * 1e-9
+    old = Clock()
+    old.clock.sec = int(now - min(5.0, now / 2))  # back by up to 5 s (sim time starts at 0 with the graph)
+    for _ in range(3):  # best effort: more than one, in case one is lost
+        m.clock_pub.publish(old)
+        time.sleep(0.02)
+    outcome = m.result(result, 30, graph.alive)
+    assert not outcome.success
+    assert outcome.message.startswith("the clock jumped back by ") and \
+        outcome.message.endswith("(simulator reset or restart?) while executing"), outcome.message
+    ended = time.monotonic() + 0.2  # (targets still in flight when the result came)
+    assert "the clock jumped back by" in graph.log("policy_node")
+    time.sleep(0.7)
+    assert_holds_after(m, ended, time.monotonic())  # halted: holding the last target
+
+    since = time.monotonic()
+    result = m.start_episode(instruction, 60, graph.alive)  # a new episode after the jump plans and moves
+    graph.executing(since)
+    m.stop()
+    assert m.result(result, 30, graph.alive).message == "stopped by request while executing"
+    assert_safe_targets(m)
+
+
+def _cloud(kind: str, stamp):
+    from std_msgs.msg import Header
+
+    from hamster_ros.conversions import numpy_to_pointcloud2
+    header = Header(frame_id="base", stamp=stamp)
+    if kind == "nan":
+        return numpy_to_pointcloud2(np.full((2000, 3), np.nan, np.float32), None, header)
+    if kind == "empty":
+        return numpy_to_pointcloud2(np.empty((0, 3), np.float32), None, header)
+    if kind == "truncated":  # the header promises more points than the data holds
+        msg = numpy_to_pointcloud2(np.random.default_rng(0).uniform(0.2, 0.6, (500, 3)).astype(np.float32), None,
+                                   header)
+        msg.width += 100
+        return msg
+    if kind == "no_z":
+        msg = numpy_to_pointcloud2(np.zeros((10, 3), np.float32), None, header)
+        msg.fields = msg.fields[:2]
+        return msg
+    if kind == "oversized_far":  # 300,000 finite points, all 40 m away: nothing the path can be lifted onto
+        points = np.random.default_rng(1).uniform(-1.0, 1.0, (300_000, 3)).astype(np.float32) + np.float32(40.0)
+        return numpy_to_pointcloud2(points, np.zeros((len(points), 3), np.uint8), header)
+    raise ValueError(kind)
+
+
+class Injector:
+    """Publishes restamped copies of the last real camera image (so the VLM can plan while the camera is
+    stalled) and/or a sequence of injected messages, at 10 Hz on a thread."""
+
+    def __init__(self, monitor: Monitor, make_messages, image: bool = True):
+        self.monitor, self.make_messages, self.image = monitor, make_messages, image
+        self.running = True
+        self.published = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        m = self.monitor
+        image = m.latest["image"]
+        while self.running:
+            stamp = m.now_stamp()
+            if self.image:
+                image.header.stamp = stamp
+                m.image_pub.publish(image)
+            for publisher, msg in self.make_messages(self.published, stamp):
+                publisher.publish(msg)
+            self.published += 1
+            time.sleep(0.1)
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=5)
+
+
+def test_stalled_camera_and_bad_clouds_hold_the_arm_and_end_the_episode_clearly(graph):
+    m = graph.monitor
+    instruction = m.reset(SEED + 2)
+    m.set_fault(m.stall_camera, True)
+    try:
+        start = time.monotonic()
+        # Malformed clouds first, then clouds without a single finite point: never planned on.
+        kinds = ["truncated", "no_z"] * 20 + ["nan", "empty"] * 200
+        injector = Injector(m, lambda i, stamp: [(m.cloud_pub, _cloud(kinds[min(i, len(kinds) - 1)], stamp))])
+        try:
+            outcome = m.result(m.start_episode(instruction, 9.0, graph.alive), 40, graph.alive)
+        finally:
+            injector.close()
+        assert not outcome.success
+        assert outcome.message == "timed out after 9 s while waiting for a point cloud with finite points", \
+            outcome.message
+        waited = {record.get("waiting_for") for _, record in m.statuses[-200:]}
+        assert {"valid camera and point cloud", "a point cloud with finite points"} <= waited, waited
+        log = graph.log("policy_node")
+        assert "ignoring invalid input: PointCloud2" in log
+        reported = {d[4].get("waiting_for") for d in m.diagnostics_since(start, "policy_node")}
+        assert {"valid camera and point cloud", "a point cloud with finite points"} <= reported, reported
+        assert instruction in [i for _, i in m.paths], "the VLM planned on the injected image"
+        assert_holds_after(m, start, time.monotonic())  # nothing moved while waiting for inputs
+
+        # 300,000 points, all far outside the workspace.
+        start = time.monotonic()
+        injector = Injector(m, lambda i, stamp: [(m.cloud_pub, _cloud("oversized_far", stamp))] if i % 5 == 0 else [])
+        try:
+            outcome = m.result(m.start_episode(instruction, 12.0, graph.alive), 40, graph.alive)
+        finally:
+            injector.close()
+        assert not outcome.success
+        assert outcome.message == "cannot plan: no point of the cloud is visible in the camera image", outcome.message
+        assert_holds_after(m, start, time.monotonic())
+    finally:
+        m.set_fault(m.stall_camera, False)
+    graph.alive()
+    assert_safe_targets(m)
+
+
+def _bad_image(kind: str, good, stamp):
+    from sensor_msgs.msg import Image
+    msg = Image(header=good.header, height=good.height, width=good.width, encoding=good.encoding,
+                is_bigendian=good.is_bigendian, step=good.step)
+    msg.header.stamp = stamp
+    if kind == "yuv422":
+        msg.encoding, msg.step = "yuv422", good.width * 2
+        msg.data = bytes(good.width * 2 * good.height)
+    elif kind == "mono16":
+        msg.encoding, msg.step = "16UC1", good.width * 2
+        msg.data = bytes(good.width * 2 * good.height)
+    elif kind == "truncated":
+        msg.data = bytes(good.data[: len(good.data) // 2])
+    elif kind == "small":  # a valid rgb8 image, but not the size camera_info describes
+        msg.width, msg.height, msg.step = 100, 80, 300
+        msg.data = bytes(300 * 80)
+    return msg
+
+
+def test_bad_camera_images_fail_the_vlm_clearly_and_nothing_is_planned(graph):
+    m = graph.monitor
+    instruction = m.reset(SEED + 3)
+    good, segmentation = m.latest["image"], m.latest["segmentation"]
+    m.set_fault(m.stall_camera, True)
+    kinds = ["yuv422", "mono16", "truncated", "small"]
+
+    def messages(i, stamp):
+        segmentation.header.stamp = stamp  # perception processes an image with its segmentation of the same stamp
+        return [(m.image_pub, _bad_image(kinds[i % len(kinds)], good, stamp)), (m.segmentation_pub, segmentation)]
+    start = time.monotonic()
+    injector = Injector(m, messages, image=False)
+    try:
+        outcome = m.result(m.start_episode(instruction, 30.0, graph.alive), 60, graph.alive)
+    finally:
+        injector.close()
+        m.set_fault(m.stall_camera, False)
+    assert not outcome.success
+    assert outcome.message.startswith(f"VLM failed: no path for {instruction!r} after 3 attempts: input failed: "), \
+        outcome.message
+    log = graph.log("hamster_vlm_node")
+    failures = [line for line in log.splitlines() if instruction in line and "input failed" in line]
+    assert len(failures) >= 3, failures
+    named = " ".join(failures)
+    causes = ("image_to_rgb needs one of rgb8, bgr8, rgba8, bgra8, mono8, got 'yuv422'",
+              "image_to_rgb needs one of rgb8, bgr8, rgba8, bgra8, mono8, got '16UC1'",
+              "rgb8 image 320x240 has 115200 bytes of data, expected step * height = 230400",
+              "the camera image is 100x80 but its camera_info says 320x240")
+    assert all(any(cause in line for cause in causes) for line in failures), failures  # each names its input
+    assert sum(cause in named for cause in causes) >= 2, named
+    vlm_errors = [d for d in m.diagnostics_since(start, "hamster_vlm_node") if d[2] == 2]
+    assert vlm_errors and "input failed" in vlm_errors[-1][3]
+    assert instruction not in [i for _, i in m.paths]
+    assert "frame skipped" in graph.log("perception_node")
+    assert_holds_after(m, start, time.monotonic())
+    graph.alive()
+    assert_safe_targets(m)
+
+
+def test_vlm_killed_bad_paths_rejected_then_restarted_vlm_resumes_the_episode(graph):
+    from std_msgs.msg import Header
+
+    from hamster_ros import interfaces as t
+
+    m = graph.monitor
+    graph.kill("hamster_vlm_node")
+    instruction = m.reset(SEED + 4)
+    start = time.monotonic()
+    result = m.start_episode(instruction, 60, lambda: graph.alive("hamster_vlm_node"))
+    path_pub = m.node.create_publisher(m.Path2D, t.PATH, t.LATCHED)
+    try:
+        for x, y, gripper in (([0.2, 1.5, 0.6], [0.3, 0.4, 0.5], [0, 1, 0]),      # x outside [0, 1]
+                              ([0.2, 0.4, 0.6], [0.3, 0.4], [0, 1, 0]),            # arrays of different lengths
+                              ([0.2, float("nan")], [0.3, 0.4], [0, 1]),           # not finite
+                              ([0.2, 0.4], [0.3, 0.4], [0, 7])):                   # gripper neither open nor closed
+            msg = m.Path2D(header=Header(frame_id="camera", stamp=m.now_stamp()), image_width=320, image_height=240,
+                           instruction=instruction, model_id="fault-injection")
+            msg.x, msg.y, msg.gripper = array.array("f", x), array.array("f", y), array.array("B", gripper)
+            path_pub.publish(msg)
+            time.sleep(0.3)
+        waiting = wait_until(lambda: m.status_since(start, predicate=lambda r: r.get("waiting_for") ==
+                                                    f"a path for {instruction!r}"), "waiting for a path", 10)
+        assert waiting
+        time.sleep(0.5)
+        # (the log is throttled: the first rejection is logged; the status shows the latest is rejected too)
+        assert "ignoring invalid path: point 1 (1.5, 0.4000000059604645) is outside the normalized range [0, 1]" \
+            in graph.log("policy_node")
+        assert_holds_after(m, start, time.monotonic())
+    finally:
+        m.node.destroy_publisher(path_pub)  # the latched bad path must not reach later subscribers
+    restarted = time.monotonic()
+    graph.runner.restart("hamster_vlm_node")  # it gets the latched instruction and plans it
+    graph.executing(restarted)
+    assert [i for _, i in m.paths if i == instruction]
+    m.stop()
+    assert m.result(result, 30, graph.alive).message == "stopped by request while executing"
+    assert_safe_targets(m)
+
+
+def test_perception_killed_bad_masks_rejected_policy_plans_without_masks(graph):
+    from std_msgs.msg import Header
+
+    from hamster_core.instruction import PLACEMENT_LABEL, TARGET_LABEL, parse_pick_place_instruction
+    from hamster_ros.conversions import masks_to_msg
+
+    m = graph.monitor
+    graph.kill("perception_node")
+    instruction = m.reset(SEED + 5)
+    target, placement = parse_pick_place_instruction(instruction)
+    alive = lambda: graph.alive("perception_node")  # noqa: E731
+
+    def bad_masks(i, stamp):
+        header = Header(frame_id="camera_color_optical_frame", stamp=stamp)
+        kind = i % 4
+        size = (10, 10) if kind == 0 else (240, 320)
+        msg = masks_to_msg(header, [TARGET_LABEL, PLACEMENT_LABEL], [target, placement],
+                           [np.ones(size, bool)] * 2, [0.9, 0.9], [(0, 0, 5, 5)] * 2)
+        if kind == 1:
+            msg.masks[0].encoding = "rgb8"
+        elif kind == 2:
+            msg.labels = [TARGET_LABEL, TARGET_LABEL]
+        elif kind == 3:
+            msg.scores = msg.scores[:1]
+        return [(m.masks_pub, msg)]
+    start = time.monotonic()
+    injector = Injector(m, bad_masks, image=False)
+    try:
+        result = m.start_episode(instruction, 60, alive)
+        wait_until(lambda: m.status_since(start, "executing"), "executing without masks", 60, alive)
+    finally:
+        injector.close()
+    log = graph.log("policy_node")
+    assert "ignoring masks of size [(10, 10), (10, 10)]: the camera's images are 320x240" in log
+    assert "ignoring invalid masks:" in log
+    last_plan = [line for line in log.splitlines() if "plan: " in line][-1]
+    assert "'refined_with': []" in last_plan, last_plan  # planned from the path and cloud alone
+    restarted = time.monotonic()
+    graph.runner.restart("perception_node")
+    wait_until(lambda: [t for t in m.masks_received if t > restarted], "masks from the restarted perception", 60,
+               graph.alive)
+    m.stop()
+    assert m.result(result, 30, graph.alive).message == "stopped by request while executing"
+    assert_safe_targets(m)
+
+
+def test_policy_killed_mid_episode_then_restarted_runs_a_new_episode(graph):
+    m = graph.monitor
+    instruction = m.reset(SEED + 6)
+    since = time.monotonic()
+    result = m.start_episode(instruction, 60, graph.alive)
+    graph.executing(since)
+    code = graph.kill("policy_node")
+    killed = time.monotonic()
+    assert code == -9
+    # The client side ends with a clear reason: the node is gone (the action result never comes).
+    with pytest.raises(AssertionError, match=r"nodes exited: \{'policy_node': -9\}"):
+        m.result(result, 30, graph.alive)
+    time.sleep(1.0)
+    assert not m.targets_since(killed + 0.2), "targets after the policy node died"
+    ee = m.latest["ee"].pose.position
+    last = m.targets_since(0)[-1][1]
+    assert np.linalg.norm(np.array([ee.x, ee.y, ee.z]) - last) < 0.02, "the robot did not hold the last target"
+
+    restarted = time.monotonic()
+    graph.runner.restart("policy_node")
+    wait_until(lambda: m.targets_since(restarted), "targets from the restarted policy node", 60, graph.alive)
+    time.sleep(2.0)  # discovery: an action server that just appeared may not reach the client's reply reader yet
+    since = time.monotonic()
+    result = m.start_episode(instruction, 60, graph.alive)
+    graph.executing(since)
+    m.stop()
+    assert m.result(result, 30, graph.alive).message == "stopped by request while executing"
+    assert_safe_targets(m)  # including the step from the old process's last target to the new one's first
+
+
+def test_simulator_killed_policy_holds_then_restart_ends_the_episode_on_the_clock_jump(graph):
+    m = graph.monitor
+    instruction = m.reset(SEED + 7)
+    since = time.monotonic()
+    result = m.start_episode(instruction, 90, graph.alive)
+    graph.executing(since)
+    graph.kill("sim_node")
+    killed = time.monotonic()
+    alive = lambda: graph.alive("sim_node")  # noqa: E731
+    # With the simulator gone /clock stops too and ROS time stands still: the policy notices the stopped clock.
+    _, stale = wait_until(lambda: m.status_since(killed, "holding_stale_input"), "holding_stale_input", 10, alive)
+    assert stale["detail"].startswith("ROS time has not advanced for "), stale
+    time.sleep(1.0)
+    alive()
+    # Whatever is sent is the held target. (Fewer than 100 Hz: Fast DDS's reliable writer slows down while the
+    # dead simulator's reader is still matched; nothing listens to the stream then anyway.)
+    assert_holds_after(m, killed + 0.2, time.monotonic(), min_count=1)
+    warnings = [d for d in m.diagnostics_since(killed, "policy_node") if d[2] == 1]
+    assert warnings and "ROS time has not advanced" in warnings[0][3], warnings
+    restarted = time.monotonic()
+    graph.runner.restart("sim_node")  # a new simulated robot at its home pose, sim time from 0 again
+    outcome = m.result(result, 120, graph.alive)
+    assert not outcome.success and outcome.message.startswith("the clock jumped back by ") \
+        and outcome.message.endswith("while executing"), outcome.message
+    stopped_at, _ = wait_until(lambda: m.status_since(restarted, "stopped"), "holding after the episode ended", 30,
+                               graph.alive)
+    assert "the clock jumped back by" in graph.log("policy_node")
+    # The stream is back at its rate, holding the target for the new robot.
+    wait_until(lambda: len(m.targets_since(max(stopped_at + 0.2, time.monotonic() - 0.5))) >= 30,
+               "the target stream at its rate", 30, graph.alive)
+    assert_holds_after(m, stopped_at + 0.2, time.monotonic())
+    graph.alive()
+    assert_safe_targets(m)
