@@ -228,11 +228,13 @@ class FrankaWorld:
 
     def __init__(self, scene: SceneDescription, *, image_width: int = 320, image_height: int = 240,
                  fovy: float = DEFAULT_FOVY, camera_position=DEFAULT_CAMERA_POSITION,
-                 camera_target=DEFAULT_CAMERA_TARGET, workspace_box=None, mesh_cell: float = DEFAULT_MESH_CELL):
+                 camera_target=DEFAULT_CAMERA_TARGET, workspace_box=None, mesh_cell: float = DEFAULT_MESH_CELL,
+                 table_rgba=TABLE_RGBA, light_rgb=(1.0, 1.0, 1.0)):
         """workspace_box: ((x, y, z) min, (x, y, z) max) the TCP target is clipped to; by default the region in
         front of the robot from 1 cm above the table (the fingertips reach ~9 mm below the TCP) to 0.8 m up.
         mesh_cell: the robot's visual meshes are decimated by merging vertices within cells of this size (m) for
-        faster rendering; 0 draws the full meshes. Physics never uses them."""
+        faster rendering; 0 draws the full meshes. Physics never uses them.
+        table_rgba: the table top's colour; light_rgb: per-channel scale of every light (appearance variations)."""
         if not isinstance(scene, SceneDescription):
             raise ValueError(f"scene must be a SceneDescription, got {type(scene).__name__}")
         for name, value in (("image_width", image_width), ("image_height", image_height)):
@@ -249,6 +251,12 @@ class FrankaWorld:
         self._camera_rotation = look_at(self._camera_position, _vector3(camera_target, "camera_target"))[:3, :3] \
             @ OPTICAL_FROM_MUJOCO_CAMERA
         self._workspace_box_option = None if workspace_box is None else _box_corners(workspace_box)
+        self._table_rgba = tuple(float(v) for v in np.asarray(table_rgba, dtype=float).reshape(-1))
+        self._light_rgb = np.asarray(light_rgb, dtype=float).reshape(-1)
+        if len(self._table_rgba) != 4 or not all(0 <= v <= 1 for v in self._table_rgba):
+            raise ValueError(f"table_rgba must be 4 numbers in [0, 1], got {table_rgba!r}")
+        if self._light_rgb.shape != (3,) or not np.all((self._light_rgb >= 0) & (self._light_rgb <= 2)):
+            raise ValueError(f"light_rgb must be 3 numbers in [0, 2], got {light_rgb!r}")
         self._renderer = None
         self._build(scene)
         self.reset()
@@ -482,22 +490,23 @@ class FrankaWorld:
         spec.visual.global_.offwidth = max(width, 640)
         spec.visual.global_.offheight = max(height, 480)
         spec.visual.quality.shadowsize = 0
-        spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
-        spec.visual.headlight.diffuse = [0.45, 0.45, 0.45]
+        spec.visual.headlight.ambient = (0.35 * self._light_rgb).tolist()
+        spec.visual.headlight.diffuse = (0.45 * self._light_rgb).tolist()
         spec.visual.headlight.specular = [0.0, 0.0, 0.0]
 
         self._configure_robot(spec)
         world = spec.worldbody
         table = scene.table_height
         world.add_light(name="overhead", type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[0.4, 0.0, 2.0],
-                        dir=[-0.2, 0.0, -1.0], diffuse=[0.5, 0.5, 0.5], specular=[0.1, 0.1, 0.1], castshadow=False)
+                        dir=[-0.2, 0.0, -1.0], diffuse=(0.5 * self._light_rgb).tolist(), specular=[0.1, 0.1, 0.1],
+                        castshadow=False)
         floor_z = table - FLOOR_BELOW_TABLE
         world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, pos=[0, 0, floor_z], size=[10, 10, 0.05],
                        rgba=FLOOR_RGBA)
         world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX,
                        pos=[sum(TABLE_X) / 2, sum(TABLE_Y) / 2, table - TABLE_THICKNESS / 2],
                        size=[(TABLE_X[1] - TABLE_X[0]) / 2, (TABLE_Y[1] - TABLE_Y[0]) / 2, TABLE_THICKNESS / 2],
-                       rgba=TABLE_RGBA)
+                       rgba=list(self._table_rgba))
         camera_quaternion = np.empty(4)
         mujoco.mju_mat2Quat(camera_quaternion, self._camera_rotation.ravel())
         world.add_camera(name=CAMERA_NAME, pos=self._camera_position.tolist(), quat=camera_quaternion.tolist(),
