@@ -3,18 +3,21 @@
 Budget (DESIGN section 7): conversions within a small factor of a plain copy. Run:
     .venv/bin/python bench/bench_conversions.py
 Prints the median and the minimum of repeated runs in milliseconds (the shared cores are noisy: the minimum
-is the cost, the median what a busy machine adds).
+is the cost, the median what a busy machine adds), then one JSON line of ratios of minimum times: each
+conversion against a plain copy of the bytes it reads or writes, and the naive loops against the conversions.
 """
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # stable timings on the shared cores
 
+import json  # noqa: E402
 import struct  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
 
+from hamster_ros.allocator import keep_large_buffers  # noqa: E402
 from hamster_ros.conversions import (  # noqa: E402
     image_to_numpy, image_to_rgb, numpy_to_image, numpy_to_pointcloud2, pointcloud2_to_numpy,
 )
@@ -81,12 +84,19 @@ def realsense_like_cloud(count: int) -> PointCloud2:
 def main():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    depth = rng.random((HEIGHT, WIDTH), dtype=np.float32)
+    # What a process with glibc's default allocator pays (every node calls keep_large_buffers at start).
+    glibc_default = {"numpy_to_image rgb8": timings_ms(lambda: numpy_to_image(rgb, "rgb8"), 100),
+                     "numpy_to_image 32FC1 depth": timings_ms(lambda: numpy_to_image(depth, "32FC1"), 100)}
+    report("glibc's default allocator (before keep_large_buffers)", list(glibc_default.items()))
+    keep_large_buffers()
+
     rgb_msg = numpy_to_image(rgb, "rgb8")
     bgr_msg = numpy_to_image(rgb, "bgr8")
-    depth = rng.random((HEIGHT, WIDTH), dtype=np.float32)
     depth_msg = numpy_to_image(depth, "32FC1")
-    report(f"image {WIDTH}x{HEIGHT} rgb8 ({rgb.nbytes / 1e6:.2f} MB)", [
-        ("np.copy of the array (baseline)", timings_ms(lambda: np.copy(rgb), 200)),
+    image_rows = dict([
+        ("np.copy of the rgb array (baseline)", timings_ms(lambda: np.copy(rgb), 200)),
+        ("np.copy of the depth array (baseline)", timings_ms(lambda: np.copy(depth), 200)),
         ("image_to_numpy (read-only view)", timings_ms(lambda: image_to_numpy(rgb_msg), 200)),
         ("image_to_numpy(copy=True)", timings_ms(lambda: image_to_numpy(rgb_msg, copy=True), 200)),
         ("image_to_rgb from bgr8", timings_ms(lambda: image_to_rgb(bgr_msg), 200)),
@@ -95,18 +105,48 @@ def main():
         ("image_to_numpy(copy=True) 32FC1", timings_ms(lambda: image_to_numpy(depth_msg, copy=True), 200)),
         ("naive per-pixel Python loop", timings_ms(lambda: naive_image_to_numpy(rgb_msg), 1)),
     ])
+    report(f"image {WIDTH}x{HEIGHT} rgb8 ({rgb.nbytes / 1e6:.2f} MB), depth 32FC1 ({depth.nbytes / 1e6:.2f} MB)",
+           list(image_rows.items()))
 
     cloud_msg = realsense_like_cloud(CLOUD_POINTS)
     points, colors = pointcloud2_to_numpy(cloud_msg)
     raw = np.frombuffer(cloud_msg.data, np.uint8)
-    report(f"point cloud {CLOUD_POINTS} points, point_step 32 with rgb ({len(raw) / 1e6:.2f} MB), "
-           f"{len(points)} finite", [
+    out_msg = numpy_to_pointcloud2(points, colors)
+    out_raw = np.frombuffer(out_msg.data, np.uint8)
+    cloud_rows = dict([
         ("np.copy of the raw buffer (baseline)", timings_ms(lambda: np.copy(raw), 200)),
+        ("np.copy of the packed output (baseline)", timings_ms(lambda: np.copy(out_raw), 200)),
         ("np.copy of (N, 3) float32 (baseline)", timings_ms(lambda: np.copy(points), 200)),
         ("pointcloud2_to_numpy", timings_ms(lambda: pointcloud2_to_numpy(cloud_msg), 100)),
         ("numpy_to_pointcloud2 with colors", timings_ms(lambda: numpy_to_pointcloud2(points, colors), 100)),
         ("naive per-point struct loop", timings_ms(lambda: naive_pointcloud2_to_numpy(cloud_msg), 3)),
     ])
+    report(f"point cloud {CLOUD_POINTS} points, point_step 32 with rgb ({len(raw) / 1e6:.2f} MB), "
+           f"{len(points)} finite; packed output {len(out_raw) / 1e6:.2f} MB", list(cloud_rows.items()))
+
+    # Ratios of minimum times, each conversion against a plain copy of the bytes it reads or writes.
+    def ratio(row, baseline, rows):
+        return round(rows[row][1] / rows[baseline][1], 2)
+    summary = {
+        "image_to_numpy_copy_vs_copy": ratio("image_to_numpy(copy=True)", "np.copy of the rgb array (baseline)",
+                                             image_rows),
+        "numpy_to_image_rgb8_vs_copy": ratio("numpy_to_image rgb8", "np.copy of the rgb array (baseline)",
+                                             image_rows),
+        "numpy_to_image_32FC1_vs_copy": ratio("numpy_to_image 32FC1 depth", "np.copy of the depth array (baseline)",
+                                              image_rows),
+        "numpy_to_image_32FC1_glibc_default_ms": round(glibc_default["numpy_to_image 32FC1 depth"][1], 3),
+        "pointcloud2_to_numpy_vs_copy": ratio("pointcloud2_to_numpy", "np.copy of the raw buffer (baseline)",
+                                              cloud_rows),
+        "numpy_to_pointcloud2_vs_copy": ratio("numpy_to_pointcloud2 with colors",
+                                              "np.copy of the packed output (baseline)", cloud_rows),
+        "naive_image_vs_image_to_numpy_copy": ratio("naive per-pixel Python loop", "image_to_numpy(copy=True)",
+                                                    image_rows),
+        "naive_cloud_vs_pointcloud2_to_numpy": ratio("naive per-point struct loop", "pointcloud2_to_numpy",
+                                                     cloud_rows),
+        "pointcloud2_to_numpy_ms": round(cloud_rows["pointcloud2_to_numpy"][1], 3),
+        "numpy_to_image_32FC1_ms": round(image_rows["numpy_to_image 32FC1 depth"][1], 3),
+    }
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
+from hamster_ros.allocator import keep_large_buffers
+
 
 def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
     """threads=1 spins a SingleThreadedExecutor: less GIL contention for a node whose own thread does the work."""
+    keep_large_buffers()  # camera-rate images and clouds reuse heap blocks instead of faulting in fresh pages
     rclpy.init(args=sys.argv)
     # SIGTERM from a process supervisor should end the node like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())

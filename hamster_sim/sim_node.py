@@ -12,8 +12,6 @@ Fault injection, for tests and bring-up (std_srvs/SetBool, data=true starts the 
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import queue
 import threading
 import time
@@ -33,6 +31,7 @@ from hamster_core.geometry import Pose
 from hamster_msgs.msg import GripperCommand
 from hamster_msgs.srv import ResetScene
 from hamster_ros import interfaces as topics
+from hamster_ros.allocator import release_free_memory
 from hamster_ros.conversions import (camera_info_to_msg, numpy_to_image, numpy_to_pointcloud2, pose_from_msg,
                                      pose_to_msg, seconds_to_stamp)
 from hamster_ros.node_main import declare, run_node
@@ -279,18 +278,6 @@ class SimNode(Node):
         valid = np.all(np.isfinite(points), axis=1)
         self.points_pub.publish(numpy_to_pointcloud2(points[valid].astype(np.float32), colors[valid],
                                                      self._header(self.base_frame)))
-
-
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
-
-
-def release_free_memory() -> None:
-    """Hand freed heap memory back to the OS. A new scene rebuilds the MuJoCo model and renderer on the
-    simulation thread; glibc keeps the freed blocks in that thread's arena, fragmented, and the node grew
-    ~20 MB per reset in the soak benchmark until this was called."""
-    trim = getattr(_LIBC, "malloc_trim", None)  # glibc only
-    if trim is not None:
-        trim(0)
 
 
 def main():
