@@ -25,6 +25,11 @@ JOINT_STATES = "/robot/joint_states"
 EE_POSE = "/robot/ee_pose"
 CARTESIAN_TARGET = "/robot/cartesian_target"
 GRIPPER_COMMAND = "/robot/gripper_command"
+# robot:=franka, from the franka adapter (hamster_ros.franka_bridge):
+ROBOT_STATUS = "/robot/status"            # std_msgs/String JSON, latched: gate disabled|streaming|halted, mode, reason
+GRIPPER_RESULT = "/robot/gripper_result"  # std_msgs/String JSON per gripper goal: action, success, error, seconds
+ROBOT_ENABLE = "/robot/enable"            # std_srvs/SetBool: true starts streaming to the controller, false stops
+ROBOT_STOP = "/robot/stop"                # std_srvs/Trigger: halt the stream to the controller until enabled again
 
 # Runtime.
 INSTRUCTION = "/hamster/instruction"
