@@ -35,7 +35,7 @@ from hamster_core.policies.base import POLICIES, Observation, PolicyError
 from hamster_core.timing import IntervalStats
 from hamster_msgs.action import RunEpisode
 from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
-from hamster_ros import interfaces as topics
+from hamster_ros import interfaces as topics, realtime
 from hamster_ros.conversions import (ConversionError, camera_from_msg, masks_from_msg, path_from_msg,
                                      pointcloud2_to_numpy, pose_from_msg, pose_to_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
@@ -55,6 +55,12 @@ class PolicyNode(Node):
         self.policy = policy_cls(**self._policy_config(policy_cls))
         self.base_frame = declare(self, "base_frame", "base", "Frame of the commanded poses (robot base).")
         rate_hz = declare(self, "rate_hz", 100.0, "Cartesian target stream rate.")
+        self.control_priority = realtime.check_priority(declare(
+            self, "control_thread_priority", 0, "SCHED_FIFO priority (1-99) of the target stream's thread; 0 = "
+            "normal scheduling. Needs rtprio rights (e.g. the realtime group of a Franka control PC)."))
+        realtime.set_gil_switch_interval(declare(
+            self, "gil_switch_interval_sec", 0.0001, "Longest a thread running Python keeps the GIL while the "
+            "stream thread waits for it (CPython's default: 0.005)."))
         self.episode_timeout = declare(self, "episode_timeout_sec", 120.0, "Default episode time limit.")
         self.max_input_age = declare(self, "max_input_age_sec", 1.0,
                                      "Camera, cloud and masks older than this are not used for planning.")
@@ -192,6 +198,10 @@ class PolicyNode(Node):
         self._control_thread.join(timeout=1.0)
 
     def _control_loop(self):
+        refused = realtime.make_current_thread_realtime(self.control_priority)
+        if refused:
+            self.get_logger().warning(f"control_thread_priority={self.control_priority} not granted ({refused}); "
+                                      "the stream runs with normal scheduling")
         deadline = time.monotonic()
         while self._running and rclpy.ok():
             try:

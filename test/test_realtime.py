@@ -1,0 +1,51 @@
+"""Scheduling of the target stream's thread (hamster_ros.realtime)."""
+import os
+import sys
+import threading
+
+import pytest
+
+from hamster_ros import realtime
+
+
+@pytest.mark.parametrize("priority", [-1, 100, 1.5, True])
+def test_priority_out_of_range_is_refused_with_the_value(priority):
+    with pytest.raises(ValueError, match=repr(priority).replace(".", r"\.")):
+        realtime.check_priority(priority)
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, 1.0])
+def test_switch_interval_out_of_range_is_refused(seconds):
+    with pytest.raises(ValueError, match="gil_switch_interval_sec"):
+        realtime.set_gil_switch_interval(seconds)
+
+
+def test_switch_interval_is_applied():
+    before = sys.getswitchinterval()
+    try:
+        realtime.set_gil_switch_interval(0.0002)
+        assert sys.getswitchinterval() == pytest.approx(0.0002)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_priority_zero_leaves_the_thread_alone():
+    assert realtime.make_current_thread_realtime(0) is None
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+def test_fifo_applies_to_the_calling_thread_only_or_says_why_not():
+    seen = {}
+
+    def stream_thread():
+        seen["refused"] = realtime.make_current_thread_realtime(10)
+        seen["policy"] = os.sched_getscheduler(0)
+
+    thread = threading.Thread(target=stream_thread)
+    thread.start()
+    thread.join()
+    if seen["refused"] is None:
+        assert seen["policy"] == os.SCHED_FIFO
+    else:  # no rtprio rights here: the reason is reported and nothing changed
+        assert "Error" in seen["refused"] and seen["policy"] == os.SCHED_OTHER
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the test's own thread was never touched
