@@ -177,7 +177,11 @@ def _custom_data(path: Path) -> dict:
         info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return {}
-    return dict(info.get("custom_data") or {})
+    custom = info.get("custom_data") if isinstance(info, dict) else None
+    if not isinstance(custom, dict):
+        return {}
+    # rosbag2 writes a string -> string map; anything else in a hand-edited file is not ours to interpret.
+    return {key: value for key, value in custom.items() if isinstance(key, str) and isinstance(value, str)}
 
 
 # --------------------------------------------------------------------------------------------------------

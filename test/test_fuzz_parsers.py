@@ -12,7 +12,10 @@ from sensor_msgs.msg import Image, PointCloud2, PointField
 
 from hamster_core.instruction import parse_pick_place_instruction
 from hamster_core.path2d import Path2D, PathParseError, format_hamster_answer, parse_hamster_answer
+from hamster_core.geometry import Pose
+from hamster_ros.bag_episode import BagError, TopicMapping, _custom_data
 from hamster_ros.conversions import ConversionError, image_to_numpy, pointcloud2_to_numpy
+from hamster_ros.graph import CONFIG_DIR
 from hamster_ros.graph import _remappings
 from hamster_sim.ground_truth import decode_scene_payload
 
@@ -22,7 +25,10 @@ SCENE_INPUTS = 8_000
 IMAGE_INPUTS = 8_000
 CLOUD_INPUTS = 8_000
 REMAP_INPUTS = 6_000
-assert (ANSWER_INPUTS + INSTRUCTION_INPUTS + SCENE_INPUTS + IMAGE_INPUTS + CLOUD_INPUTS + REMAP_INPUTS) >= 100_000
+MAPPING_INPUTS = 3_000
+METADATA_INPUTS = 2_000
+assert (ANSWER_INPUTS + INSTRUCTION_INPUTS + SCENE_INPUTS + IMAGE_INPUTS + CLOUD_INPUTS + REMAP_INPUTS
+        + MAPPING_INPUTS + METADATA_INPUTS) >= 100_000
 
 # Characters that matter to the answer grammar, and look-alikes a model or an attacker may produce.
 ANSWER_ALPHABET = list("()<>[],./ -+eE0123456789\n\t") + ["ans", "action", "Open Gripper", "Close Gripper", "nan",
@@ -190,6 +196,44 @@ def test_remapping_file_reader_survives_mutations(tmp_path):
         except (ValueError, yaml.YAMLError):
             continue
         assert all(isinstance(a, str) and isinstance(b, str) for a, b in remaps)
+
+
+YAML_ALPHABET = list(":/-_ \n\t[]{},'\"&*!|>#%@.0123456789") + [
+    "null", "true", "no", "!!python/object:os.system", "- a", "? x", "nan", "1e999", "topics:", "camera_pose:",
+    "gripper_joint_names:", "ignore_distortion:", "position:", "orientation:"]
+
+
+def test_bag_topic_mapping_reader_survives_mutations(tmp_path):
+    valid = (CONFIG_DIR / "bag_topics_realsense_franka.yaml").read_text()
+    rng = np.random.default_rng(29)
+    path = tmp_path / "mapping.yaml"
+    for _ in range(MAPPING_INPUTS):
+        text = mutate(valid, rng, YAML_ALPHABET)
+        path.write_text(text)
+        try:
+            mapping = TopicMapping.load(path)
+        except BagError:
+            continue
+        assert all(isinstance(k, str) and k.startswith("/") and isinstance(v, str) and v.startswith("/")
+                   for k, v in mapping.topics.items()), text
+        assert mapping.camera_pose is None or isinstance(mapping.camera_pose, Pose), text
+        assert mapping.gripper_joint_names and all(isinstance(j, str) and j for j in mapping.gripper_joint_names), \
+            text
+        assert isinstance(mapping.ignore_distortion, bool), text
+
+
+def test_bag_metadata_reader_survives_mutations(tmp_path):
+    valid = yaml.safe_dump({"rosbag2_bagfile_information": {
+        "version": 9, "storage_identifier": "mcap", "duration": {"nanoseconds": 1000},
+        "custom_data": {"instruction": "pick up the red cube and put it in the blue bowl", "success": "true",
+                        "vlm_backend": "oracle"}}})
+    rng = np.random.default_rng(31)
+    for _ in range(METADATA_INPUTS):
+        text = mutate(valid, rng, YAML_ALPHABET)
+        (tmp_path / "metadata.yaml").write_text(text)
+        custom = _custom_data(tmp_path)  # never raises: a bag without usable custom_data has none
+        assert isinstance(custom, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in custom.items()), text
 
 
 def test_fuzzer_mutations_do_reach_both_outcomes():
