@@ -1,6 +1,6 @@
 """End-to-end episodes in the simulator through the real graph: success, wall time, the target stream's rate
-and jitter as the policy node produced it (stream_*) and as a subscriber received it (command_*), simulator
-real-time factor. Prints one JSON object.
+and jitter as the policy node produced it (stream_*) and as a subscriber received it (command_*), camera frame
+-> first command of each plan (frame_to_command_ms, ROS time), simulator real-time factor. Prints one JSON object.
 
     .venv/bin/python bench/bench_episode.py [--seeds 0 1 2 ...]   (default: seeds 0-9)
 """
@@ -34,6 +34,7 @@ def main():
     def values(key):
         return [e[key] for e in episodes if key in e]
 
+    latencies = [value for episode in values("frame_to_command_ms") for value in episode]
     summary = {
         "episodes": len(episodes),
         "success_rate": float(np.mean([e["success"] for e in episodes])),
@@ -45,6 +46,9 @@ def main():
         "stream_rate_hz_mean": round(float(np.mean(values("stream_rate_hz"))), 1),
         "stream_interval_p50_ms_mean": round(float(np.mean(values("stream_interval_p50_ms"))), 2),
         "stream_interval_p99_ms_max": round(float(np.max(values("stream_interval_p99_ms"))), 2),
+        "frame_to_command_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "frame_to_command_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+        "frame_to_command_plans": len(latencies),
         "sim_real_time_factor_mean": round(float(np.mean(values("sim_real_time_factor"))), 3),
         "per_episode": episodes,
     }

@@ -1,7 +1,8 @@
 """Timing read back from a recorded episode: command stream rate and jitter, simulator real-time factor.
 
 `command_*` come from bag timestamps, the receive times on the recorder's clock: what a subscriber saw.
-`stream_*` are the policy node's own tick statistics: what it produced.
+`stream_*` are the policy node's own tick statistics: what it produced. `frame_to_command_ms`: per plan, the
+camera frame's stamp to the first target sent from that plan (ROS time).
 """
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ def episode_timing(bag: Path | str, command_topic: str = "/robot/cartesian_targe
                    for c, _, raw in reader.messages(connections=status)]
         produced = next((r["stream"] for r in reversed(reports) if r.get("stream")), {})
         stats.update({f"stream_{key}": value for key, value in produced.items()})
+        # Camera frame -> first target of each plan, as the policy node measured it (one value per plan).
+        latencies = [r["frame_to_command_ms"] for r in reports if r.get("frame_to_command_ms") is not None]
+        per_plan = [value for index, value in enumerate(latencies) if index == 0 or value != latencies[index - 1]]
+        if per_plan:
+            stats["frame_to_command_ms"] = per_plan
         clock = [c for c in reader.connections if c.topic == "/clock"]
         samples = [(t * 1e-9, reader.deserialize(raw, c.msgtype).clock)
                    for c, t, raw in reader.messages(connections=clock)]

@@ -102,6 +102,9 @@ class PolicyNode(Node):
         self._status_stamp = 0.0               # ROS time of the tick whose status was published last
         self._clock_seen = (None, time.monotonic())  # (ROS time, wall time it was first read): a stopped clock
         self._tick_stats = IntervalStats(window=int(10 * rate_hz))  # the last 10 s of the stream
+        # Camera frame -> first target of the plan made from it (ROS time; None until a plan ran).
+        self._plan_frame_stamp: float | None = None
+        self._frame_to_command_ms: float | None = None
         self._executor_lock = threading.Lock()  # the control tick and the episode thread both drive it
 
         inputs = ReentrantCallbackGroup()
@@ -238,6 +241,9 @@ class PolicyNode(Node):
                     self.get_logger().error(f"not streaming: {error}", throttle_duration_sec=5.0)
                     return
             command = self.executor_core.update(now, measured, measured_stamp)
+            plan_frame_stamp = self._plan_frame_stamp if command.target is not None else None
+            if plan_frame_stamp is not None:
+                self._plan_frame_stamp = None
             # Under the lock, so an episode thread that just set a new plan never sees the old plan's DONE.
             status_changed = command.status != self._last_status
             self._last_status, self._progress = command.status, command.progress
@@ -252,6 +258,8 @@ class PolicyNode(Node):
             self._status_stamp = stamp_to_seconds(header.stamp)
         if command.target is not None:
             self.target_pub.publish(pose_to_msg(command.target, header))
+            if plan_frame_stamp is not None:  # the first target of a new plan: how old its camera frame is
+                self._frame_to_command_ms = round(1e3 * (stamp_to_seconds(header.stamp) - plan_frame_stamp), 1)
         if command.gripper is not None:
             goal = command.gripper
             self.gripper_pub.publish(GripperCommand(
@@ -290,7 +298,8 @@ class PolicyNode(Node):
         self.status_pub.publish(String(data=json.dumps({"status": status, "progress": round(self._progress, 3),
                                                         "detail": detail, "waiting_for": waiting_for,
                                                         "stamp": self._status_stamp,
-                                                        "stream": self._tick_stats.summary()})))
+                                                        "stream": self._tick_stats.summary(),
+                                                        "frame_to_command_ms": self._frame_to_command_ms})))
         level = {ExecutorStatus.HOLDING_STALE: DiagnosticStatus.WARN, ExecutorStatus.HOLDING_TRACKING:
                  DiagnosticStatus.WARN, ExecutorStatus.OUTSIDE_WORKSPACE: DiagnosticStatus.ERROR}.get(
                      self._last_status, DiagnosticStatus.OK)
@@ -417,6 +426,7 @@ class PolicyNode(Node):
                 output = self.policy.select_action(observation)
                 with self._executor_lock:  # refuses the plan if a stop arrived while it was computed
                     self.executor_core.set_keyframes(output.keyframes, observation.stamp, self._now())
+                    self._plan_frame_stamp = observation.stamp
                     self._last_status = None
             except (PolicyError, ValueError) as error:
                 self._halt()
