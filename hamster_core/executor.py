@@ -60,10 +60,20 @@ class GripperSettings:
     speed: float = 0.1
     grasp_force: float = 20.0
     dwell_sec: float = 1.0       # time the arm holds still after a gripper command (the real hand takes ~1 s)
+    # franka_gripper's grasp succeeds when the fingers stop within grasp_width - epsilon_inner .. + epsilon_outer:
+    # set them to the objects of the task (the defaults accept any width, so a grasp never fails).
+    grasp_width: float = 0.0
+    epsilon_inner: float = 0.08
+    epsilon_outer: float = 0.08
 
     def __post_init__(self):
         if not 0 < self.open_width <= 0.08:
             raise ValueError(f"open_width must be in (0, 0.08] m, got {self.open_width}")
+        if not 0 <= self.grasp_width <= self.open_width:
+            raise ValueError(f"grasp_width must be in [0, open_width={self.open_width}] m, got {self.grasp_width}")
+        for name in ("epsilon_inner", "epsilon_outer"):
+            if not 0 <= getattr(self, name) <= 0.08:
+                raise ValueError(f"{name} must be in [0, 0.08] m, got {getattr(self, name)}")
         for name in ("speed", "grasp_force"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -86,11 +96,14 @@ class GripperGoal:
     speed: float
     force: float
     grasp: bool
+    epsilon_inner: float = 0.08
+    epsilon_outer: float = 0.08
 
     @classmethod
     def for_state(cls, state: GripperState, settings: GripperSettings) -> "GripperGoal":
         if state == GripperState.CLOSED:
-            return cls(0.0, settings.speed, settings.grasp_force, grasp=True)
+            return cls(settings.grasp_width, settings.speed, settings.grasp_force, grasp=True,
+                       epsilon_inner=settings.epsilon_inner, epsilon_outer=settings.epsilon_outer)
         return cls(settings.open_width, settings.speed, 0.0, grasp=False)
 
 

@@ -1,0 +1,282 @@
+"""The Franka side of the robot interface, ROS-free: what franka_ros2's robot state means for the stream, which
+targets may reach the Cartesian impedance controller, and the bookkeeping of franka_gripper action goals.
+
+Used by hamster_ros.franka_bridge (the thin rclpy adapter) and tested with plain pytest.
+
+Robot modes are libfranka's (franka_msgs/FrankaRobotState.robot_mode). Only IDLE and MOVE let targets through:
+REFLEX (a collision or limit reflex), USER_STOPPED (the external activation device / user stop is pressed),
+AUTOMATIC_ERROR_RECOVERY, GUIDING (someone is moving the arm by hand) and OTHER stop the stream, as does any
+flag set in current_errors.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hamster_core.geometry import Pose, quaternion_angle
+
+
+class RobotMode(enum.IntEnum):
+    OTHER = 0
+    IDLE = 1
+    MOVE = 2
+    GUIDING = 3
+    REFLEX = 4
+    USER_STOPPED = 5
+    AUTOMATIC_ERROR_RECOVERY = 6
+
+
+STREAMING_MODES = (RobotMode.IDLE, RobotMode.MOVE)
+
+
+@dataclass(frozen=True)
+class RobotHealth:
+    ok: bool
+    mode: str                 # the mode's name, lower case ("move", "reflex", ...) or "unknown(7)"
+    reason: str = ""          # why targets must not be sent ("" when ok)
+    errors: tuple = ()        # names of the active current_errors flags
+
+
+def mode_name(mode: int) -> str:
+    try:
+        return RobotMode(int(mode)).name.lower()
+    except ValueError:
+        return f"unknown({int(mode)})"
+
+
+def interpret_state(mode: int, errors: dict[str, bool]) -> RobotHealth:
+    """Robot mode + franka_msgs/Errors flags (name -> bool) -> whether the stream may run, and why not."""
+    active = tuple(sorted(name for name, value in errors.items() if value))
+    name = mode_name(mode)
+    if int(mode) not in [int(m) for m in STREAMING_MODES]:
+        reason = {
+            "reflex": "the robot is in reflex mode (collision or limit reflex)",
+            "user_stopped": "the user stop is pressed",
+            "automatic_error_recovery": "the robot is in automatic error recovery",
+            "guiding": "the robot is in guiding mode (hand-guided)",
+        }.get(name, f"the robot is in mode {name}")
+        if active:
+            reason += f"; errors: {', '.join(active)}"
+        return RobotHealth(False, name, reason, active)
+    if active:
+        return RobotHealth(False, name, f"the robot reports errors: {', '.join(active)}", active)
+    return RobotHealth(True, name)
+
+
+# A forwarded step may cover this many nominal periods of motion at the speed limits: a target lost on the way
+# (keep-last-1 QoS) or a burst must not stop the stream, while a jump (a bug, a bad re-seed) still cannot pass.
+STEP_PERIODS = 5
+
+
+@dataclass(frozen=True)
+class TargetLimits:
+    """What the adapter lets through to the impedance controller: the second line of defence behind the
+    executor (hamster_core.executor), from the same robot config."""
+
+    workspace_min: tuple
+    workspace_max: tuple
+    max_linear_speed: float           # m/s between consecutive forwarded targets
+    max_angular_speed: float          # rad/s
+    max_deviation: float              # m between a target and the measured pose (the impedance spring's stretch)
+    rate_hz: float = 100.0            # nominal target rate: a step may cover STEP_PERIODS of them
+
+    def __post_init__(self):
+        low, high = np.asarray(self.workspace_min, float), np.asarray(self.workspace_max, float)
+        if low.shape != (3,) or high.shape != (3,) or not np.all(np.isfinite(low) & np.isfinite(high)) \
+                or np.any(low >= high):
+            raise ValueError(f"workspace must be two 3-vectors with min < max, got {self.workspace_min}, "
+                             f"{self.workspace_max}")
+        for name in ("max_linear_speed", "max_angular_speed", "max_deviation", "rate_hz"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        object.__setattr__(self, "workspace_min", tuple(float(v) for v in low))
+        object.__setattr__(self, "workspace_max", tuple(float(v) for v in high))
+
+    def check(self, target: Pose, measured: Pose, last: Pose | None, dt: float | None) -> str | None:
+        """Why `target` must not be forwarded, or None. `last`/`dt`: the previous forwarded target and the
+        time since it (None for the first)."""
+        position = np.asarray(target.position)
+        if not (np.all(np.isfinite(position)) and np.all(np.isfinite(target.orientation))):
+            return "the target is not finite"
+        if np.any(position < np.asarray(self.workspace_min) - 1e-9) or \
+                np.any(position > np.asarray(self.workspace_max) + 1e-9):
+            return (f"the target {np.round(position, 3).tolist()} is outside the workspace "
+                    f"{self.workspace_min}..{self.workspace_max}")
+        deviation = float(np.linalg.norm(position - measured.position))
+        if deviation > self.max_deviation:
+            return f"the target is {deviation:.3f} m from the measured pose (max_deviation {self.max_deviation:g})"
+        if last is not None and dt is not None:
+            motion_time = max(dt, STEP_PERIODS / self.rate_hz)
+            step = float(np.linalg.norm(position - last.position))
+            near_measured = deviation <= 1e-3  # a re-seed onto where the arm is commands no motion
+            if step > self.max_linear_speed * motion_time + 1e-6 and not near_measured:
+                return (f"the target moved {step:.4f} m in {dt:.3f} s (max_linear_speed "
+                        f"{self.max_linear_speed:g} m/s)")
+            turn = quaternion_angle(last.orientation, target.orientation)
+            if turn > self.max_angular_speed * motion_time + 1e-5 and not near_measured:
+                return f"the target turned {turn:.3f} rad in {dt:.3f} s (max_angular_speed {self.max_angular_speed:g})"
+        return None
+
+
+class GateState(str, enum.Enum):
+    DISABLED = "disabled"             # nothing is sent until enable()
+    STREAMING = "streaming"
+    HALTED = "halted"                 # reflex / user stop / error / stale state / stop: enable() again to resume
+
+
+@dataclass
+class StreamGate:
+    """Whether targets reach the controller. Starts DISABLED (the runtime holds the measured pose and sends
+    nothing until an explicit enable); a bad or stale robot state or a stop halts it until the next enable."""
+
+    stale_after_sec: float = 0.1
+    state: GateState = GateState.DISABLED
+    reason: str = "not enabled yet: call the enable service"
+    health: RobotHealth | None = None
+    state_stamp: float | None = None  # stamp of the newest robot state (s)
+    halted_at: float | None = None    # time halt() was called
+
+    def __post_init__(self):
+        if not (math.isfinite(self.stale_after_sec) and self.stale_after_sec > 0):
+            raise ValueError(f"stale_after_sec must be positive, got {self.stale_after_sec!r}")
+
+    def on_state(self, health: RobotHealth, stamp: float, now: float) -> bool:
+        """Record a robot state; returns True when it halted the stream now."""
+        self.health, self.state_stamp = health, stamp
+        if not health.ok and self.state == GateState.STREAMING:
+            self.halt(health.reason, now)
+            return True
+        return False
+
+    def fresh(self, now: float) -> bool:
+        return self.state_stamp is not None and -self.stale_after_sec <= now - self.state_stamp <= self.stale_after_sec
+
+    def check_stale(self, now: float) -> bool:
+        """Halt when streaming on a stale robot state; returns True when it halted now."""
+        if self.state == GateState.STREAMING and not self.fresh(now):
+            age = "no robot state" if self.state_stamp is None else f"the robot state is {now - self.state_stamp:.3f} s old"
+            self.halt(f"{age} (stale_after_sec {self.stale_after_sec:g})", now)
+            return True
+        return False
+
+    def enable(self, now: float) -> tuple[bool, str]:
+        if self.health is None or self.state_stamp is None:
+            return False, "no robot state received yet"
+        if not self.fresh(now):
+            return False, f"the robot state is {now - self.state_stamp:.3f} s old"
+        if not self.health.ok:
+            return False, f"cannot enable: {self.health.reason}"
+        self.state, self.reason, self.halted_at = GateState.STREAMING, "", None
+        return True, "enabled: streaming targets to the controller"
+
+    def disable(self, reason: str = "disabled by request") -> None:
+        self.state, self.reason = GateState.DISABLED, reason
+
+    def halt(self, reason: str, now: float) -> None:
+        self.state, self.reason, self.halted_at = GateState.HALTED, reason, now
+
+    @property
+    def open(self) -> bool:
+        return self.state == GateState.STREAMING
+
+
+# -- gripper ------------------------------------------------------------------------------------------------
+
+class GripperAction(str, enum.Enum):
+    MOVE = "move"
+    GRASP = "grasp"
+    HOMING = "homing"
+
+
+@dataclass(frozen=True)
+class GripperRequest:
+    action: GripperAction
+    width: float = 0.0
+    speed: float = 0.1
+    force: float = 0.0
+    epsilon_inner: float = 0.005
+    epsilon_outer: float = 0.005
+
+    def __post_init__(self):
+        if self.action == GripperAction.HOMING:
+            return
+        if not (math.isfinite(self.width) and 0.0 <= self.width <= 0.08):
+            raise ValueError(f"gripper width must be in [0, 0.08] m, got {self.width!r}")
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValueError(f"gripper speed must be positive, got {self.speed!r}")
+        if self.action == GripperAction.GRASP:
+            if not (math.isfinite(self.force) and self.force > 0):
+                raise ValueError(f"grasp force must be positive, got {self.force!r}")
+            for name in ("epsilon_inner", "epsilon_outer"):
+                if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                    raise ValueError(f"grasp {name} must be >= 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class GripperResult:
+    action: str
+    success: bool
+    error: str
+    seconds: float
+    width: float = 0.0               # the goal width (0 for homing)
+
+    def as_dict(self) -> dict:
+        return {"action": self.action, "success": self.success, "error": self.error,
+                "seconds": round(self.seconds, 3), "width": self.width}
+
+
+@dataclass
+class GripperGoals:
+    """One franka_gripper goal in flight at a time, each with a deadline. The adapter calls `start` when it
+    sends a goal, `finish` with the action's result, `expired(now)` from a timer; each returns the result to
+    report (or None when the goal is no longer the current one). A new goal preempts the one in flight."""
+
+    timeout_sec: float = 5.0
+    _current: tuple | None = field(default=None, init=False)   # (id, request, started)
+    _next_id: int = field(default=0, init=False)
+
+    def __post_init__(self):
+        if not (math.isfinite(self.timeout_sec) and self.timeout_sec > 0):
+            raise ValueError(f"gripper timeout_sec must be positive, got {self.timeout_sec!r}")
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None
+
+    def start(self, request: GripperRequest, now: float) -> tuple[int, GripperResult | None]:
+        """A new goal id, and the preempted goal's result if one was in flight."""
+        preempted = None
+        if self._current is not None:
+            _, old, started = self._current
+            preempted = GripperResult(old.action.value, False, f"preempted by a {request.action.value} goal",
+                                      now - started, old.width)
+        self._next_id += 1
+        self._current = (self._next_id, request, now)
+        return self._next_id, preempted
+
+    def finish(self, goal_id: int, success: bool, error: str, now: float) -> GripperResult | None:
+        if self._current is None or self._current[0] != goal_id:
+            return None  # preempted or timed out already: reported then
+        _, request, started = self._current
+        self._current = None
+        return GripperResult(request.action.value, bool(success), str(error), now - started, request.width)
+
+    def expired(self, now: float) -> tuple[int, GripperResult] | None:
+        """(goal id to cancel, its timeout result) once the goal in flight passed its deadline."""
+        if self._current is None:
+            return None
+        goal_id, request, started = self._current
+        if now - started <= self.timeout_sec:
+            return None
+        self._current = None
+        return goal_id, GripperResult(request.action.value, False,
+                                      f"no result within {self.timeout_sec:g} s", now - started, request.width)
+
+
+def grasp_succeeded(final_width: float, goal_width: float, epsilon_inner: float, epsilon_outer: float) -> bool:
+    """libfranka's grasp criterion: width - epsilon_inner < distance < width + epsilon_outer."""
+    return goal_width - epsilon_inner < final_width < goal_width + epsilon_outer

@@ -1,0 +1,111 @@
+"""Pre-flight checks before a real episode, ROS-free: each takes what a probe recorded and returns a named
+pass/fail row. hamster_ros.preflight collects the data from a running robot (or the simulator) and prints the
+table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hamster_core.geometry import Pose
+
+# The Franka hand's finger pads: the camera sees their outer faces about this far outside the TCP's
+# +-width/2 (measured on the FR3 hand model: 2.8 mm from the keypoint with this offset, 14.5 mm without).
+FINGER_SURFACE_OFFSET = 0.012
+CALIBRATION_TOLERANCE = 0.02   # m: a finger pad keypoint must have a cloud point within this distance
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool | None        # None: skipped (detail says why)
+    value: str
+    expected: str
+    detail: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "SKIP"}[self.passed]
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "verdict": self.verdict, "value": self.value, "expected": self.expected,
+                "detail": self.detail}
+
+
+def rate_check(name: str, receive_times: list[float], expected_hz: float, window_sec: float, now: float,
+               tolerance: float = 0.8) -> Check:
+    """Alive at >= tolerance * expected_hz over the window, and not stalled at its end."""
+    expected = f">= {tolerance * expected_hz:.1f} Hz"
+    times = sorted(receive_times)
+    if not times:
+        return Check(name, False, "no messages", expected, f"nothing received in {window_sec:.1f} s")
+    silent = now - times[-1]
+    if silent > max(3.0 / expected_hz, 0.5):
+        return Check(name, False, f"stalled {silent:.2f} s", expected,
+                     f"{len(times)} messages, then none for {silent:.2f} s")
+    if len(times) < 2:
+        return Check(name, False, "1 message", expected, "only one message in the window")
+    rate = (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+    return Check(name, rate >= tolerance * expected_hz, f"{rate:.1f} Hz", expected, f"{len(times)} messages")
+
+
+def recency_check(name: str, stamp: float | None, now: float, max_age: float) -> Check:
+    """The newest message's header stamp is recent on the receiver's clock (clocks in sync, no old data)."""
+    expected = f"age in [0, {max_age * 1000:.0f}] ms"
+    if stamp is None:
+        return Check(name, False, "no stamp", expected, "no message")
+    age = now - stamp
+    detail = "stamped in the future: are the clocks synchronised (chrony/PTP)?" if age < -0.005 else ""
+    return Check(name, -0.005 <= age <= max_age, f"{age * 1000:.1f} ms", expected, detail)
+
+
+def sync_check(name: str, stamps_a: list[float], stamps_b: list[float], tolerance: float) -> Check:
+    """The newest stamp of A has a stamp of B within tolerance (e.g. colour vs aligned depth, camera vs state)."""
+    expected = f"<= {tolerance * 1000:.0f} ms"
+    if not stamps_a or not stamps_b:
+        return Check(name, False, "missing", expected, "one of the streams has no messages")
+    newest = max(stamps_a)
+    offset = float(np.min(np.abs(np.asarray(stamps_b) - newest)))
+    return Check(name, offset <= tolerance, f"{offset * 1000:.1f} ms", expected)
+
+
+def finger_keypoints(tcp: Pose, width: float) -> np.ndarray:
+    """The outer faces of the two finger pads (2, 3) in the base frame: the TCP +- the hand's y axis."""
+    y_axis = tcp.matrix()[:3, 1]
+    offset = width / 2 + FINGER_SURFACE_OFFSET
+    return np.stack([tcp.position + y_axis * offset, tcp.position - y_axis * offset])
+
+
+def calibration_check(points: np.ndarray, tcp: Pose, width: float,
+                      tolerance: float = CALIBRATION_TOLERANCE) -> Check:
+    """The measured end effector is where the point cloud (transformed with the calibration) sees the gripper:
+    some finger pad keypoint has a cloud point within `tolerance`. On the FR3 hand this catches extrinsic errors
+    of >= 3 cm or >= 2 deg of tilt at the gripper; a shift along the fingers or a roll about the optical axis
+    (with the hand at the image centre) can pass, so run it in two poses."""
+    name = "calibration: cloud sees the gripper at the measured pose"
+    expected = f"<= {tolerance * 1000:.0f} mm"
+    points = np.asarray(points, dtype=float).reshape(-1, 3)
+    points = points[np.all(np.isfinite(points), axis=1)]
+    if len(points) == 0:
+        return Check(name, False, "no points", expected, "the point cloud is empty")
+    keypoints = finger_keypoints(tcp, width)
+    distances = [float(np.min(np.linalg.norm(points - k, axis=1))) for k in keypoints]
+    best = min(distances)
+    detail = "" if best <= tolerance else ("the cloud has no gripper where the robot state puts it: check the "
+                                           "calibration file (translation/rotation, optical vs camera_link frame)")
+    return Check(name, best <= tolerance, f"{best * 1000:.1f} mm", expected, detail)
+
+
+def format_table(checks: list[Check]) -> str:
+    rows = [("check", "result", "value", "expected", "detail")] + \
+           [(c.name, c.verdict, c.value, c.expected, c.detail) for c in checks]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + ("  " + row[4] if row[4] else ""))
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    failed = [c.name for c in checks if c.passed is False]
+    lines.append(f"PRE-FLIGHT {'FAILED: ' + '; '.join(failed) if failed else 'PASSED'}")
+    return "\n".join(lines)
