@@ -36,6 +36,9 @@ setup(
             "hamster-perceive = perception_node.perceive_cli:main",
             "hamster-replay = hamster_ros.replay:main",
             "hamster-replay-eval = hamster_ros.replay_eval:main",
+            "hamster-record-demos = hamster_ros.record_demos:main",
+            "hamster-train = hamster_ros.train_cli:main",
+            "hamster-eval-sim = hamster_sim.eval_sim:main",
         ],
     },
 )

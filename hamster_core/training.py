@@ -1,0 +1,235 @@
+"""Training loop of the learned keyframe policies (rvt2, 3dda) on demonstration samples. ROS-free: samples
+come in as (Observation, next Keyframe, gripper closed there, done) and go through the same
+`conditioning.prepare_inputs` / `collate` / `add_targets` the policies use at inference.
+
+A run folder holds `checkpoint-<step>/` every `checkpoint_every` steps and `final/`; each is a
+`save_pretrained` folder policy_node loads via `<policy>.checkpoint`, plus `training_state.safetensors`
+(optimizer moments, RNG states) and `trainer_state.json` (step, optimizer hyper-parameters, numpy RNG) so a
+run resumes exactly where it stopped: the same steps give the same weights whether or not it was
+interrupted (test/test_training.py). `train_log.jsonl` has the losses, `train_summary.json` time and sizes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from hamster_core.policies.base import POLICIES
+from hamster_core.policies.conditioning import add_targets, collate, prepare_inputs
+from hamster_core.policies.learned import LearnedPolicy
+
+TRAINING_STATE = "training_state.safetensors"
+TRAINER_STATE = "trainer_state.json"
+LEARNED_POLICIES = ("rvt2", "3dda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run; a YAML file with these keys is the documented source of truth (config/train_*.yaml)."""
+
+    policy: str = "rvt2"                      # rvt2 | 3dda
+    policy_config: dict = field(default_factory=dict)   # fields of the policy's config (RVT2Config / DDAConfig)
+    data: tuple = ()                          # bag folders, or folders of bags (hamster-record-demos output)
+    out: str = "runs/train"                   # run folder: checkpoints, final/, logs
+    steps: int = 2000                         # optimizer steps in total (a resumed run continues to this)
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_schedule: str = "cosine"               # constant | cosine (to 10 % of learning_rate at `steps`)
+    warmup_steps: int = 50
+    grad_clip: float = 1.0                    # max gradient norm (0: off)
+    checkpoint_every: int = 500               # steps between checkpoint-<step> folders (and at the end)
+    log_every: int = 25
+    seed: int = 0                             # batch sampling, point sampling, augmentation, weight init
+    num_threads: int = 1                      # torch CPU threads
+
+    def __post_init__(self):
+        if self.policy not in LEARNED_POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(LEARNED_POLICIES)}, got {self.policy!r}")
+        if not isinstance(self.policy_config, dict):
+            raise ValueError(f"policy_config must be a mapping of config fields, got {self.policy_config!r}")
+        config_class = POLICIES.get(self.policy).config_class
+        known = {f.name for f in fields(config_class)}
+        unknown = sorted(set(self.policy_config) - known)
+        if unknown:
+            raise ValueError(f"policy_config has unknown {config_class.__name__} fields: {', '.join(unknown)}")
+        for name in ("checkpoint",):
+            if self.policy_config.get(name):
+                raise ValueError(f"policy_config.{name} cannot be set for training (resume a run instead)")
+        data = (self.data,) if isinstance(self.data, str) else tuple(self.data)
+        if not all(isinstance(d, str) and d for d in data):
+            raise ValueError(f"data must be a list of bag folders, got {self.data!r}")
+        object.__setattr__(self, "data", data)
+        if not isinstance(self.out, str) or not self.out:
+            raise ValueError(f"out must be a folder path, got {self.out!r}")
+        for name, low, high in (("steps", 1, 10_000_000), ("batch_size", 1, 4096), ("warmup_steps", 0, 10_000_000),
+                                ("checkpoint_every", 1, 10_000_000), ("log_every", 1, 10_000_000),
+                                ("seed", 0, 2**32 - 1), ("num_threads", 1, 256)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        for name, low, high in (("learning_rate", 1e-7, 1.0), ("weight_decay", 0.0, 1.0), ("grad_clip", 0.0, 1e6)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict, **overrides) -> "TrainConfig":
+        if not isinstance(values, dict):
+            raise ValueError(f"a training config must be a mapping, got {type(values).__name__}")
+        values = {**values, **{k: v for k, v in overrides.items() if v is not None}}
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path, **overrides) -> "TrainConfig":
+        import yaml
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"cannot read training config {path}: {error}") from error
+        return cls.from_dict(values, **overrides)
+
+    def to_dict(self) -> dict:
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then constant or cosine down to 10 % at the last step."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def make_batch(samples, indices, policy_config, rng: np.random.Generator) -> dict:
+    inputs = [prepare_inputs(samples[i].observation, policy_config, rng=rng, train=True) for i in indices]
+    return add_targets(collate(inputs), [[samples[i].target] for i in indices], [samples[i].done for i in indices],
+                       [[samples[i].closed] for i in indices])
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]) if
+                   p.name.split("-")[1].isdigit() else -1)
+    found = [p for p in found if (p / TRAINER_STATE).is_file()]
+    return found[-1] if found else None
+
+
+def _save(policy: LearnedPolicy, optimizer, folder: Path, step: int, rng: np.random.Generator,
+          config: TrainConfig) -> None:
+    policy.save_pretrained(folder)
+    state = optimizer.state_dict()
+    tensors = {"torch_rng_state": torch.get_rng_state()}
+    scalars = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().contiguous()
+            else:
+                scalars[f"{index}.{name}"] = value
+    save_file(tensors, str(folder / TRAINING_STATE))
+    (folder / TRAINER_STATE).write_text(json.dumps({
+        "step": step, "param_groups": state["param_groups"], "optimizer_scalars": scalars,
+        "numpy_rng": rng.bit_generator.state, "train_config": config.to_dict()}, indent=1) + "\n")
+
+
+def _restore(folder: Path, optimizer, rng: np.random.Generator) -> int:
+    trainer = json.loads((folder / TRAINER_STATE).read_text())
+    tensors = load_file(str(folder / TRAINING_STATE))
+    torch.set_rng_state(tensors.pop("torch_rng_state"))
+    per_param: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        per_param.setdefault(int(index), {})[name] = value
+    for key, value in trainer.get("optimizer_scalars", {}).items():
+        index, name = key.split(".", 1)
+        per_param.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": per_param, "param_groups": trainer["param_groups"]})
+    rng.bit_generator.state = trainer["numpy_rng"]
+    return int(trainer["step"])
+
+
+def train(config: TrainConfig, samples: list, *, resume: bool = False, progress: bool = True,
+          data_summary: dict | None = None) -> dict:
+    """Train on `samples` (hamster_ros.demo_dataset.DemoSample or anything with observation, target, closed,
+    done). Returns the run summary (also written to out/train_summary.json)."""
+    from tqdm import tqdm
+
+    if not samples:
+        raise ValueError("no training samples")
+    out = Path(config.out)
+    torch.set_num_threads(config.num_threads)
+    checkpoint = latest_checkpoint(out) if resume else None
+    if resume and checkpoint is None:
+        raise ValueError(f"nothing to resume in {out}: no checkpoint-<step> folder with {TRAINER_STATE}")
+    if not resume and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty: resume the run (--resume) or choose another out")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    if checkpoint is not None:
+        policy = POLICIES.get(config.policy)(checkpoint=str(checkpoint))
+    else:
+        policy = POLICIES.create(config.policy, **config.policy_config, seed=config.seed)
+    model = policy.model
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    step = _restore(checkpoint, optimizer, rng) if checkpoint is not None else 0
+    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    log = (out / "train_log.jsonl").open("a")
+    started, step_times = time.monotonic(), []
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.policy}", unit="step", disable=not progress)
+    metrics = {}
+    try:
+        while step < config.steps:
+            begun = time.perf_counter()
+            indices = rng.choice(len(samples), config.batch_size, replace=len(samples) < config.batch_size)
+            batch = make_batch(samples, indices, policy.config, rng)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            loss, metrics = model.compute_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            step_times.append(time.perf_counter() - begun)
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                record = {"step": step, "lr": learning_rate(config, step - 1), "loss": float(loss.detach()),
+                          **{k: round(v, 5) for k, v in metrics.items()}}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                model.eval()
+                _save(policy, optimizer, out / f"checkpoint-{step:06d}", step, rng, config)
+                model.train()
+    finally:
+        bar.close()
+        log.close()
+    model.eval()
+    policy.save_pretrained(out / "final")
+    seconds = time.monotonic() - started
+    summary = {"policy": config.policy, "conditioning": policy.config.conditioning, "steps": step,
+               "resumed_from": str(checkpoint) if checkpoint else None, "samples": len(samples),
+               "batch_size": config.batch_size, "epochs": round(len(step_times) * config.batch_size / len(samples), 2),
+               "parameters": policy.num_parameters(), "wall_seconds": round(seconds, 1),
+               "seconds_per_step": round(float(np.mean(step_times)), 4) if step_times else None,
+               "final_loss": float(loss.detach()) if step_times else None, "final": str(out / "final"),
+               "data": data_summary or {}, "torch_threads": torch.get_num_threads()}
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary

@@ -1,0 +1,126 @@
+"""Demonstrations: hamster-record-demos writes a readable rosbag2 on the live topics, the bag -> samples
+conversion finds the expert's keyframes, and an observation from the bag equals the one policy_node builds from
+the same (live, rclpy) messages. One recorded expert episode is shared by the module (~5 s)."""
+import json
+
+import numpy as np
+import pytest
+
+from hamster_core.path2d import GripperState
+from hamster_core.policies.conditioning import SceneConfig, prepare_inputs
+from hamster_ros import interfaces as t
+from hamster_ros.bag_episode import BagError, EpisodeBag
+from hamster_ros.demo_dataset import load_demo_samples, load_demos
+from hamster_ros.demo_recording import PATH_MODEL_ID, BagEpisodeWriter
+from hamster_ros.observation import gripper_width_from_joints, observation_from_messages
+from hamster_ros.record_demos import record
+from hamster_sim.rollout import ExpertPolicy, RolloutSettings, run_episode
+from hamster_sim.variations import scene_for
+from hamster_sim.world import FrankaWorld
+
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One base-set expert episode, recorded in-process, with the rclpy messages that went into the bag."""
+    out = tmp_path_factory.mktemp("demos")
+    scene = scene_for("base", SEED)
+    writer = BagEpisodeWriter(out / "episode", camera_rate_hz=2.0, keep_messages=True,
+                              metadata={"seed": SEED, "variation_set": "base"})
+    with FrankaWorld(scene) as world:
+        result = run_episode(world, ExpertPolicy(scene), settings=RolloutSettings(pause_sec=0.4), observer=writer)
+    bag = writer.close(success=result.success)
+    return bag, writer.messages, result
+
+
+def test_the_expert_succeeds_and_the_bag_has_the_live_topics(demo):
+    bag, _, result = demo
+    assert result.success, result.message
+    with EpisodeBag(bag) as episode_bag:
+        for topic in (t.COLOR_IMAGE, t.DEPTH_IMAGE, t.COLOR_INFO, t.POINTS, t.CAMERA_POSE, t.JOINT_STATES, t.EE_POSE,
+                      t.CARTESIAN_TARGET, t.GRIPPER_COMMAND, t.INSTRUCTION, t.PATH, t.MASKS, t.SIM_SCENE,
+                      t.EXECUTOR_STATUS, "/clock", "/hamster/episode_metadata"):
+            assert episode_bag.has(topic), topic
+        commands = [msg.command for _, msg in episode_bag.messages(t.GRIPPER_COMMAND)]
+        assert commands == [1, 0]                                   # GRASP, then MOVE open
+        path = episode_bag.first(t.PATH)[1]
+        assert path.model_id == PATH_MODEL_ID and path.instruction == result.instruction
+        metadata = json.loads(list(episode_bag.messages("/hamster/episode_metadata"))[-1][1].data)
+        assert metadata["success"] is True and metadata["seed"] == SEED
+        # Every message reads back with its recorded type (the writer trims rclpy's trailing CDR padding).
+        assert sum(1 for _ in episode_bag.messages(t.JOINT_STATES)) > 100
+
+
+def test_samples_follow_the_expert_keyframes(demo):
+    bag, _, result = demo
+    samples = load_demo_samples(bag)
+    scene = scene_for("base", SEED)
+    # Start, above the object, grasp, lift, above the container, release: six targets, the last one "done".
+    assert len(samples) == 6 == result.keyframes
+    assert [s.done for s in samples] == [False] * 5 + [True]
+    assert [s.target.gripper for s in samples] == [None, GripperState.CLOSED, None, None, GripperState.OPEN, None]
+    assert [s.closed for s in samples] == [False, True, True, True, False, False]
+    grasp, release = samples[1].target.pose.position, samples[4].target.pose.position
+    assert np.linalg.norm(grasp[:2] - np.array(scene.target_object.position[:2])) < 0.01
+    assert np.linalg.norm(release[:2] - np.array(scene.target_container.position)) < 0.01
+    # Each sample is observed where the previous keyframe left the arm, with the path and both masks.
+    for before, sample in zip(samples, samples[1:]):
+        assert np.linalg.norm(sample.observation.tcp_pose.position - before.target.pose.position) < 0.01
+    for sample in samples:
+        observation = sample.observation
+        assert observation.path is not None and set(observation.masks) == {"target_object", "placement_area"}
+        assert observation.camera is not None and len(observation.points) > 1000
+    assert samples[2].observation.gripper_width < 0.07                  # holding the object after the grasp
+
+
+def _live_messages(messages, stamp_ns):
+    """The newest message per topic at stamp_ns, as policy_node's latest-message cache would hold them."""
+    latest = {}
+    for ns, topic, msg in messages:
+        if ns <= stamp_ns:
+            latest[topic] = msg
+    return latest
+
+
+@pytest.mark.parametrize("mode", ["none", "path_overlay", "path_channels", "masks"])
+def test_live_and_bag_observations_give_the_same_model_inputs(demo, mode):
+    bag, messages, _ = demo
+    sample = load_demo_samples(bag)[3]                   # mid-episode: holding the object
+    stamp_ns = round(sample.observation.stamp * 1e9)
+    live = _live_messages(messages, stamp_ns)
+    assert live[t.POINTS].header.stamp.sec + live[t.POINTS].header.stamp.nanosec * 1e-9 == pytest.approx(
+        sample.observation.stamp)
+    observation = observation_from_messages(
+        instruction=live[t.INSTRUCTION].data, cloud=live[t.POINTS], tcp_pose=live[t.EE_POSE],
+        gripper_width=gripper_width_from_joints(live[t.JOINT_STATES], ("fr3_finger_joint1", "fr3_finger_joint2")),
+        camera_info=live[t.COLOR_INFO], camera_pose=live[t.CAMERA_POSE], path=live[t.PATH], masks=live[t.MASKS])
+    config = SceneConfig(conditioning=mode, num_points=512)
+    a, b = prepare_inputs(observation, config), prepare_inputs(sample.observation, config)
+    for name in ("points", "features", "proprio", "tokens", "pixels"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert observation.instruction == sample.observation.instruction
+
+
+def test_record_command_writes_bags_and_an_index(tmp_path):
+    summary = record(tmp_path, episodes=1, seed=7, progress=False)
+    assert summary["episodes"] == 1 and summary["successes"] == 1
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["runs"][0]["records"][0]["bag"] == str(tmp_path / "episode-00007")
+    samples, info = load_demos([tmp_path])
+    assert info == {"bags": 1, "used": 1, "samples": len(samples), "skipped": {}} and len(samples) == 6
+    with pytest.raises(ValueError, match="already exists"):
+        record(tmp_path, episodes=1, seed=7, progress=False)
+
+
+def test_a_failed_demonstration_is_not_a_training_sample(demo, tmp_path):
+    scene = scene_for("base", SEED)
+    writer = BagEpisodeWriter(tmp_path / "failed", camera_rate_hz=0.0)
+    with FrankaWorld(scene) as world:
+        result = run_episode(world, ExpertPolicy(scene), settings=RolloutSettings(timeout_sec=2.0), observer=writer)
+    assert not result.success and "timed out" in result.message
+    writer.close(success=result.success, message=result.message)
+    with pytest.raises(BagError, match="failed"):
+        load_demo_samples(tmp_path / "failed")
+    samples, info = load_demos([tmp_path, demo[0]])
+    assert info["used"] == 1 and list(info["skipped"]) == [str(tmp_path / "failed")]

@@ -1,0 +1,107 @@
+"""hamster-train's core: config validation, periodic checkpoints policy_node can load, and exact resume."""
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hamster_core.executor import Keyframe
+from hamster_core.geometry import Pose, top_down_orientation
+from hamster_core.policies.base import POLICIES, Observation
+from hamster_core.training import TrainConfig, latest_checkpoint, learning_rate, train
+from test_conditioning import scene_observation
+
+TINY_RVT2 = dict(num_points=128, image_size=16, patch_size=4, dim=16, depth=1, heads=2, rotation_bins=12)
+TINY_DDA = dict(num_points=64, dim=24, heads=2, scene_layers=0, denoiser_layers=1, diffusion_steps=20,
+                inference_steps=2)
+
+
+@dataclass
+class Sample:
+    observation: Observation
+    target: Keyframe
+    closed: bool
+    done: bool
+
+
+def samples() -> list[Sample]:
+    observation = scene_observation()
+    return [Sample(observation, Keyframe(Pose(np.array([0.5, 0.05 * i, 0.1]), top_down_orientation(0.3 * i))),
+                   bool(i % 2), i == 2) for i in range(3)]
+
+
+def config(tmp_path, policy="rvt2", **changes) -> TrainConfig:
+    values = dict(policy=policy, policy_config=dict(TINY_RVT2 if policy == "rvt2" else TINY_DDA), out=str(tmp_path),
+                  steps=4, batch_size=2, checkpoint_every=2, log_every=1, warmup_steps=1)
+    return TrainConfig(**(values | changes))
+
+
+@pytest.mark.parametrize("changes, named", [
+    (dict(policy="act"), "policy"),
+    (dict(policy_config={"num_layers": 2}), "num_layers"),
+    (dict(policy_config={"checkpoint": "x"}), "checkpoint"),
+    (dict(steps=0), "steps"),
+    (dict(batch_size=2.5), "batch_size"),
+    (dict(learning_rate=5.0), "learning_rate"),
+    (dict(lr_schedule="step"), "lr_schedule"),
+    (dict(data=[""]), "data"),
+])
+def test_bad_config_values_are_named(changes, named):
+    with pytest.raises(ValueError, match=named):
+        TrainConfig(**changes)
+
+
+def test_config_file_keys_are_checked(tmp_path):
+    (tmp_path / "train.yaml").write_text("policy: rvt2\nsteps: 10\nbatch: 4\n")
+    with pytest.raises(ValueError, match="unknown training config keys: batch"):
+        TrainConfig.load(tmp_path / "train.yaml")
+    (tmp_path / "train.yaml").write_text("policy: 3dda\nsteps: 10\ndata: runs/demos\n")
+    loaded = TrainConfig.load(tmp_path / "train.yaml", steps=20)
+    assert loaded.steps == 20 and loaded.data == ("runs/demos",) and loaded.policy == "3dda"
+
+
+def test_shipped_configs_are_valid():
+    for name in ("train_rvt2", "train_3dda"):
+        loaded = TrainConfig.load(f"config/{name}.yaml")
+        POLICIES.get(loaded.policy).config_class(**loaded.policy_config)   # every field is a valid value
+
+
+def test_learning_rate_warms_up_then_decays():
+    c = TrainConfig(steps=100, warmup_steps=10, learning_rate=1e-3)
+    assert learning_rate(c, 0) == pytest.approx(1e-4) and learning_rate(c, 9) == pytest.approx(1e-3)
+    assert learning_rate(c, 99) == pytest.approx(1e-4, rel=0.01) and learning_rate(c, 50) < 1e-3
+
+
+@pytest.mark.parametrize("policy", ["rvt2", "3dda"])
+def test_resumed_training_ends_with_the_same_weights(tmp_path, policy):
+    straight = train(config(tmp_path / "straight", policy), samples(), progress=False)
+    assert straight["steps"] == 4 and straight["parameters"] > 0
+    train(config(tmp_path / "resumed", policy, steps=2), samples(), progress=False)
+    resumed = train(config(tmp_path / "resumed", policy), samples(), resume=True, progress=False)
+    assert resumed["resumed_from"].endswith("checkpoint-000002") and resumed["steps"] == 4
+    a = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "final" / "model.safetensors"))
+    initial = POLICIES.create(policy, **config(tmp_path, policy).policy_config).model.state_dict()
+    assert set(a) == set(b)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert any(not torch.equal(a[name], initial[name]) for name in a)      # training changed the weights
+    assert latest_checkpoint(tmp_path / "straight").name == "checkpoint-000004"
+
+
+def test_checkpoints_load_as_policies_and_runs_do_not_clobber(tmp_path):
+    train(config(tmp_path, steps=2), samples(), progress=False)
+    policy = POLICIES.get("rvt2")(checkpoint=str(tmp_path / "checkpoint-000002"))
+    assert policy.config.dim == TINY_RVT2["dim"] and "warning" not in policy.select_action(scene_observation()).info
+    with pytest.raises(ValueError, match="not empty"):
+        train(config(tmp_path, steps=2), samples(), progress=False)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(config(tmp_path / "new"), samples(), resume=True, progress=False)
+    log = (tmp_path / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == 2 and all(np.isfinite(_loss(line)) for line in log)
+
+
+def _loss(line: str) -> float:
+    import json
+    return float(json.loads(line)["loss"])
