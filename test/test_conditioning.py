@@ -169,3 +169,17 @@ def test_collate_stacks_a_batch():
     batch = collate([prepare_inputs(scene_observation(), config)] * 3)
     assert {k: tuple(v.shape) for k, v in batch.items()} == {
         "points": (3, 128, 3), "features": (3, 128, 5), "proprio": (3, 8), "tokens": (3, 16)}
+
+
+def test_path_thickness_widens_the_path_channels_only():
+    thin = prepare_inputs(scene_observation(), SceneConfig(conditioning="path_channels", num_points=2048))
+    default = prepare_inputs(scene_observation(), SceneConfig(conditioning="path_channels", num_points=2048,
+                                                              path_thickness=0))
+    thick = prepare_inputs(scene_observation(), SceneConfig(conditioning="path_channels", num_points=2048,
+                                                            path_thickness=9))
+    np.testing.assert_array_equal(thin.features, default.features)
+    np.testing.assert_array_equal(thin.points, thick.points)            # same sampling, wider line
+    on_path = lambda inputs: int((inputs.features[:, 3:].max(axis=1) > 0).sum())  # noqa: E731
+    assert on_path(thick) > 2 * on_path(thin) > 0
+    with pytest.raises(ValueError, match="path_thickness"):
+        SceneConfig(path_thickness=-1)
