@@ -1,0 +1,125 @@
+"""franka_msgs, or a TEST STAND-IN for it where the real package cannot be installed.
+
+The runtime's franka adapter (hamster_ros.franka_bridge) and the simulator's franka interface import
+`franka_msgs`. On a robot PC that is franka_ros2's own package. On a machine without it (this project's CI:
+franka_msgs is not on PyPI), `tools/franka_msgs_standin/` holds an interface package with the same names and
+field layout, and `build_standin(prefix)` builds it with plain CMake into `prefix` (the way tools/setup.sh
+builds hamster_msgs) and returns the environment child node processes need to import it. It is never
+installed into the venv, so the runtime itself never picks it up by accident.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+STANDIN_SOURCE = Path(__file__).resolve().parent.parent / "tools" / "franka_msgs_standin"
+MISSING_MESSAGE = ("franka_msgs is not importable: install franka_ros2 (it provides franka_msgs) and source its "
+                   "workspace (source ~/franka_ros2_ws/install/setup.bash) before starting the franka adapter")
+
+
+class StandinError(RuntimeError):
+    """The stand-in could not be built (its log tail is in the message)."""
+
+
+def franka_msgs_available(env: dict[str, str] | None = None) -> bool:
+    """Whether `import franka_msgs` works in this process (env None) or in a child started with `env`."""
+    if env is None:
+        return importlib.util.find_spec("franka_msgs") is not None
+    probe = subprocess.run([sys.executable, "-c", "import franka_msgs.msg, franka_msgs.action"], env=env,
+                           capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+def require_franka_msgs():
+    """Import franka_msgs' message and action modules, or raise ImportError saying what to install."""
+    try:
+        from franka_msgs import action, msg  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"{MISSING_MESSAGE} ({error})") from None
+    return msg, action
+
+
+def _inputs_checksum() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(STANDIN_SOURCE.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(STANDIN_SOURCE).as_posix().encode())
+            digest.update(path.read_bytes())
+    digest.update(sys.executable.encode())
+    return digest.hexdigest()
+
+
+def standin_environment(prefix: Path | str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """`base` (default os.environ) with the stand-in's prefix prepended to the import and library paths."""
+    prefix = Path(prefix)
+    env = dict(os.environ if base is None else base)
+    python_dir = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+    def prepend(key: str, value: Path):
+        env[key] = os.pathsep.join([str(value)] + ([env[key]] if env.get(key) else []))
+
+    prepend("PYTHONPATH", python_dir)
+    prepend("LD_LIBRARY_PATH", prefix / "lib")
+    prepend("AMENT_PREFIX_PATH", prefix)
+    env["HAMSTER_FRANKA_MSGS_STANDIN"] = str(prefix)  # so nodes can say loudly that they use the stand-in
+    return env
+
+
+def build_standin(prefix: Path | str, jobs: int = 2) -> dict[str, str]:
+    """Build the stand-in into `prefix` (skipped when it is already built from the same sources) and return
+    the environment for processes that import it. Raises StandinError with the build log's tail."""
+    prefix = Path(prefix).resolve()
+    stamp = prefix / ".standin.sha256"
+    checksum = _inputs_checksum()
+    if stamp.is_file() and stamp.read_text() == checksum:
+        return standin_environment(prefix)
+    venv = Path(sys.prefix)
+    build = prefix / "build"
+    build.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["AMENT_PREFIX_PATH"] = env["CMAKE_PREFIX_PATH"] = str(venv)
+    log = prefix / "build.log"
+    steps = [
+        ["cmake", "-S", str(STANDIN_SOURCE), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={prefix}",
+         f"-DPython3_EXECUTABLE={sys.executable}", f"-DPython3_INCLUDE_DIR={sysconfig.get_paths()['include']}",
+         "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release"],
+        ["cmake", "--build", str(build), f"-j{jobs}"],
+        ["cmake", "--install", str(build)],
+    ]
+    started = time.monotonic()
+    with open(log, "w") as out:
+        for step in steps:
+            if subprocess.run(step, env=env, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+                out.flush()
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+                raise StandinError(f"building the franka_msgs stand-in failed at {' '.join(step[:2])}; "
+                                   f"log {log}:\n{tail}")
+        out.write(f"built in {time.monotonic() - started:.1f} s\n")
+    stamp.write_text(checksum)
+    return standin_environment(prefix)
+
+
+def main(argv=None) -> int:
+    """python -m hamster_ros.franka_standin PREFIX: build the stand-in and print the environment to use it."""
+    import argparse
+    import shlex
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("prefix", type=Path)
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    env = build_standin(args.prefix)
+    for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "AMENT_PREFIX_PATH", "HAMSTER_FRANKA_MSGS_STANDIN"):
+        print(f"export {key}={shlex.quote(env[key])}")
+    print(f"# franka_msgs TEST STAND-IN ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
