@@ -13,7 +13,8 @@ a policy uses what its conditioning selects.
 
 Episode seeds are seed .. seed + episodes - 1 in every set (training demonstrations use 0..N-1 of `base`,
 so keep seed >= N for held-out scenes). Everything runs on simulated time and the policies sample with their
-own seed, so the same command gives the same results. Writes OUT/results.json and OUT/success.png.
+own seed, so the same command gives the same results. Writes OUT/results.json, OUT/results.md (the table)
+and OUT/success.png.
 """
 from __future__ import annotations
 
@@ -140,6 +141,18 @@ def plot(report: dict, path: Path) -> Path:
     return path
 
 
+def markdown(report: dict) -> str:
+    """The success table: one row per model, one column per set, "successes/episodes (rate)"."""
+    sets = report["sets"]
+    lines = ["| model | policy | conditioning | parameters | " + " | ".join(sets) + " |",
+             "|---|---|---|---|" + "---|" * len(sets)]
+    for name, model in report["models"].items():
+        cells = [f"{c['successes']}/{c['episodes']}" for c in (report["results"][name][s] for s in sets)]
+        lines.append(f"| {name} | {model['policy']} | {model['conditioning']} | {model.get('parameters', '-')} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     from hamster_sim.variations import VARIATIONS
 
@@ -165,6 +178,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     plot(report, args.out / "success.png")
+    (args.out / "results.md").write_text(markdown(report))
     summary = {m: {s: f"{c['successes']}/{c['episodes']}" for s, c in sets.items()}
                for m, sets in report["results"].items()}
     print(json.dumps({"out": str(args.out), "success": summary, "wall_seconds": report["wall_seconds"]}), flush=True)

@@ -79,6 +79,10 @@ def test_eval_command_writes_results_and_a_plot(checkpoint, tmp_path):
             assert cell["episodes"] == 1 and cell["success_rate"] == cell["successes"]
     # The training-free follower with the oracle path is the reference: it must solve a plain episode.
     assert report["results"]["follower"]["base"]["successes"] == 1
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert table[0].endswith("| base | camera_shift |") and table[3].startswith("| follower | path_follower |")
+    assert table[3].endswith(f"| {report['results']['follower']['base']['successes']}/1 | "
+                             f"{report['results']['follower']['camera_shift']['successes']}/1 |")
     png = (tmp_path / "success.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert np.isfinite(report["wall_seconds"])
