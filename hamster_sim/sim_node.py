@@ -9,6 +9,12 @@ Fault injection, for tests and bring-up (std_srvs/SetBool, data=true starts the 
   hung driver or unplugged cable would; physics and robot state go on.
 - /sim/freeze_state: /robot/joint_states and /robot/ee_pose stop publishing (frozen proprioception); the arm
   still follows its last target.
+
+`interface: franka` swaps the robot side for franka_ros2's (hamster_sim.franka_interface: FrankaRobotState,
+the impedance controller's equilibrium pose, franka_gripper's actions; /robot/ee_pose, /robot/cartesian_target
+and /robot/gripper_command are then the franka adapter's business). With `publish_points: false` the runtime's
+camera_cloud node makes /camera/points and /camera/pose from depth and a calibration file, as on a real setup;
+`depth_encoding: 16UC1` publishes depth in millimetres as a RealSense does.
 """
 from __future__ import annotations
 
@@ -21,7 +27,6 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import Header, String
@@ -34,7 +39,7 @@ from hamster_ros import interfaces as topics
 from hamster_ros.allocator import release_free_memory
 from hamster_ros.conversions import (camera_info_to_msg, numpy_to_image, numpy_to_pointcloud2, pose_from_msg,
                                      pose_to_msg, seconds_to_stamp)
-from hamster_ros.node_main import declare, run_node
+from hamster_ros.node_main import RuntimeNode, declare, run_node
 from hamster_sim.ground_truth import encode_scene_payload
 from hamster_sim.scene import SceneConfig, sample_scene
 from hamster_sim.world import FrankaWorld
@@ -59,7 +64,7 @@ class Every:
         return True
 
 
-class SimNode(Node):
+class SimNode(RuntimeNode):
     def __init__(self):
         super().__init__("sim_node")
         seed = declare(self, "seed", 0, "Seed of the first scene (reset picks new ones).")
@@ -77,6 +82,22 @@ class SimNode(Node):
             raise ValueError(f"real_time_factor must be >= 0, got {self.real_time_factor}")
         if not 1 <= self.cloud_stride <= 16:
             raise ValueError(f"cloud_stride must be in [1, 16], got {self.cloud_stride}")
+        self.interface = declare(self, "interface", "hamster",
+                                 "hamster: the runtime's /robot/* topics; franka: franka_ros2's names and types.")
+        self.publish_points = declare(self, "publish_points", True,
+                                      "Publish /camera/points and /camera/pose (false: the runtime computes them).")
+        self.depth_encoding = declare(self, "depth_encoding", "32FC1", "32FC1 (m) or 16UC1 (mm, as a RealSense).")
+        self.franka_state_topic = declare(self, "franka.robot_state_topic",
+                                          "/franka_robot_state_broadcaster/robot_state", "FrankaRobotState topic.")
+        self.franka_equilibrium_topic = declare(self, "franka.equilibrium_pose_topic",
+                                                "/cartesian_impedance_controller/equilibrium_pose",
+                                                "The impedance controller's equilibrium pose topic.")
+        self.franka_gripper_namespace = declare(self, "franka.gripper_namespace", "/franka_gripper",
+                                                "franka_gripper's action namespace (move, grasp, homing).")
+        if self.interface not in ("hamster", "franka"):
+            raise ValueError(f"interface must be 'hamster' or 'franka', got {self.interface!r}")
+        if self.depth_encoding not in ("32FC1", "16UC1"):
+            raise ValueError(f"depth_encoding must be '32FC1' or '16UC1', got {self.depth_encoding!r}")
 
         self._sim_time = 0.0  # monotonic across resets, unlike MuJoCo's own time
         # The world, and its OpenGL context, belong to the simulation thread: callbacks hand it work through
@@ -94,10 +115,12 @@ class SimNode(Node):
         self.camera_pose_pub = self.create_publisher(PoseStamped, topics.CAMERA_POSE, topics.LATCHED)
         self.scene_pub = self.create_publisher(String, topics.SIM_SCENE, topics.LATCHED)
         group = ReentrantCallbackGroup()
-        self.create_subscription(PoseStamped, topics.CARTESIAN_TARGET, self._on_target, topics.COMMAND,
-                                 callback_group=group)
-        self.create_subscription(GripperCommand, topics.GRIPPER_COMMAND, self._on_gripper, topics.EVENTS,
-                                 callback_group=group)
+        self.franka = None
+        if self.interface == "hamster":
+            self.create_subscription(PoseStamped, topics.CARTESIAN_TARGET, self._on_target, topics.COMMAND,
+                                     callback_group=group)
+            self.create_subscription(GripperCommand, topics.GRIPPER_COMMAND, self._on_gripper, topics.EVENTS,
+                                     callback_group=group)
         self.create_service(ResetScene, topics.SIM_RESET, self._on_reset, callback_group=group)
         self.create_service(Trigger, topics.SIM_CHECK_SUCCESS, self._on_check_success, callback_group=group)
         self._camera_stalled = self._state_frozen = False  # fault injection (see the module docstring)
@@ -111,11 +134,21 @@ class SimNode(Node):
         self._thread = threading.Thread(target=self._run, args=(seed, width, height), daemon=True)
         self._thread.start()
         scene = self._in_sim_thread(lambda world: world.scene, timeout=120.0)  # waits until the world is built
-        self.get_logger().info(f"scene seed={seed}: {scene.instruction!r}, camera {width}x{height}")
+        if self.interface == "franka":
+            from hamster_sim.franka_interface import SimFrankaInterface
+            try:
+                self.franka = SimFrankaInterface(self)
+            except ImportError as error:
+                self.close()
+                raise ValueError(str(error)) from None
+        self.get_logger().info(f"scene seed={seed}: {scene.instruction!r}, camera {width}x{height}, "
+                               f"interface {self.interface}")
 
     def close(self):
         self._running = False
         self._thread.join(timeout=2.0)
+        if self.franka is not None:
+            self.franka.close()
 
     def _in_sim_thread(self, function, timeout: float = 30.0):
         """Run `function(world)` on the simulation thread between two physics steps; return its result."""
@@ -184,7 +217,8 @@ class SimNode(Node):
         payload = encode_scene_payload(world.scene, world.segmentation_ids())
         camera = world.camera()
         self.scene_pub.publish(String(data=payload))
-        self.camera_pose_pub.publish(pose_to_msg(Pose.from_matrix(camera.base_from_camera),
+        if self.publish_points:
+            self.camera_pose_pub.publish(pose_to_msg(Pose.from_matrix(camera.base_from_camera),
                                                  self._header(self.base_frame)))
 
     def _run(self, seed: int, width: int, height: int):
@@ -260,18 +294,27 @@ class SimNode(Node):
 
     def _publish_state(self, names, positions, velocities, tcp_pose):
         header = self._header(self.base_frame)
-        self.joint_pub.publish(JointState(header=header, name=[JOINT_NAME_MAP.get(n, n) for n in names],
-                                          position=[float(p) for p in positions],
+        names = [JOINT_NAME_MAP.get(n, n) for n in names]
+        self.joint_pub.publish(JointState(header=header, name=names, position=[float(p) for p in positions],
                                           velocity=[float(v) for v in velocities]))
-        self.ee_pub.publish(pose_to_msg(tcp_pose, header))
+        if self.franka is not None:  # the franka adapter makes /robot/ee_pose from the robot state
+            self.franka.publish_state(header, names, positions, velocities, tcp_pose)
+        else:
+            self.ee_pub.publish(pose_to_msg(tcp_pose, header))
 
     def _publish_camera(self, images, camera):
         rgb, depth, segmentation = images
         header = self._header(self.camera_frame)
         self.image_pub.publish(numpy_to_image(rgb, "rgb8", header))
-        self.depth_pub.publish(numpy_to_image(depth.astype(np.float32), "32FC1", header))
+        if self.depth_encoding == "16UC1":
+            millimetres = np.where(np.isfinite(depth) & (depth > 0), np.round(depth * 1000.0), 0)
+            self.depth_pub.publish(numpy_to_image(np.clip(millimetres, 0, 65535).astype(np.uint16), "16UC1", header))
+        else:
+            self.depth_pub.publish(numpy_to_image(depth.astype(np.float32), "32FC1", header))
         self.segmentation_pub.publish(numpy_to_image(segmentation.astype(np.int32), "32SC1", header))
         self.info_pub.publish(camera_info_to_msg(camera, header))
+        if not self.publish_points:
+            return
         stride = self.cloud_stride
         points = camera.depth_to_points(depth)[::stride, ::stride].reshape(-1, 3)
         colors = rgb[::stride, ::stride].reshape(-1, 3)

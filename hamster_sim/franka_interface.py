@@ -1,0 +1,197 @@
+"""The simulator's franka_ros2-shaped interface (sim_node with `interface: franka`).
+
+Speaks what a real FR3 with franka_ros2 offers, with the same names and types, so the runtime's franka adapter
+(hamster_ros.franka_bridge) runs against the simulator end to end:
+
+- franka_msgs/FrankaRobotState on `franka.robot_state_topic` (franka_robot_state_broadcaster's topic): header,
+  o_t_ee (PoseStamped), measured_joint_state, robot_mode, current_errors / last_motion_errors;
+- the Cartesian impedance controller's equilibrium pose (geometry_msgs/PoseStamped) on
+  `franka.equilibrium_pose_topic`;
+- franka_gripper's move / grasp / homing actions (franka_msgs/action/{Move,Grasp,Homing}) under
+  `franka.gripper_namespace`, each taking as long as the simulated fingers do, success and error as the real
+  hand reports them (a grasp succeeds when the fingers stop within width - epsilon.inner .. width +
+  epsilon.outer).
+
+Fault injection (std_srvs/SetBool, true starts it): /sim/reflex, /sim/user_stop (robot_mode REFLEX /
+USER_STOPPED; the arm stops following targets, as the real controller does), /sim/robot_error (a
+cartesian_reflex flag in current_errors), /sim/stall_gripper (gripper goals are accepted and never finish).
+
+The interface is its own node with its own executor threads: a gripper goal takes ~1 s and must not hold up
+the simulator's single-threaded callbacks (the equilibrium pose stream among them).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from std_srvs.srv import SetBool
+
+from hamster_core.franka import RobotMode, grasp_succeeded
+from hamster_ros import interfaces as topics
+from hamster_ros.conversions import pose_from_msg, pose_to_msg
+from hamster_ros.franka_standin import require_franka_msgs
+
+MAX_WIDTH = 0.08
+GRIPPER_GOAL_LIMIT_SEC = 10.0   # a simulated finger move never takes longer; the real driver has its own limits
+
+
+class SimFrankaInterface:
+    def __init__(self, sim, context=None):
+        msg, action = require_franka_msgs()
+        self.msg, self.action = msg, action
+        self.sim = sim
+        # Not the command line's arguments: `-r __node:=sim_node` would give this node the simulator's name.
+        self.node = Node("franka_sim_interface", context=context, use_global_arguments=False)
+        node = self.node
+        if os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
+            sim.get_logger().warning("franka interface uses the franka_msgs TEST STAND-IN from "
+                                     f"{os.environ['HAMSTER_FRANKA_MSGS_STANDIN']} (not franka_ros2's package)")
+        self.state_topic = sim.franka_state_topic
+        self.mode = RobotMode.MOVE
+        self.faults = {"reflex": False, "user_stop": False, "robot_error": False, "stall_gripper": False}
+        self._lock = threading.Lock()
+        group = ReentrantCallbackGroup()
+        self.state_pub = node.create_publisher(msg.FrankaRobotState, self.state_topic, topics.SENSOR)
+        node.create_subscription(PoseStamped, sim.franka_equilibrium_topic, self._on_equilibrium, topics.COMMAND,
+                                 callback_group=group)
+        ns = sim.franka_gripper_namespace.rstrip("/")
+        self._servers = [
+            ActionServer(node, action.Move, f"{ns}/move", self._execute_move, callback_group=group,
+                         goal_callback=lambda goal: GoalResponse.ACCEPT,
+                         cancel_callback=lambda handle: CancelResponse.ACCEPT),
+            ActionServer(node, action.Grasp, f"{ns}/grasp", self._execute_grasp, callback_group=group,
+                         goal_callback=lambda goal: GoalResponse.ACCEPT,
+                         cancel_callback=lambda handle: CancelResponse.ACCEPT),
+            ActionServer(node, action.Homing, f"{ns}/homing", self._execute_homing, callback_group=group,
+                         goal_callback=lambda goal: GoalResponse.ACCEPT,
+                         cancel_callback=lambda handle: CancelResponse.ACCEPT),
+        ]
+        for name in self.faults:
+            node.create_service(SetBool, f"/sim/{name}", self._fault(name), callback_group=group)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        self.executor.add_node(node)
+        self._thread = threading.Thread(target=self.executor.spin, name="franka_interface", daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+
+    # -- faults ---------------------------------------------------------------------------------------
+    def _fault(self, name: str):
+        def switch(request, response):
+            with self._lock:
+                self.faults[name] = bool(request.data)
+                switched = self.sim._sim_time  # the next robot state (within one state period) shows it
+            response.success = True
+            response.message = f"{name} {'on' if request.data else 'off'} at sim time {switched:.4f} s"
+            self.sim.get_logger().warning(f"fault injection: {response.message}")
+            return response
+        return switch
+
+    def robot_mode(self) -> RobotMode:
+        with self._lock:
+            if self.faults["user_stop"]:
+                return RobotMode.USER_STOPPED
+            if self.faults["reflex"]:
+                return RobotMode.REFLEX
+            return RobotMode.MOVE
+
+    def halted(self) -> bool:
+        return self.robot_mode() != RobotMode.MOVE
+
+    # -- state ----------------------------------------------------------------------------------------
+    def publish_state(self, header, names, positions, velocities, tcp_pose):
+        msg = self.msg.FrankaRobotState(header=header)
+        msg.o_t_ee = pose_to_msg(tcp_pose, header)
+        arm = [(n, p, v) for n, p, v in zip(names, positions, velocities) if "finger" not in n]
+        msg.measured_joint_state.header = header
+        msg.measured_joint_state.name = [n for n, _, _ in arm]
+        msg.measured_joint_state.position = [float(p) for _, p, _ in arm]
+        msg.measured_joint_state.velocity = [float(v) for _, _, v in arm]
+        msg.robot_mode = int(self.robot_mode())
+        with self._lock:
+            error = self.faults["robot_error"]
+        msg.current_errors.cartesian_reflex = error
+        msg.last_motion_errors.cartesian_reflex = error
+        self.state_pub.publish(msg)
+
+    # -- arm ------------------------------------------------------------------------------------------
+    def _on_equilibrium(self, msg: PoseStamped):
+        if self.halted():
+            return  # the real controller stops with a reflex or user stop; the arm stays where it is
+        try:
+            pose = pose_from_msg(msg)
+        except ValueError as error:
+            self.sim.get_logger().error(f"ignoring invalid equilibrium pose: {error}", throttle_duration_sec=1.0)
+            return
+        self.sim._requests.put((lambda world: world.set_cartesian_target(pose), None))
+
+    # -- gripper --------------------------------------------------------------------------------------
+    def _run_gripper(self, goal_handle, width: float, speed: float, force: float, grasp: bool):
+        """Command the fingers and wait (this executor thread only) until they stop; returns (final width,
+        error text or '')."""
+        if self.faults["stall_gripper"]:
+            while not goal_handle.is_cancel_requested and self.node.context.ok():
+                time.sleep(0.02)
+            return None, "canceled"
+        try:
+            self.sim._in_sim_thread(lambda world: world.command_gripper(width, speed=speed, force=force, grasp=grasp))
+        except (ValueError, RuntimeError) as error:
+            return None, str(error)
+        started = time.monotonic()
+        time.sleep(0.05)
+        while True:
+            moving, measured = self.sim._in_sim_thread(lambda world: (world.gripper_moving(), world.gripper_width()))
+            if not moving:
+                return measured, ""
+            if goal_handle.is_cancel_requested:
+                return measured, "canceled"
+            if time.monotonic() - started > GRIPPER_GOAL_LIMIT_SEC:
+                return measured, f"the fingers did not stop within {GRIPPER_GOAL_LIMIT_SEC:g} s"
+            time.sleep(0.02)
+
+    def _finish(self, goal_handle, result, success: bool, error: str):
+        result.success, result.error = bool(success), error
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return result
+
+    def _execute_move(self, goal_handle):
+        goal = goal_handle.request
+        result = self.action.Move.Result()
+        if not (np.isfinite(goal.width) and 0.0 <= goal.width <= MAX_WIDTH and goal.speed > 0):
+            return self._finish(goal_handle, result, False, f"invalid move goal width={goal.width} speed={goal.speed}")
+        final, error = self._run_gripper(goal_handle, goal.width, min(goal.speed, 0.2), 0.0, False)
+        if not error and abs(final - goal.width) > 0.005:
+            error = f"the fingers stopped at {final:.4f} m, not {goal.width:.4f} m (blocked?)"
+        return self._finish(goal_handle, result, not error, error)
+
+    def _execute_grasp(self, goal_handle):
+        goal = goal_handle.request
+        result = self.action.Grasp.Result()
+        if not (np.isfinite(goal.width) and 0.0 <= goal.width <= MAX_WIDTH and goal.speed > 0 and goal.force > 0):
+            return self._finish(goal_handle, result, False,
+                                f"invalid grasp goal width={goal.width} speed={goal.speed} force={goal.force}")
+        # Close until blocked, as the hand does, and judge the stop against the goal's epsilon window.
+        final, error = self._run_gripper(goal_handle, 0.0, min(goal.speed, 0.2), min(goal.force, 70.0), True)
+        if not error and not grasp_succeeded(final, goal.width, goal.epsilon.inner, goal.epsilon.outer):
+            error = (f"grasp failed: the fingers stopped at {final:.4f} m, outside {goal.width:.4f} m "
+                     f"-{goal.epsilon.inner:.4f}/+{goal.epsilon.outer:.4f}")
+        return self._finish(goal_handle, result, not error, error)
+
+    def _execute_homing(self, goal_handle):
+        result = self.action.Homing.Result()
+        final, error = self._run_gripper(goal_handle, MAX_WIDTH, 0.1, 0.0, False)
+        return self._finish(goal_handle, result, not error, error)
