@@ -139,6 +139,7 @@ class StreamGate:
     health: RobotHealth | None = None
     state_stamp: float | None = None  # stamp of the newest robot state (s)
     halted_at: float | None = None    # time halt() was called
+    halt_stamp: float | None = None   # stamp of the robot state that caused the halt (None: not a state)
 
     def __post_init__(self):
         if not (math.isfinite(self.stale_after_sec) and self.stale_after_sec > 0):
@@ -149,6 +150,7 @@ class StreamGate:
         self.health, self.state_stamp = health, stamp
         if not health.ok and self.state == GateState.STREAMING:
             self.halt(health.reason, now)
+            self.halt_stamp = stamp
             return True
         return False
 
@@ -177,7 +179,7 @@ class StreamGate:
         self.state, self.reason = GateState.DISABLED, reason
 
     def halt(self, reason: str, now: float) -> None:
-        self.state, self.reason, self.halted_at = GateState.HALTED, reason, now
+        self.state, self.reason, self.halted_at, self.halt_stamp = GateState.HALTED, reason, now, None
 
     @property
     def open(self) -> bool:

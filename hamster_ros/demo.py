@@ -1,5 +1,7 @@
 """One seeded episode end to end: the simulator and the three runtime nodes as separate processes over DDS
 (this machine only), the episode recorded as a rosbag2, the path overlay saved. Prints one JSON line last.
+`--robot franka` runs the franka_ros2 adapter and camera_cloud against the simulator's franka interface
+(FrankaRobotState, equilibrium pose, franka_gripper actions) and enables the stream before the episode.
 
     hamster-demo [--seed N] [--out DIR] [--timeout SEC] [graph options as for hamster-run]
 """
@@ -46,8 +48,52 @@ def _recorded_topics(sensor_hz: float | None):
         RecordedTopic(t.MARKERS, MarkerArray, t.LATCHED),
         RecordedTopic(t.SIM_SCENE, String, t.LATCHED),
         RecordedTopic(t.EXECUTOR_STATUS, String, t.EVENTS),
+        RecordedTopic(t.ROBOT_STATUS, String, t.LATCHED),
+        RecordedTopic(t.GRIPPER_RESULT, String, t.EVENTS),
         RecordedTopic("/clock", Clock, t.SENSOR, 100.0),
     ]
+
+
+def franka_environment(env: dict) -> dict:
+    """The nodes' environment for robot:=franka: franka_ros2's franka_msgs where it is installed, else the TEST
+    STAND-IN built into build/franka_msgs_standin or $HAMSTER_FRANKA_STANDIN_PREFIX (hamster_ros.franka_standin;
+    rebuilt only when its sources change), said loudly."""
+    from hamster_ros.franka_standin import build_standin, franka_msgs_available, standin_environment
+    if franka_msgs_available():
+        if os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
+            print(f"hamster-demo: franka_msgs is the TEST STAND-IN from {os.environ['HAMSTER_FRANKA_MSGS_STANDIN']}",
+                  file=sys.stderr, flush=True)
+        return env
+    prefix = Path(os.environ.get("HAMSTER_FRANKA_STANDIN_PREFIX")
+                  or Path(__file__).resolve().parent.parent / "build" / "franka_msgs_standin")
+    print(f"hamster-demo: franka_msgs is not installed; using the franka_msgs TEST STAND-IN built into {prefix} "
+          "(same field layout, not franka_ros2's package: only for the simulator)", file=sys.stderr, flush=True)
+    build_standin(prefix)
+    return standin_environment(prefix, env)
+
+
+def enable_robot(node, timeout: float, check_alive) -> str:
+    """Call /robot/enable until the franka adapter accepts it (it needs a fresh, healthy robot state)."""
+    from std_srvs.srv import SetBool
+
+    from hamster_ros import interfaces as t
+    from hamster_ros.episode_client import EpisodeError
+    client = node.create_client(SetBool, t.ROBOT_ENABLE)
+    deadline = time.monotonic() + timeout
+    message = "the enable service did not answer"
+    while time.monotonic() < deadline:
+        check_alive()
+        if client.service_is_ready():
+            future = client.call_async(SetBool.Request(data=True))
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if future.done():
+                response = future.result()
+                if response.success:
+                    return response.message
+                message = response.message
+        time.sleep(0.2)
+    raise EpisodeError(f"could not enable the robot within {timeout:.0f} s: {message}")
 
 
 def run_demo(args) -> dict:
@@ -56,6 +102,8 @@ def run_demo(args) -> dict:
     stop_on_signals()
 
     env = ros_environment(args.domain_id)
+    if args.robot == "franka":
+        env = franka_environment(env)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
@@ -99,7 +147,14 @@ def run_demo(args) -> dict:
         node.create_subscription(Image, t.PATH_IMAGE, lambda msg: overlay.update(image=msg), t.LATCHED)
         node.create_subscription(Path2D, t.PATH, lambda msg: overlay.update(model_id=msg.model_id), t.LATCHED)
         client.wait_until_ready(args.startup_timeout)
-        recorder = BagRecorder(node, out / "bag", _recorded_topics(args.record_sensor_hz), storage=args.bag_storage,
+        if args.robot == "franka":
+            result["enable"] = enable_robot(node, args.startup_timeout, check_alive)
+        recorded = _recorded_topics(args.record_sensor_hz)
+        if args.robot == "franka":  # the camera and joint topics under the robot PC's names (franka_remappings.yaml)
+            import dataclasses
+            remaps = dict(next(s for s in specs if s.name == "policy_node").remappings)
+            recorded = [dataclasses.replace(r, name=remaps.get(r.name, r.name)) for r in recorded]
+        recorder = BagRecorder(node, out / "bag", recorded, storage=args.bag_storage,
                                metadata=episode_metadata(
                                    command="hamster-demo", seed=args.seed, policy=args.policy,
                                    vlm_backend=args.vlm_backend, perception_backend=args.perception_backend,
@@ -158,8 +213,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.record_sensor_hz == 0:
         args.record_sensor_hz = None
-    if args.robot != "sim":
-        parser.error("the demo runs in the simulator (--robot sim)")
+    if args.robot == "franka":  # the demo always runs the simulator: here, behind its franka interface
+        args.franka_sim = True
     try:
         result = run_demo(args)
     except ValueError as error:  # bad graph options

@@ -66,6 +66,8 @@ def standin_environment(prefix: Path | str, base: dict[str, str] | None = None) 
 
     prepend("PYTHONPATH", python_dir)
     prepend("LD_LIBRARY_PATH", prefix / "lib")
+    if not env.get("AMENT_PREFIX_PATH"):  # unset means the venv's own index (the ROS wheels'); keep it searchable
+        env["AMENT_PREFIX_PATH"] = sys.prefix
     prepend("AMENT_PREFIX_PATH", prefix)
     env["HAMSTER_FRANKA_MSGS_STANDIN"] = str(prefix)  # so nodes can say loudly that they use the stand-in
     return env

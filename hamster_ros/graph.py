@@ -66,11 +66,18 @@ def _choices(kind: str, value: str, known: list[str]) -> str:
 def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
                    perception_backend: str = "sim_ground_truth", robot: str = "sim",
                    config_dir: Path | str | None = None, use_sim_time: bool | None = None,
-                   seed: int | None = None, params_files: tuple[str, ...] = ()) -> list[NodeSpec]:
+                   seed: int | None = None, params_files: tuple[str, ...] = (), franka_sim: bool = False,
+                   calibration: str | None = None) -> list[NodeSpec]:
     """Nodes, parameters and remaps for one set of launch arguments. Raises ValueError on a bad choice.
 
     `params_files` are the user's own ROS parameter files (e.g. a VLM server's address), loaded after the
-    project's files so they win; each node reads its own section."""
+    project's files so they win; each node reads its own section.
+
+    robot:=franka adds the franka_ros2 adapter (franka_bridge) and camera_cloud (depth + `calibration`, a
+    calibration YAML, default config/calibration.yaml -> base-frame points). `franka_sim` points it at the
+    simulator's franka-shaped interface instead of a robot: the simulator runs with `interface: franka`
+    (config/franka_sim.yaml) behind the same remaps, its clock is used, and the simulator's ground-truth
+    backends are allowed because the simulator is there."""
     from hamster_core.policies.base import POLICIES
     from hamster_vlm_node.backends.base import VLM_BACKENDS
     from perception_node.backends.base import PERCEPTION_BACKENDS
@@ -79,33 +86,53 @@ def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
     _choices("policy", policy, POLICIES.names())
     _choices("VLM backend", vlm_backend, VLM_BACKENDS.names())
     _choices("perception backend", perception_backend, PERCEPTION_BACKENDS.names())
-    if robot != "sim" and (vlm_backend == "oracle" or perception_backend == "sim_ground_truth"):
+    if franka_sim and robot != "franka":
+        raise ValueError(f"franka_sim points robot:=franka at the simulator; it means nothing with robot:={robot}")
+    simulated = robot == "sim" or franka_sim
+    if not simulated and (vlm_backend == "oracle" or perception_backend == "sim_ground_truth"):
         raise ValueError(f"vlm_backend:={vlm_backend} perception_backend:={perception_backend} read the "
                          f"simulator's ground truth: use real backends with robot:={robot}")
 
     config = Path(config_dir) if config_dir else CONFIG_DIR
-    files = {name: str(config / f"{name}.yaml") for name in ("runtime", robot)}
+    names = ("runtime", robot, "sim", "franka_sim") if franka_sim else ("runtime", robot)
+    files = {name: str(config / f"{name}.yaml") for name in names}
     user_files = tuple(str(Path(path).resolve()) for path in params_files)
     for path in (*files.values(), *user_files):
         if not Path(path).is_file():
             raise ValueError(f"parameter file {path} does not exist")
-    sim_time = robot == "sim" if use_sim_time is None else use_sim_time
+    sim_time = simulated if use_sim_time is None else use_sim_time
     common = {"use_sim_time": sim_time}
     robot_remaps = ()
+    robot_files = (files[robot],)
     if robot == "franka":
         robot_remaps = _remappings(config / "franka_remappings.yaml")
+        robot_files = (files["franka"], files["franka_sim"]) if franka_sim else (files["franka"],)
+        if calibration is None:
+            calibration = str(config / ("calibration_sim.yaml" if franka_sim else "calibration.yaml"))
+        calibration = str(Path(calibration).resolve())
+        if not Path(calibration).is_file():
+            raise ValueError(f"calibration file {calibration} does not exist: write it from your hand-eye "
+                             "calibration with `python -m hamster_core.calibration write ...` (README: Real robot)")
 
     nodes = []
-    if robot == "sim":
+    if simulated:
         sim_parameters = {} if seed is None else {"seed": int(seed)}
-        nodes.append(NodeSpec("sim_node", "sim_node", "hamster_sim.sim_node", (files["sim"], *user_files),
-                              sim_parameters))
+        sim_files = (files["sim"], files["franka_sim"]) if franka_sim else (files["sim"],)
+        nodes.append(NodeSpec("sim_node", "sim_node", "hamster_sim.sim_node", (*sim_files, *user_files),
+                              sim_parameters, robot_remaps))
+    if robot == "franka":
+        nodes += [
+            NodeSpec("franka_bridge", "franka_bridge", "hamster_ros.franka_bridge", (*robot_files, *user_files),
+                     dict(common), robot_remaps),
+            NodeSpec("camera_cloud", "camera_cloud", "hamster_ros.camera_cloud", (*robot_files, *user_files),
+                     {**common, "calibration_file": calibration}, robot_remaps),
+        ]
     nodes += [
         NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (files["runtime"], *user_files),
                  {**common, "backend": vlm_backend}, robot_remaps),
         NodeSpec("perception_node", "perception_node", "perception_node.node", (files["runtime"], *user_files),
                  {**common, "backend": perception_backend}, robot_remaps),
-        NodeSpec("policy_node", "policy_node", "policy_node.node", (files["runtime"], files[robot], *user_files),
+        NodeSpec("policy_node", "policy_node", "policy_node.node", (files["runtime"], *robot_files, *user_files),
                  {**common, "policy": policy}, robot_remaps),
     ]
     return nodes
@@ -117,3 +144,29 @@ def _remappings(path: Path) -> tuple[tuple[str, str], ...]:
     if not isinstance(remaps, dict):
         raise ValueError(f"{path} must map runtime topics to robot topics")
     return tuple((str(k), str(v)) for k, v in remaps.items())
+
+
+def realsense_launch_arguments(camera_namespace: str = "camera", camera_name: str = "camera", width: int = 640,
+                               height: int = 480, fps: int = 30, serial_no: str = "") -> dict[str, str]:
+    """realsense2_camera's rs_launch.py arguments (realsense-ros 4.54+) for the runtime: colour and depth at
+    the same profile, depth aligned to colour (so the colour camera_info is the depth's), frames synced, and no
+    driver point cloud (camera_cloud makes the base-frame cloud). Older 4.51 names the profiles
+    rgb_camera.profile / depth_module.profile."""
+    for name, value in (("width", width), ("height", height), ("fps", fps)):
+        if not (isinstance(value, int) and value > 0):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    profile = f"{width}x{height}x{fps}"
+    arguments = {"camera_namespace": camera_namespace, "camera_name": camera_name, "enable_color": "true",
+                 "enable_depth": "true", "rgb_camera.color_profile": profile, "depth_module.depth_profile": profile,
+                 "align_depth.enable": "true", "enable_sync": "true", "pointcloud.enable": "false"}
+    if serial_no:
+        arguments["serial_no"] = f"'{serial_no}'"  # quoted: serial numbers look like integers to the launch parser
+    return arguments
+
+
+def realsense_topics(camera_namespace: str = "camera", camera_name: str = "camera") -> dict[str, str]:
+    """Runtime camera topic -> the topic rs_launch.py publishes it on (the camera part of franka_remappings)."""
+    prefix = "/" + "/".join(part.strip("/") for part in (camera_namespace, camera_name) if part.strip("/"))
+    return {"/camera/color/image_raw": f"{prefix}/color/image_raw",
+            "/camera/color/camera_info": f"{prefix}/color/camera_info",
+            "/camera/depth/image_raw": f"{prefix}/aligned_depth_to_color/image_raw"}

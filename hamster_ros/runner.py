@@ -118,6 +118,10 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perception-backend", default="sim_ground_truth")
     parser.add_argument("--robot", default="sim", choices=["sim", "franka"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--franka-sim", action="store_true",
+                        help="with --robot franka: the simulator's franka-shaped interface instead of a robot")
+    parser.add_argument("--calibration", default=None, metavar="YAML",
+                        help="with --robot franka: camera-to-base calibration (default config/calibration.yaml)")
     parser.add_argument("--config-dir", type=Path, default=None, help="folder with runtime.yaml and <robot>.yaml")
     parser.add_argument("--params-file", action="append", default=[], metavar="YAML",
                         help="your own ROS parameter file, loaded last (repeatable)")
@@ -125,7 +129,8 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
 
 def graph_from_arguments(args) -> list[NodeSpec]:
     return describe_graph(args.policy, args.vlm_backend, args.perception_backend, args.robot,
-                          config_dir=args.config_dir, seed=args.seed, params_files=tuple(args.params_file))
+                          config_dir=args.config_dir, seed=args.seed, params_files=tuple(args.params_file),
+                          franka_sim=args.franka_sim, calibration=args.calibration)
 
 
 def main(argv=None):

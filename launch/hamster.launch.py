@@ -1,5 +1,5 @@
 """ros2 launch hamster_runtime hamster.launch.py [policy:=...] [vlm_backend:=...] [perception_backend:=...]
-[robot:=sim|franka] [seed:=N] [params_file:=YAML] [rviz:=true]
+[robot:=sim|franka] [seed:=N] [params_file:=YAML] [rviz:=true] [franka_sim:=true] [calibration:=YAML]
 
 A thin layer over hamster_ros.graph.describe_graph, the same description the project's runner starts.
 `rviz:=true` also opens rviz2 with config/hamster.rviz (monitoring only; not part of the graph).
@@ -22,6 +22,8 @@ ARGUMENTS = {
     "robot": ("sim", "sim (MuJoCo FR3) or franka (franka_ros2)"),
     "seed": ("0", "first simulated scene"),
     "params_file": ("", "your own ROS parameter file, loaded after the project's (optional)"),
+    "franka_sim": ("false", "robot:=franka against the simulator's franka interface instead of a robot"),
+    "calibration": ("", "robot:=franka: camera-to-base calibration YAML (default config/calibration.yaml)"),
 }
 # Launch-only arguments: tools beside the graph, not options of describe_graph / hamster-run.
 LAUNCH_ONLY = {
@@ -34,7 +36,9 @@ def _nodes(context):
     specs = describe_graph(value["policy"], value["vlm_backend"], value["perception_backend"], value["robot"],
                            config_dir=Path(get_package_share_directory(PACKAGE)) / "config",
                            seed=int(value["seed"]),
-                           params_files=(value["params_file"],) if value["params_file"] else ())
+                           params_files=(value["params_file"],) if value["params_file"] else (),
+                           franka_sim=value["franka_sim"].lower() in ("true", "1", "yes"),
+                           calibration=value["calibration"] or None)
     nodes = [Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen",
                   parameters=[*spec.parameter_files, spec.parameters], remappings=list(spec.remappings))
              for spec in specs]

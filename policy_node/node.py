@@ -79,7 +79,13 @@ class PolicyNode(Node):
             open_width=declare(self, "gripper.open_width", 0.08, "Opening width (m)."),
             speed=declare(self, "gripper.speed", 0.1, "Finger speed (m/s)."),
             grasp_force=declare(self, "gripper.grasp_force", 20.0, "Grasp force (N)."),
-            dwell_sec=declare(self, "gripper.dwell_sec", 1.0, "Arm holds still this long after a gripper command."))
+            dwell_sec=declare(self, "gripper.dwell_sec", 1.0, "Arm holds still this long after a gripper command."),
+            grasp_width=declare(self, "gripper.grasp_width", 0.0, "Grasp goal width (m): the task's object width."),
+            epsilon_inner=declare(self, "gripper.epsilon_inner", 0.08, "A grasp succeeds down to width - this (m)."),
+            epsilon_outer=declare(self, "gripper.epsilon_outer", 0.08, "A grasp succeeds up to width + this (m)."))
+        self.require_robot_enabled = declare(
+            self, "require_robot_enabled", False,
+            f"Episodes wait until the robot adapter streams ({topics.ROBOT_STATUS} gate 'streaming'; robot:=franka).")
         self.executor_core = CartesianExecutor(
             limits, gripper, rate_hz=rate_hz,
             stale_after_sec=declare(self, "stale_after_sec", 0.2,
@@ -115,6 +121,13 @@ class PolicyNode(Node):
         self.latest.subscribe("path", Path2D, topics.PATH, topics.LATCHED)
         self.latest.subscribe("masks", GroundingMasks, topics.MASKS, topics.SENSOR)
         self.latest.subscribe("vlm_status", String, topics.VLM_STATUS, topics.LATCHED)
+        # robot:=franka: the adapter's gate and gripper results (hamster_ros.franka_bridge).
+        self._robot_status: dict = {}
+        self._gripper_failure: tuple[float, str] | None = None   # (ROS time received, message)
+        self.create_subscription(String, topics.ROBOT_STATUS, self._on_robot_status, topics.LATCHED,
+                                 callback_group=inputs)
+        self.create_subscription(String, topics.GRIPPER_RESULT, self._on_gripper_result, topics.EVENTS,
+                                 callback_group=inputs)
         # Robot state is converted on arrival: the control loop reads it every tick.
         self.create_subscription(PoseStamped, topics.EE_POSE, self._on_ee_pose, topics.SENSOR, callback_group=inputs)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joint_states, topics.SENSOR,
@@ -186,6 +199,26 @@ class PolicyNode(Node):
             if self._episode_active:
                 self._clock_jump = reason
         self.get_logger().warning(f"{reason}: dropped the robot state received before it; holding")
+
+    def _on_robot_status(self, msg):
+        try:
+            status = json.loads(msg.data)
+            halted = status.get("gate") == "halted"
+        except (ValueError, AttributeError):
+            return
+        self._robot_status = status
+        if halted:  # the adapter already sends nothing; hold here too, so nothing moves on when it resumes
+            with self._executor_lock:
+                self.executor_core.stop()
+
+    def _on_gripper_result(self, msg):
+        try:
+            result = json.loads(msg.data)
+            failed = not result["success"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if failed:
+            self._gripper_failure = (self._now(), f"gripper {result.get('action')} failed: {result.get('error')}")
 
     def _on_stop(self, request, response):
         self._stop_requested.set()
@@ -264,7 +297,8 @@ class PolicyNode(Node):
             goal = command.gripper
             self.gripper_pub.publish(GripperCommand(
                 header=header, command=GripperCommand.GRASP if goal.grasp else GripperCommand.MOVE,
-                width=goal.width, speed=goal.speed, force=goal.force, epsilon_inner=0.08, epsilon_outer=0.08))
+                width=goal.width, speed=goal.speed, force=goal.force, epsilon_inner=goal.epsilon_inner,
+                epsilon_outer=goal.epsilon_outer))
         if status_changed:
             text = f"executor: {command.status.value}" + (f": {self._status_detail}" if self._status_detail else "")
             # (one call site per severity: rclpy refuses a call site whose severity changes)
@@ -399,6 +433,10 @@ class PolicyNode(Node):
                 return "stopped by request"
             if self._clock_jump:
                 return self._clock_jump
+            if self._robot_status.get("gate") == "halted":
+                return f"robot halted: {self._robot_status.get('reason')}"
+            if self._gripper_failure is not None and self._gripper_failure[0] >= start:
+                return self._gripper_failure[1]
             vlm_failure = self._vlm_failure(instruction, start)
             if vlm_failure:
                 return f"VLM failed: {vlm_failure}"
@@ -473,6 +511,8 @@ class PolicyNode(Node):
             ee_pose, ee_stamp, width = self._ee_pose, self._ee_stamp, self._gripper_width
         if ee_pose is None or now - ee_stamp > self.executor_core.stale_after_sec:
             return None, "a fresh end-effector pose"
+        if self.require_robot_enabled and self._robot_status.get("gate") != "streaming":
+            return None, f"the robot to be enabled ({topics.ROBOT_ENABLE})"
         if cloud_msg is None or now - stamp_to_seconds(cloud_msg.header.stamp) > self.max_input_age:
             return None, "a fresh point cloud"
         needs = self.policy.required_inputs

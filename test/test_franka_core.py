@@ -247,3 +247,23 @@ def test_calibration_check_finds_the_gripper_and_fails_when_the_cloud_is_shifted
     assert not shifted.passed and "calibration" in shifted.detail
     table_text = format_table([shifted])
     assert "FAIL" in table_text and table_text.endswith("PRE-FLIGHT FAILED: " + shifted.name)
+
+
+def test_the_readmes_calibration_commands_run(tmp_path):
+    """The "Real robot" section's two calibration commands, as written (only the output path moved)."""
+    import re
+    import shlex
+    readme = (CONFIG_DIR.parent / "README.md").read_text()
+    block = readme[readme.index("**Calibrate**"):readme.index("**Pre-flight**")]
+    commands = re.findall(r"^python -m hamster_core\.calibration (.+?)(?:\s+#.*)?$",
+                          block.replace("\\\n", " "), flags=re.MULTILINE)
+    assert [c.split()[0] for c in commands] == ["write", "check"], commands
+    out = tmp_path / "calibration.yaml"
+    for command in commands:
+        argv = [str(out) if arg == "config/calibration.yaml" else arg for arg in shlex.split(command)]
+        assert calibration_main(argv) == 0, command
+    calibration = load_calibration(out)
+    assert calibration.base_frame == "fr3_link0" and (calibration.image_width, calibration.image_height) == (640, 480)
+    # camera_link result -> optical frame: the optical axis is the link's x axis
+    link = Pose([1.12, 0.05, 0.78], [0.02, 0.38, -0.01, 0.92]).matrix()
+    np.testing.assert_allclose(calibration.base_from_camera[:3, 2], link[:3, 0], atol=1e-6)

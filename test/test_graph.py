@@ -68,8 +68,8 @@ def test_ros_arguments_carry_name_parameters_and_remaps():
 
 def test_parameter_files_name_only_declared_nodes():
     import yaml
-    nodes = {"sim_node", "hamster_vlm_node", "perception_node", "policy_node"}
-    for name in ("runtime.yaml", "sim.yaml", "franka.yaml"):
+    nodes = {"sim_node", "hamster_vlm_node", "perception_node", "policy_node", "franka_bridge", "camera_cloud"}
+    for name in ("runtime.yaml", "sim.yaml", "franka.yaml", "franka_sim.yaml"):
         sections = yaml.safe_load((CONFIG_DIR / name).read_text())
         assert set(sections) <= nodes, name
         assert all("ros__parameters" in section for section in sections.values()), name
@@ -118,24 +118,72 @@ def test_launch_file_is_a_thin_layer_over_describe_graph():
     assert set(launch_only) == {"rviz"} and not set(launch_only) & runner_options
 
 
-def test_franka_graph_drops_the_simulator_remaps_to_franka_ros2_and_uses_wall_time():
-    """robot:=franka with backends that need no simulator (stand-ins registered here for the test)."""
+def _register_test_backends():
     from hamster_vlm_node.backends.base import VLM_BACKENDS, VlmBackend
     from perception_node.backends.base import PERCEPTION_BACKENDS, PerceptionBackend
     if "graph_test_vlm" not in VLM_BACKENDS.names():
         VLM_BACKENDS.register("graph_test_vlm")(type("GraphTestVlm", (VlmBackend,), {"query": lambda self, r: ""}))
         PERCEPTION_BACKENDS.register("graph_test_perception")(
             type("GraphTestPerception", (PerceptionBackend,), {"process": lambda self, f: []}))
+
+
+def test_franka_graph_adds_the_adapter_and_camera_cloud_and_uses_wall_time(tmp_path):
+    """robot:=franka on a real robot, with backends that need no simulator (stand-ins registered here)."""
+    _register_test_backends()
+    calibration = tmp_path / "calibration.yaml"
+    calibration.write_text("translation: [1, 0, 1]\nrotation: [0, 0, 0, 1]\n")
     nodes = by_name(describe_graph(robot="franka", vlm_backend="graph_test_vlm",
-                                   perception_backend="graph_test_perception"))
-    assert "sim_node" not in nodes
+                                   perception_backend="graph_test_perception", calibration=str(calibration)))
+    assert list(nodes) == ["franka_bridge", "camera_cloud", "hamster_vlm_node", "perception_node", "policy_node"]
     policy = nodes["policy_node"]
     assert [Path(p).name for p in policy.parameter_files] == ["runtime.yaml", "franka.yaml"]
-    assert policy.parameters["use_sim_time"] is False
+    assert all(spec.parameters["use_sim_time"] is False for spec in nodes.values())
+    assert nodes["camera_cloud"].parameters["calibration_file"] == str(calibration.resolve())
     remaps = dict(policy.remappings)
-    assert remaps["/robot/cartesian_target"] == "/cartesian_impedance_controller/equilibrium_pose"
-    assert remaps["/robot/ee_pose"] == "/franka_robot_state_broadcaster/current_pose"
+    # the adapter owns the Cartesian target and the measured pose: neither may be remapped past it
+    assert "/robot/cartesian_target" not in remaps and "/robot/ee_pose" not in remaps
+    assert remaps["/camera/depth/image_raw"] == "/camera/camera/aligned_depth_to_color/image_raw"
     assert all(dict(spec.remappings) == remaps for spec in nodes.values())
+    setup_text = (ROOT / "setup.py").read_text()
+    for spec in nodes.values():
+        assert f"{spec.executable} = {spec.module}:main" in setup_text
+
+
+def test_franka_graph_without_a_calibration_file_says_how_to_make_one(tmp_path):
+    _register_test_backends()
+    with pytest.raises(ValueError, match="hamster_core.calibration write"):
+        describe_graph(robot="franka", vlm_backend="graph_test_vlm", perception_backend="graph_test_perception",
+                       calibration=str(tmp_path / "missing.yaml"))
+
+
+def test_franka_sim_points_the_adapter_at_the_simulators_franka_interface():
+    nodes = by_name(describe_graph(robot="franka", franka_sim=True, seed=2))
+    assert list(nodes) == ["sim_node", "franka_bridge", "camera_cloud", "hamster_vlm_node", "perception_node",
+                           "policy_node"]
+    assert [Path(p).name for p in nodes["sim_node"].parameter_files] == ["sim.yaml", "franka_sim.yaml"]
+    assert [Path(p).name for p in nodes["policy_node"].parameter_files] == ["runtime.yaml", "franka.yaml",
+                                                                             "franka_sim.yaml"]
+    assert Path(nodes["camera_cloud"].parameters["calibration_file"]).name == "calibration_sim.yaml"
+    assert all(spec.parameters.get("use_sim_time") for name, spec in nodes.items() if name != "sim_node")
+    # the simulator publishes under the robot PC's names, so the same remaps apply to it
+    assert dict(nodes["sim_node"].remappings) == dict(nodes["policy_node"].remappings)
+    import yaml
+    sim = yaml.safe_load((CONFIG_DIR / "franka_sim.yaml").read_text())["sim_node"]["ros__parameters"]
+    assert sim["interface"] == "franka" and sim["publish_points"] is False
+    with pytest.raises(ValueError, match="franka_sim"):
+        describe_graph(robot="sim", franka_sim=True)
+
+
+def test_franka_bridge_and_simulator_agree_on_franka_ros2_names():
+    """The adapter's defaults (config/franka.yaml) are the names the simulator's franka interface serves."""
+    import yaml
+    bridge = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]
+    source = (ROOT / "hamster_sim" / "sim_node.py").read_text()
+    for key, name in (("robot_state_topic", "franka.robot_state_topic"),
+                      ("equilibrium_pose_topic", "franka.equilibrium_pose_topic"),
+                      ("gripper_namespace", "franka.gripper_namespace")):
+        assert f'"{name}",\n' in source or f'"{name}", ' in source
+        assert f'"{bridge[key]}"' in source, key
 
 
 def test_user_parameter_files_load_last_in_every_node(tmp_path):
@@ -150,3 +198,19 @@ def test_user_parameter_files_load_last_in_every_node(tmp_path):
 def test_missing_user_parameter_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="nope.yaml"):
         describe_graph(params_files=(str(tmp_path / "nope.yaml"),))
+
+
+def test_realsense_include_publishes_where_the_franka_remaps_look():
+    import yaml
+    from hamster_ros.graph import realsense_launch_arguments, realsense_topics
+    remaps = yaml.safe_load((CONFIG_DIR / "franka_remappings.yaml").read_text())
+    assert realsense_topics() == {k: v for k, v in remaps.items() if k.startswith("/camera/")}
+    assert realsense_topics("/lab/", "wrist")["/camera/color/image_raw"] == "/lab/wrist/color/image_raw"
+    arguments = realsense_launch_arguments(width=848, height=480, fps=15, serial_no="123456789")
+    assert arguments["align_depth.enable"] == "true" and arguments["enable_sync"] == "true"
+    assert arguments["rgb_camera.color_profile"] == arguments["depth_module.depth_profile"] == "848x480x15"
+    assert arguments["serial_no"] == "'123456789'"
+    with pytest.raises(ValueError, match="fps"):
+        realsense_launch_arguments(fps=0)
+    source = (ROOT / "launch" / "realsense.launch.py").read_text()
+    assert "realsense_launch_arguments(" in source and "rs_launch.py" in source

@@ -1,0 +1,310 @@
+"""franka_bridge: the runtime's robot interface on franka_ros2 (robot:=franka). A thin rclpy shell over
+hamster_core.franka.
+
+    FrankaRobotState (franka_robot_state_broadcaster)  ->  /robot/ee_pose (o_t_ee), /robot/status (JSON)
+    /robot/cartesian_target (policy_node, 100 Hz)       ->  the impedance controller's equilibrium pose, gated
+    /robot/gripper_command                              ->  franka_gripper move / grasp / homing goals, async,
+                                                            with a timeout; each result on /robot/gripper_result
+
+Safety: it starts DISABLED and forwards nothing until `/robot/enable` (std_srvs/SetBool true) is called with a
+fresh, healthy robot state; the policy node meanwhile holds the measured pose. A reflex, user stop, error flag
+or a robot state older than stale_after_sec halts it at once (in the state callback, or at the next check of
+the control-rate timer), as does `/robot/stop` (std_srvs/Trigger) or `/robot/enable false`: nothing more
+reaches the controller, which holds its last equilibrium pose, until the next enable (gripper commands are
+refused then too; only `gripper.homing_on_start` homes before an enable). Targets outside the
+robot config's workspace, too far from the measured pose, or stepping faster than the speed limits are dropped
+(and counted in the status).
+
+Where franka_msgs is not importable the node exits with what to install (hamster_ros.franka_standin).
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from geometry_msgs.msg import PoseStamped
+from rclpy.action import ActionClient
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, GripperResult,
+                                 StreamGate, TargetLimits, interpret_state)
+from hamster_msgs.msg import GripperCommand
+from hamster_ros import interfaces as topics
+from hamster_ros.conversions import pose_from_msg, stamp_to_seconds
+from hamster_ros.franka_standin import require_franka_msgs
+from hamster_ros.node_main import declare, run_node
+
+
+class FrankaBridge(Node):
+    def __init__(self):
+        super().__init__("franka_bridge")
+        try:
+            msg, action = require_franka_msgs()
+        except ImportError as error:
+            raise ValueError(str(error)) from None
+        self.msg, self.action = msg, action
+        if os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
+            self.get_logger().warning("using the franka_msgs TEST STAND-IN from "
+                                      f"{os.environ['HAMSTER_FRANKA_MSGS_STANDIN']}: this is not franka_ros2")
+        self._error_fields = [name for name in msg.Errors.get_fields_and_field_types()]
+        state_topic = declare(self, "robot_state_topic", "/franka_robot_state_broadcaster/robot_state",
+                              "franka_msgs/FrankaRobotState from franka_robot_state_broadcaster.")
+        equilibrium_topic = declare(self, "equilibrium_pose_topic", "/cartesian_impedance_controller/equilibrium_pose",
+                                    "PoseStamped equilibrium of the Cartesian impedance controller.")
+        gripper_ns = declare(self, "gripper_namespace", "/franka_gripper",
+                             "franka_gripper's action namespace (<ns>/move, <ns>/grasp, <ns>/homing).").rstrip("/")
+        rate_hz = declare(self, "rate_hz", 100.0, "Nominal target rate; the stale check runs at this rate.")
+        self.gate = StreamGate(stale_after_sec=declare(self, "stale_after_sec", 0.1,
+                                                       "Halt when the robot state is older than this (s)."))
+        self.limits = TargetLimits(
+            workspace_min=tuple(declare(self, "workspace_min", [0.30, -0.35, 0.05], "Workspace box min (m).")),
+            workspace_max=tuple(declare(self, "workspace_max", [0.70, 0.35, 0.50], "Workspace box max (m).")),
+            max_linear_speed=declare(self, "max_linear_speed", 0.10, "Max speed between forwarded targets (m/s)."),
+            max_angular_speed=declare(self, "max_angular_speed", 0.5, "Max turn rate between targets (rad/s)."),
+            max_deviation=declare(self, "max_deviation", 0.05, "Max distance of a target from the measured pose (m)."),
+            rate_hz=rate_hz)
+        self.gripper_goals = GripperGoals(timeout_sec=declare(self, "gripper.timeout_sec", 5.0,
+                                                              "Fail a gripper goal without a result after this (s)."))
+        self.homing_on_start = declare(self, "gripper.homing_on_start", False,
+                                       "Home the gripper once its action server is up.")
+
+        self._lock = threading.RLock()
+        self._measured = None
+        self._last_forwarded = None     # (pose, ROS time)
+        self._dropped = {}              # reason prefix -> count
+        self._forwarded = 0
+        self._goal_handles = {}         # goal id -> ClientGoalHandle
+        group = ReentrantCallbackGroup()
+        # State and targets one at a time, in arrival order: a target is judged against the newest state only.
+        stream = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(msg.FrankaRobotState, state_topic, self._on_state, topics.SENSOR, callback_group=stream)
+        self.create_subscription(PoseStamped, topics.CARTESIAN_TARGET, self._on_target, topics.COMMAND,
+                                 callback_group=stream)
+        self.create_subscription(GripperCommand, topics.GRIPPER_COMMAND, self._on_gripper, topics.EVENTS,
+                                 callback_group=group)
+        self.ee_pub = self.create_publisher(PoseStamped, topics.EE_POSE, topics.SENSOR)
+        self.equilibrium_pub = self.create_publisher(PoseStamped, equilibrium_topic, topics.COMMAND)
+        self.status_pub = self.create_publisher(String, topics.ROBOT_STATUS, topics.LATCHED)
+        self.result_pub = self.create_publisher(String, topics.GRIPPER_RESULT, topics.EVENTS)
+        self.create_service(SetBool, topics.ROBOT_ENABLE, self._on_enable, callback_group=group)
+        self.create_service(Trigger, topics.ROBOT_STOP, self._on_stop, callback_group=group)
+        self._gripper_clients = {
+            GripperAction.MOVE: ActionClient(self, action.Move, f"{gripper_ns}/move", callback_group=group),
+            GripperAction.GRASP: ActionClient(self, action.Grasp, f"{gripper_ns}/grasp", callback_group=group),
+            GripperAction.HOMING: ActionClient(self, action.Homing, f"{gripper_ns}/homing", callback_group=group),
+        }
+        self._homed = not self.homing_on_start
+        self.create_timer(1.0 / rate_hz, self._check, callback_group=stream)
+        self.create_timer(0.5, self._publish_status, callback_group=group)
+        self._publish_status()
+        self.get_logger().info(f"franka bridge: state {state_topic}, targets -> {equilibrium_topic}, gripper "
+                               f"{gripper_ns}/{{move,grasp,homing}}; DISABLED until {topics.ROBOT_ENABLE} is called")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # -- robot state ----------------------------------------------------------------------------------
+    def _on_state(self, msg):
+        errors = {name: bool(getattr(msg.current_errors, name)) for name in self._error_fields}
+        health = interpret_state(msg.robot_mode, errors)
+        stamp = stamp_to_seconds(msg.header.stamp)
+        try:
+            pose = pose_from_msg(msg.o_t_ee)
+        except ValueError as error:
+            self.get_logger().error(f"ignoring a robot state with an invalid o_t_ee: {error}", throttle_duration_sec=1.0)
+            return
+        with self._lock:
+            changed = self.gate.health is None or self.gate.health.ok != health.ok or self.gate.health.mode != health.mode
+            self._measured = pose
+            halted = self.gate.on_state(health, stamp, self._now())
+        pose_msg = PoseStamped(header=msg.header, pose=msg.o_t_ee.pose)
+        self.ee_pub.publish(pose_msg)
+        if halted:
+            self.get_logger().error(f"halted: {self.gate.reason}")
+        if halted or changed:
+            self._publish_status()
+
+    def _check(self):
+        with self._lock:
+            halted = self.gate.check_stale(self._now())
+        if halted:
+            self.get_logger().error(f"halted: {self.gate.reason}")
+            self._publish_status()
+        self._check_gripper()
+        if not self._homed and self._gripper_clients[GripperAction.HOMING].server_is_ready():
+            self._homed = True
+            self.get_logger().info("homing the gripper (gripper.homing_on_start)")
+            self._send_gripper(GripperRequest(GripperAction.HOMING))
+
+    # -- targets --------------------------------------------------------------------------------------
+    def _on_target(self, msg: PoseStamped):
+        now = self._now()
+        try:
+            target = pose_from_msg(msg)
+        except ValueError as error:
+            self._drop(f"invalid target: {error}")
+            return
+        with self._lock:
+            if not self.gate.open:
+                return  # disabled or halted: nothing reaches the controller
+            if self.gate.check_stale(now):
+                halted = True
+            else:
+                halted = False
+                last, last_time = self._last_forwarded or (None, None)
+                reason = self.limits.check(target, self._measured, last, None if last_time is None else now - last_time)
+                if reason is None:
+                    out = PoseStamped(pose=msg.pose)
+                    out.header.frame_id = msg.header.frame_id
+                    out.header.stamp = self.get_clock().now().to_msg()
+                    self.equilibrium_pub.publish(out)
+                    self._last_forwarded = (target, now)
+                    self._forwarded += 1
+                    return
+        if halted:
+            self.get_logger().error(f"halted: {self.gate.reason}")
+            self._publish_status()
+            return
+        self._drop(reason)
+
+    def _drop(self, reason: str):
+        key = reason.split(" (")[0][:60]
+        with self._lock:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+        self.get_logger().warning(f"target not forwarded: {reason}", throttle_duration_sec=1.0)
+
+    def _on_enable(self, request, response):
+        with self._lock:
+            if request.data:
+                response.success, response.message = self.gate.enable(self._now())
+                if response.success:
+                    self._last_forwarded = None
+            else:
+                self.gate.halt("disabled by request (/robot/enable false)", self._now())
+                response.success, response.message = True, "halted: nothing is sent to the controller"
+        # (one call site per severity: rclpy refuses a call site whose severity changes)
+        if response.success:
+            self.get_logger().info(f"enable({request.data}): {response.message}")
+        else:
+            self.get_logger().error(f"enable({request.data}): {response.message}")
+        self._publish_status()
+        return response
+
+    def _on_stop(self, request, response):
+        with self._lock:
+            self.gate.halt("stopped by request (/robot/stop)", self._now())
+        response.success, response.message = True, "halted: nothing is sent to the controller until /robot/enable"
+        self.get_logger().warning(response.message)
+        self._publish_status()
+        return response
+
+    def _publish_status(self):
+        with self._lock:
+            health = self.gate.health
+            now = self._now()
+            status = {"gate": self.gate.state.value, "reason": self.gate.reason,
+                      "mode": health.mode if health else None, "ok": bool(health and health.ok),
+                      "errors": list(health.errors) if health else [],
+                      "state_age": None if self.gate.state_stamp is None else round(now - self.gate.state_stamp, 4),
+                      "halted_at": self.gate.halted_at, "halt_state_stamp": self.gate.halt_stamp, "stamp": now, "forwarded": self._forwarded,
+                      "dropped": dict(self._dropped), "gripper_busy": self.gripper_goals.busy}
+        self.status_pub.publish(String(data=json.dumps(status)))
+
+    # -- gripper --------------------------------------------------------------------------------------
+    def _on_gripper(self, msg: GripperCommand):
+        kinds = {GripperCommand.MOVE: GripperAction.MOVE, GripperCommand.GRASP: GripperAction.GRASP,
+                 GripperCommand.HOMING: GripperAction.HOMING}
+        try:
+            kind = kinds[msg.command]
+            request = GripperRequest(kind, width=msg.width, speed=msg.speed, force=msg.force,
+                                     epsilon_inner=msg.epsilon_inner, epsilon_outer=msg.epsilon_outer)
+        except (KeyError, ValueError) as error:
+            text = f"unknown gripper command {msg.command}" if isinstance(error, KeyError) else str(error)
+            self._report(GripperResult(str(msg.command), False, f"rejected: {text}", 0.0, float(msg.width)))
+            return
+        with self._lock:
+            gate, reason = self.gate.state, self.gate.reason
+        if gate != GateState.STREAMING:  # nothing moves before an explicit enable, the fingers included
+            self._report(GripperResult(request.action.value, False, f"not sent: {gate.value}: {reason}", 0.0,
+                                       request.width))
+            return
+        self._send_gripper(request)
+
+    def _send_gripper(self, request: GripperRequest):
+        client = self._gripper_clients[request.action]
+        if not client.server_is_ready():
+            self._report(GripperResult(request.action.value, False,
+                                       f"the action server {client._action_name} is not available", 0.0, request.width))
+            return
+        if request.action == GripperAction.MOVE:
+            goal = self.action.Move.Goal(width=request.width, speed=request.speed)
+        elif request.action == GripperAction.GRASP:
+            goal = self.action.Grasp.Goal(width=request.width, speed=request.speed, force=request.force)
+            goal.epsilon.inner, goal.epsilon.outer = request.epsilon_inner, request.epsilon_outer
+        else:
+            goal = self.action.Homing.Goal()
+        with self._lock:
+            goal_id, preempted = self.gripper_goals.start(request, self._now())
+            old = [handle for gid, handle in self._goal_handles.items() if gid != goal_id]
+            self._goal_handles = {}
+        for handle in old:
+            handle.cancel_goal_async()
+        if preempted is not None:
+            self._report(preempted)
+        future = client.send_goal_async(goal)
+        future.add_done_callback(lambda f, goal_id=goal_id: self._on_goal_response(goal_id, f))
+
+    def _on_goal_response(self, goal_id: int, future):
+        handle = future.result()
+        if not handle.accepted:
+            with self._lock:
+                result = self.gripper_goals.finish(goal_id, False, "goal rejected by the gripper", self._now())
+            if result is not None:
+                self._report(result)
+            return
+        with self._lock:
+            if self.gripper_goals.busy:
+                self._goal_handles[goal_id] = handle
+        handle.get_result_async().add_done_callback(lambda f, goal_id=goal_id: self._on_result(goal_id, f))
+
+    def _on_result(self, goal_id: int, future):
+        wrapped = future.result()
+        result = wrapped.result
+        with self._lock:
+            self._goal_handles.pop(goal_id, None)
+            report = self.gripper_goals.finish(goal_id, bool(result.success), str(result.error), self._now())
+        if report is not None:
+            self._report(report)
+
+    def _check_gripper(self):
+        with self._lock:
+            expired = self.gripper_goals.expired(self._now())
+            handle = None if expired is None else self._goal_handles.pop(expired[0], None)
+        if expired is None:
+            return
+        if handle is not None:
+            handle.cancel_goal_async()
+        self._report(expired[1])
+
+    def _report(self, result: GripperResult):
+        text = (f"gripper {result.action}: {'ok' if result.success else 'FAILED'} in {result.seconds:.2f} s"
+                + (f": {result.error}" if result.error else ""))
+        if result.success:
+            self.get_logger().info(text)
+        else:
+            self.get_logger().error(text)
+        payload = result.as_dict()
+        payload["stamp"] = self._now()
+        self.result_pub.publish(String(data=json.dumps(payload)))
+
+
+def main():
+    run_node(FrankaBridge)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""hamster-preflight: check a running robot (franka_ros2 + camera driver, or the simulator's franka interface)
+before the first episode, and print a pass/fail table. Exit code 0 when every check passes, 1 otherwise.
+
+    hamster-preflight [--calibration config/calibration.yaml] [--camera-hz 30] [--state-hz 100] [--nudge 0.01]
+                      [--gripper move|homing|none] [--use-sim-time] [--json report.json]
+
+Checks: every input topic is alive at its expected rate; header stamps are recent on this machine's clock and in
+sync (colour vs depth, camera vs robot state); camera_info, the images and the calibration agree; the robot
+mode is one that streams (no reflex, user stop or error); the point cloud, transformed with the calibration,
+sees the gripper where the robot state says it is (hamster_core.preflight.CALIBRATION_TOLERANCE); the
+impedance controller subscribes to its equilibrium pose and, with --nudge M, follows a target M metres above
+the current pose and back; franka_gripper answers a move to its current width (no motion) or a homing.
+
+Run it before starting the runtime (with --nudge it publishes equilibrium poses itself: nothing else may).
+Topic names default to config/franka_remappings.yaml and config/franka.yaml's franka_bridge section.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hamster_core.calibration import CalibrationError, CloudProjector, depth_in_metres, load_calibration, stream_problems
+from hamster_core.franka import interpret_state
+from hamster_core.geometry import Pose
+from hamster_core.preflight import (Check, calibration_check, format_table, rate_check, recency_check, sync_check)
+
+NUDGE_SETTLE_SEC = 1.5
+NUDGE_TOLERANCE = 0.005   # m between the nudged target and where the arm went
+
+
+def _defaults() -> dict:
+    from hamster_ros.graph import CONFIG_DIR
+    remaps = yaml.safe_load((CONFIG_DIR / "franka_remappings.yaml").read_text())
+    bridge = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]
+    return {"color": remaps["/camera/color/image_raw"], "depth": remaps["/camera/depth/image_raw"],
+            "info": remaps["/camera/color/camera_info"], "joints": remaps["/robot/joint_states"],
+            "state": bridge["robot_state_topic"], "equilibrium": bridge["equilibrium_pose_topic"],
+            "gripper": bridge["gripper_namespace"], "calibration": str(CONFIG_DIR / "calibration.yaml")}
+
+
+class Probe:
+    """A node in its own context that records what arrives: (wall receive time, header stamp, ROS now, msg)."""
+
+    def __init__(self, args):
+        import rclpy
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.parameter import Parameter
+        from sensor_msgs.msg import CameraInfo, Image, JointState
+
+        from hamster_ros import interfaces as topics
+        from hamster_ros.franka_standin import require_franka_msgs
+
+        self.franka_msg, self.franka_action = require_franka_msgs()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("hamster_preflight", context=self.context,
+                         parameter_overrides=[Parameter("use_sim_time", value=bool(args.use_sim_time))])
+        self.lock = threading.Lock()
+        self.records: dict[str, list] = {"color": [], "depth": [], "info": [], "state": [], "joints": []}
+        subscriptions = (("color", Image, args.color_topic), ("depth", Image, args.depth_topic),
+                         ("info", CameraInfo, args.info_topic), ("state", self.franka_msg.FrankaRobotState,
+                                                                  args.state_topic),
+                         ("joints", JointState, args.joint_states_topic))
+        for key, msg_type, topic in subscriptions:
+            self.node.create_subscription(msg_type, topic, lambda m, key=key: self._record(key, m), topics.SENSOR)
+        self.equilibrium_topic = args.equilibrium_topic
+        self.equilibrium_pub = self.node.create_publisher(PoseStamped, args.equilibrium_topic, topics.COMMAND)
+        self.PoseStamped = PoseStamped
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _record(self, key: str, msg):
+        from hamster_ros.conversions import stamp_to_seconds
+        stamp = stamp_to_seconds(msg.header.stamp)
+        with self.lock:
+            records = self.records[key]
+            records.append((time.monotonic(), stamp, self.now(), msg))
+            if len(records) > 2000:
+                del records[: len(records) - 2000]
+
+    def snapshot(self, key: str) -> list:
+        with self.lock:
+            return list(self.records[key])
+
+    def close(self):
+        # The spin thread must have left rclpy before the interpreter exits, or its C++ side aborts the process.
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=2.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _tcp_from_state(msg) -> Pose:
+    from hamster_ros.conversions import pose_from_msg
+    return pose_from_msg(msg.o_t_ee)
+
+
+def _finger_width(joint_records) -> float | None:
+    if not joint_records:
+        return None
+    msg = joint_records[-1][3]
+    fingers = [p for name, p in zip(msg.name, msg.position) if "finger" in name]
+    return float(sum(fingers)) if fingers else None
+
+
+def collect_checks(probe: Probe, args, window_start: float) -> list[Check]:
+    from hamster_ros.conversions import image_to_numpy
+    now_wall = time.monotonic()
+    checks = []
+    rec = {key: [r for r in probe.snapshot(key) if r[0] >= window_start] for key in probe.records}
+    window = now_wall - window_start
+    # Rates on this node's ROS clock: wall time on a robot, the simulator's /clock with --use-sim-time (which
+    # may run slower than real time on a loaded machine).
+    now_ros = probe.now()
+    for key, topic, hz in (("color", args.color_topic, args.camera_hz), ("depth", args.depth_topic, args.camera_hz),
+                           ("info", args.info_topic, args.camera_hz), ("state", args.state_topic, args.state_hz)):
+        checks.append(rate_check(f"alive: {topic}", [r[2] for r in rec[key]], hz, window, now_ros))
+    for key, topic in (("color", args.color_topic), ("depth", args.depth_topic), ("state", args.state_topic)):
+        newest = rec[key][-1] if rec[key] else None
+        # age at reception: latency + clock offset between the publisher's clock and this machine's
+        checks.append(recency_check(f"recent: {topic}", None if newest is None else newest[1],
+                                    None if newest is None else newest[2], args.max_age))
+    color_stamps, depth_stamps = [r[1] for r in rec["color"]], [r[1] for r in rec["depth"]]
+    state_stamps = [r[1] for r in rec["state"]]
+    checks.append(sync_check("in sync: colour vs depth stamps", color_stamps, depth_stamps, args.rgb_depth_tolerance))
+    checks.append(sync_check("in sync: camera vs robot state stamps", color_stamps, state_stamps,
+                             2.0 / args.state_hz + 0.01))
+
+    calibration = None
+    try:
+        calibration = load_calibration(args.calibration)
+        checks.append(Check("calibration file", True, Path(args.calibration).name, "loads",
+                            f"camera at {np.round(calibration.pose.position, 3).tolist()}"))
+    except CalibrationError as error:
+        checks.append(Check("calibration file", False, "unusable", "loads", str(error)))
+
+    info = rec["info"][-1][3] if rec["info"] else None
+    depth = rec["depth"][-1][3] if rec["depth"] else None
+    color = rec["color"][-1][3] if rec["color"] else None
+    if info is None or depth is None:
+        checks.append(Check("camera: intrinsics and image sizes agree", False, "no data", "same size",
+                            "no camera_info or depth image"))
+    else:
+        problems = stream_problems((info.width, info.height), info.k, (depth.width, depth.height),
+                                   None if color is None else (color.width, color.height), calibration)
+        checks.append(Check("camera: intrinsics and image sizes agree", not problems,
+                            f"{info.width}x{info.height}", "same size", "; ".join(problems)))
+
+    if rec["state"]:
+        state = rec["state"][-1][3]
+        errors = {name: bool(getattr(state.current_errors, name))
+                  for name in state.current_errors.get_fields_and_field_types()}
+        health = interpret_state(state.robot_mode, errors)
+        checks.append(Check("robot: mode and errors", health.ok, health.mode, "idle or move", health.reason))
+    else:
+        checks.append(Check("robot: mode and errors", False, "no state", "idle or move", "no robot state"))
+
+    name = "calibration: cloud sees the gripper at the measured pose"
+    if calibration is None or depth is None or info is None or not rec["state"]:
+        checks.append(Check(name, None, "-", "-", "needs the calibration, depth, camera_info and robot state"))
+    else:
+        try:
+            k = np.asarray(info.k, dtype=float).reshape(3, 3)
+            projector = CloudProjector(info.width, info.height, k[0, 0], k[1, 1], k[0, 2], k[1, 2],
+                                       calibration.base_from_camera, stride=1)
+            depth_stamp = rec["depth"][-1][1]
+            state = min(rec["state"], key=lambda r: abs(r[1] - depth_stamp))[3]
+            points, _ = projector.points(depth_in_metres(image_to_numpy(depth), depth.encoding, args.depth_scale))
+            width = _finger_width(rec["joints"])
+            checks.append(calibration_check(points, _tcp_from_state(state), 0.08 if width is None else width,
+                                            args.calibration_tolerance))
+        except (CalibrationError, ValueError) as error:
+            checks.append(Check(name, False, "error", "-", str(error)))
+    return checks
+
+
+def controller_check(probe: Probe, args) -> Check:
+    name = "controller: accepts equilibrium targets"
+    subscribers = probe.node.count_subscribers(probe.equilibrium_topic)
+    if subscribers == 0:
+        return Check(name, False, "no subscriber", "the impedance controller subscribes",
+                     f"nothing subscribes to {probe.equilibrium_topic}: is the controller loaded and active?")
+    if args.nudge <= 0:
+        return Check(name, True, f"{subscribers} subscriber(s)", "subscribed", "not moved (--nudge 0)")
+    others = probe.node.count_publishers(probe.equilibrium_topic) - 1
+    if others > 0:
+        return Check(name, None, f"{subscribers} subscriber(s)", "subscribed",
+                     f"not nudged: {others} other publisher(s) on {probe.equilibrium_topic} (stop the runtime first)")
+    states = probe.snapshot("state")
+    if not states:
+        return Check(name, False, "no state", "follows", "no robot state to start the nudge from")
+    start = _tcp_from_state(states[-1][3])
+    offsets = (np.array([0.0, 0.0, args.nudge]), np.zeros(3))
+    errors = []
+    for offset in offsets:
+        goal = Pose(start.position + offset, start.orientation)
+        deadline = time.monotonic() + NUDGE_SETTLE_SEC
+        while time.monotonic() < deadline:  # a steady stream, as the controller expects
+            msg = probe.PoseStamped()
+            msg.header.stamp = probe.node.get_clock().now().to_msg()
+            msg.header.frame_id = "base"
+            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in goal.position)
+            (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
+             msg.pose.orientation.w) = (float(v) for v in goal.orientation)
+            probe.equilibrium_pub.publish(msg)
+            time.sleep(0.01)
+        reached = _tcp_from_state(probe.snapshot("state")[-1][3])
+        errors.append(float(np.linalg.norm(reached.position - goal.position)))
+    worst = max(errors)
+    return Check(name, worst <= NUDGE_TOLERANCE, f"{worst * 1000:.1f} mm off", f"<= {NUDGE_TOLERANCE * 1000:.0f} mm",
+                 f"nudged {args.nudge * 100:.1f} cm up and back")
+
+
+def gripper_check(probe: Probe, args) -> Check:
+    from rclpy.action import ActionClient
+    name = f"gripper: answers a {args.gripper} goal"
+    if args.gripper == "none":
+        return Check(name, None, "-", "-", "--gripper none")
+    action_type = probe.franka_action.Move if args.gripper == "move" else probe.franka_action.Homing
+    action_name = f"{args.gripper_namespace.rstrip('/')}/{args.gripper}"
+    client = ActionClient(probe.node, action_type, action_name)
+    try:
+        deadline = time.monotonic() + args.gripper_timeout
+        while not client.server_is_ready():
+            if time.monotonic() > deadline:
+                return Check(name, False, "no server", "result success", f"no action server {action_name}")
+            time.sleep(0.05)
+        if args.gripper == "move":
+            width = _finger_width(probe.snapshot("joints"))
+            goal = action_type.Goal(width=0.08 if width is None else min(max(width, 0.0), 0.08), speed=0.05)
+        else:
+            goal = action_type.Goal()
+        started = time.monotonic()
+        future = client.send_goal_async(goal)
+        while not future.done():
+            if time.monotonic() > deadline:
+                return Check(name, False, "no answer", "result success", "the goal was not accepted in time")
+            time.sleep(0.02)
+        handle = future.result()
+        if not handle.accepted:
+            return Check(name, False, "rejected", "result success", "the gripper rejected the goal")
+        result_future = handle.get_result_async()
+        while not result_future.done():
+            if time.monotonic() > deadline:
+                handle.cancel_goal_async()
+                return Check(name, False, "timeout", "result success",
+                             f"no result within {args.gripper_timeout:g} s")
+            time.sleep(0.02)
+        result = result_future.result().result
+        return Check(name, bool(result.success), f"{time.monotonic() - started:.2f} s", "result success",
+                     result.error)
+    finally:
+        client.destroy()
+
+
+def run(args) -> tuple[list[Check], int]:
+    probe = Probe(args)
+    try:
+        # Discovery first (a fresh process can take a second or more to match every publisher): the window
+        # starts once every stream has delivered, or after discovery_timeout (a dead stream then fails its rows).
+        deadline = time.monotonic() + args.discovery_timeout
+        while time.monotonic() < deadline and not all(probe.snapshot(key) for key in ("color", "depth", "info",
+                                                                                          "state")):
+            time.sleep(0.05)
+        time.sleep(0.2)  # past the first burst of queued messages
+        started = time.monotonic()
+        time.sleep(args.duration)
+        checks = collect_checks(probe, args, started)
+        checks.append(controller_check(probe, args))
+        checks.append(gripper_check(probe, args))
+    finally:
+        probe.close()
+    return checks, (1 if any(c.passed is False for c in checks) else 0)
+
+
+def main(argv=None) -> int:
+    defaults = _defaults()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calibration", default=defaults["calibration"])
+    parser.add_argument("--camera-hz", type=float, default=30.0, help="expected camera rate")
+    parser.add_argument("--state-hz", type=float, default=100.0, help="expected robot state rate")
+    parser.add_argument("--duration", type=float, default=2.0, help="listening time (s)")
+    parser.add_argument("--discovery-timeout", type=float, default=10.0,
+                        help="wait at most this long for every stream's first message (s)")
+    parser.add_argument("--max-age", type=float, default=0.1, help="newest stamp at most this old on arrival (s)")
+    parser.add_argument("--rgb-depth-tolerance", type=float, default=0.017, help="s between colour and depth stamps")
+    parser.add_argument("--calibration-tolerance", type=float, default=0.02, help="m, see hamster_core.preflight")
+    parser.add_argument("--depth-scale", type=float, default=0.001, help="m per unit of 16UC1 depth")
+    parser.add_argument("--nudge", type=float, default=0.0, help="m to move the arm up and back (0: do not move)")
+    parser.add_argument("--gripper", choices=("move", "homing", "none"), default="move")
+    parser.add_argument("--gripper-timeout", type=float, default=10.0)
+    parser.add_argument("--use-sim-time", action="store_true", help="the simulator: stamps are on /clock")
+    parser.add_argument("--color-topic", default=defaults["color"])
+    parser.add_argument("--depth-topic", default=defaults["depth"])
+    parser.add_argument("--info-topic", default=defaults["info"])
+    parser.add_argument("--state-topic", default=defaults["state"])
+    parser.add_argument("--joint-states-topic", default=defaults["joints"])
+    parser.add_argument("--equilibrium-topic", default=defaults["equilibrium"])
+    parser.add_argument("--gripper-namespace", default=defaults["gripper"])
+    parser.add_argument("--json", type=Path, default=None, help="also write the checks as JSON")
+    args = parser.parse_args(argv)
+    if not 0 <= args.nudge <= 0.05:
+        parser.error(f"--nudge must be in [0, 0.05] m, got {args.nudge}")
+    try:
+        checks, code = run(args)
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_table(checks), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps([c.as_dict() for c in checks], indent=1))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
