@@ -124,3 +124,23 @@ def test_a_failed_demonstration_is_not_a_training_sample(demo, tmp_path):
         load_demo_samples(tmp_path / "failed")
     samples, info = load_demos([tmp_path, demo[0]])
     assert info["used"] == 1 and list(info["skipped"]) == [str(tmp_path / "failed")]
+
+
+def test_train_command_trains_on_the_bags_and_resumes(demo, tmp_path, capsys):
+    from hamster_core.policies.rvt2 import RVT2Policy
+    from hamster_ros.train_cli import main
+
+    bag = demo[0]
+    (tmp_path / "train.yaml").write_text(
+        "policy: rvt2\npolicy_config: {num_points: 128, image_size: 16, dim: 16, depth: 1, heads: 2, "
+        "rotation_bins: 12}\nsteps: 2\nbatch_size: 2\ncheckpoint_every: 1\nlog_every: 1\n")
+    out = tmp_path / "run"
+    assert main([str(tmp_path / "train.yaml"), "--data", str(bag), "--out", str(out), "--conditioning", "masks",
+                 "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["samples"] == 6 and summary["steps"] == 2 and summary["conditioning"] == "masks"
+    assert RVT2Policy.from_pretrained(out / "final").config.conditioning == "masks"
+    assert main([str(tmp_path / "train.yaml"), "--data", str(bag), "--out", str(out), "--steps", "3", "--resume",
+                 "--no-progress"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed["steps"] == 3 and resumed["resumed_from"].endswith("checkpoint-000002")
