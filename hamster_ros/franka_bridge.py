@@ -78,6 +78,7 @@ class FrankaBridge(Node):
         self._dropped = {}              # reason prefix -> count
         self._forwarded = 0
         self._goal_handles = {}         # goal id -> ClientGoalHandle
+        self._last_gripper = None       # the last gripper result, also in the (latched) status
         group = ReentrantCallbackGroup()
         # State and targets one at a time, in arrival order: a target is judged against the newest state only.
         stream = MutuallyExclusiveCallbackGroup()
@@ -211,7 +212,8 @@ class FrankaBridge(Node):
                       "errors": list(health.errors) if health else [],
                       "state_age": None if self.gate.state_stamp is None else round(now - self.gate.state_stamp, 4),
                       "halted_at": self.gate.halted_at, "halt_state_stamp": self.gate.halt_stamp, "stamp": now, "forwarded": self._forwarded,
-                      "dropped": dict(self._dropped), "gripper_busy": self.gripper_goals.busy}
+                      "dropped": dict(self._dropped), "gripper_busy": self.gripper_goals.busy,
+                      "last_gripper": self._last_gripper}
         self.status_pub.publish(String(data=json.dumps(status)))
 
     # -- gripper --------------------------------------------------------------------------------------
@@ -299,7 +301,10 @@ class FrankaBridge(Node):
             self.get_logger().error(text)
         payload = result.as_dict()
         payload["stamp"] = self._now()
+        with self._lock:
+            self._last_gripper = payload
         self.result_pub.publish(String(data=json.dumps(payload)))
+        self._publish_status()
 
 
 def main():

@@ -54,6 +54,7 @@ class Probe:
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.node import Node
         from rclpy.parameter import Parameter
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, JointState
 
         from hamster_ros import interfaces as topics
@@ -70,8 +71,11 @@ class Probe:
                          ("info", CameraInfo, args.info_topic), ("state", self.franka_msg.FrankaRobotState,
                                                                   args.state_topic),
                          ("joints", JointState, args.joint_states_topic))
+        # Best effort like the publishers' sensor QoS, but a deep queue: a probe starved of CPU for a moment must
+        # not count the messages it had no time to take as missing.
+        deep = QoSProfile(depth=500, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
         for key, msg_type, topic in subscriptions:
-            self.node.create_subscription(msg_type, topic, lambda m, key=key: self._record(key, m), topics.SENSOR)
+            self.node.create_subscription(msg_type, topic, lambda m, key=key: self._record(key, m), deep)
         self.equilibrium_topic = args.equilibrium_topic
         self.equilibrium_pub = self.node.create_publisher(PoseStamped, args.equilibrium_topic, topics.COMMAND)
         self.PoseStamped = PoseStamped

@@ -142,8 +142,16 @@ def main(argv=None):
         specs = graph_from_arguments(args)
     except ValueError as error:
         parser.error(str(error))
+    env = ros_environment()
+    if args.robot == "franka":
+        from hamster_ros.franka_standin import MISSING_MESSAGE, franka_msgs_available
+        if args.franka_sim:  # the simulator behind the franka interface: the test stand-in where franka_msgs is missing
+            from hamster_ros.demo import franka_environment
+            env = franka_environment(env)
+        elif not franka_msgs_available():
+            parser.error(MISSING_MESSAGE)
     stop_on_signals()
-    runner = GraphRunner(specs, args.log_dir)
+    runner = GraphRunner(specs, args.log_dir, env)
     with runner:
         print(f"started {', '.join(f'{name} (pid {p.pid})' for name, p in runner.processes.items())}; "
               f"ROS_DOMAIN_ID={runner.env['ROS_DOMAIN_ID']}, logs in {args.log_dir}; Ctrl-C stops them", flush=True)

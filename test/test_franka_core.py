@@ -265,5 +265,7 @@ def test_the_readmes_calibration_commands_run(tmp_path):
     calibration = load_calibration(out)
     assert calibration.base_frame == "fr3_link0" and (calibration.image_width, calibration.image_height) == (640, 480)
     # camera_link result -> optical frame: the optical axis is the link's x axis
-    link = Pose([1.12, 0.05, 0.78], [0.02, 0.38, -0.01, 0.92]).matrix()
+    link = Pose([1.12, 0.05, 0.78], [-0.3007, 0.0, 0.9537, 0.0]).matrix()
     np.testing.assert_allclose(calibration.base_from_camera[:3, 2], link[:3, 0], atol=1e-6)
+    view = calibration.base_from_camera[:3, 2]
+    assert view[0] < -0.7 and view[2] < -0.5, "the README's example camera looks back at the robot and down"

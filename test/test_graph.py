@@ -214,3 +214,12 @@ def test_realsense_include_publishes_where_the_franka_remaps_look():
         realsense_launch_arguments(fps=0)
     source = (ROOT / "launch" / "realsense.launch.py").read_text()
     assert "realsense_launch_arguments(" in source and "rs_launch.py" in source
+
+
+def test_hamster_run_on_a_real_franka_without_franka_msgs_says_what_to_install():
+    import subprocess
+    import sys
+    process = subprocess.run([sys.executable, "-m", "hamster_ros.runner", "--robot", "franka", "--vlm-backend",
+                              "openai", "--perception-backend", "pipeline", "--calibration",
+                              str(CONFIG_DIR / "calibration_sim.yaml")], capture_output=True, text=True, timeout=60)
+    assert process.returncode == 2 and "franka_msgs is not importable: install franka_ros2" in process.stderr
