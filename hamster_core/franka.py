@@ -249,6 +249,9 @@ class GripperGoals:
     def busy(self) -> bool:
         return self._current is not None
 
+    def is_current(self, goal_id: int) -> bool:
+        return self._current is not None and self._current[0] == goal_id
+
     def start(self, request: GripperRequest, now: float) -> tuple[int, GripperResult | None]:
         """A new goal id, and the preempted goal's result if one was in flight."""
         preempted = None

@@ -269,8 +269,12 @@ class FrankaBridge(Node):
                 self._report(result)
             return
         with self._lock:
-            if self.gripper_goals.busy:
+            current = self.gripper_goals.is_current(goal_id)
+            if current:
                 self._goal_handles[goal_id] = handle
+        if not current:  # preempted or timed out before the gripper accepted it: it must not run on
+            handle.cancel_goal_async()
+            return
         handle.get_result_async().add_done_callback(lambda f, goal_id=goal_id: self._on_result(goal_id, f))
 
     def _on_result(self, goal_id: int, future):

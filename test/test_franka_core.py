@@ -99,10 +99,11 @@ def test_target_limits_validate(field, value):
 def test_gripper_goal_results_timeouts_and_preemption():
     goals = GripperGoals(timeout_sec=2.0)
     first, preempted = goals.start(GripperRequest(GripperAction.GRASP, 0.05, 0.05, 20.0, 0.03, 0.03), 0.0)
-    assert preempted is None and goals.busy
+    assert preempted is None and goals.busy and goals.is_current(first)
     assert goals.expired(1.9) is None
     second, preempted = goals.start(GripperRequest(GripperAction.MOVE, 0.08, 0.05), 1.0)
     assert preempted.action == "grasp" and not preempted.success and "preempted" in preempted.error
+    assert goals.is_current(second) and not goals.is_current(first)
     assert goals.finish(first, True, "", 1.1) is None, "a preempted goal's late result is not reported twice"
     goal_id, result = goals.expired(3.01)
     assert goal_id == second and not result.success and "no result within 2 s" in result.error
