@@ -56,8 +56,8 @@ def checkpoint(tmp_path_factory):
 
 def test_evaluation_is_deterministic_under_a_seed(checkpoint):
     models = [ModelSpec("tiny", "rvt2", checkpoint)]
-    first = evaluate(models, ["base"], 1, 1000, timeout_sec=8.0, max_keyframes=3, progress=False)
-    second = evaluate(models, ["base"], 1, 1000, timeout_sec=8.0, max_keyframes=3, progress=False)
+    first = evaluate(models, ["base"], 1, 1000, timeout_sec=6.0, max_keyframes=2, progress=False)
+    second = evaluate(models, ["base"], 1, 1000, timeout_sec=6.0, max_keyframes=2, progress=False)
     a, b = first["results"]["tiny"]["base"], second["results"]["tiny"]["base"]
     assert a["episode_results"] == b["episode_results"]
     record = a["episode_results"][0]
@@ -68,7 +68,7 @@ def test_evaluation_is_deterministic_under_a_seed(checkpoint):
 
 def test_eval_command_writes_results_and_a_plot(checkpoint, tmp_path):
     code = main(["--model", f"tiny={'rvt2'}:{checkpoint}", "--model", "follower=path_follower", "--sets", "base",
-                 "camera_shift", "--episodes", "1", "--seed", "1001", "--timeout", "25", "--max-keyframes", "2",
+                 "camera_shift", "--episodes", "1", "--seed", "1001", "--timeout", "25", "--max-keyframes", "1",
                  "--out", str(tmp_path), "--no-progress"])
     assert code == 0
     report = json.loads((tmp_path / "results.json").read_text())
