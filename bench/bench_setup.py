@@ -22,10 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def timed_setup(venv: Path) -> float:
     start = time.monotonic()
     # The set-up script runs the venv's own python; this process's ROS bootstrap variables must not leak in.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("_ROS_WHEELS")}
+    # The venv's bootstrap put its library folders on LD_LIBRARY_PATH: a shell that never ran it has neither.
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("_ROS_WHEELS") and not (key == "LD_LIBRARY_PATH" and sys.prefix in value)}
     env["HAMSTER_VENV"] = str(venv)
-    subprocess.run(["bash", str(ROOT / "tools" / "setup.sh")], env=env, check=True, capture_output=True,
-                   text=True, timeout=1800)
+    run = subprocess.run(["bash", str(ROOT / "tools" / "setup.sh")], env=env, capture_output=True, text=True,
+                         timeout=1800)
+    if run.returncode != 0:
+        raise SystemExit(f"tools/setup.sh failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
     return round(time.monotonic() - start, 2)
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["bench_setup.py", "bench_conversions.py", "bench_sim.py", "bench_vlm.py", "bench_perception.py", "bench_episode.py"]
+SCRIPTS = ["bench_setup.py", "bench_conversions.py", "bench_executor.py", "bench_sim.py", "bench_vlm.py", "bench_perception.py", "bench_episode.py"]
 
 
 def main():

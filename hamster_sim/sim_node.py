@@ -27,7 +27,6 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import Header, String
@@ -40,7 +39,7 @@ from hamster_ros import interfaces as topics
 from hamster_ros.allocator import release_free_memory
 from hamster_ros.conversions import (camera_info_to_msg, numpy_to_image, numpy_to_pointcloud2, pose_from_msg,
                                      pose_to_msg, seconds_to_stamp)
-from hamster_ros.node_main import declare, run_node
+from hamster_ros.node_main import RuntimeNode, declare, run_node
 from hamster_sim.ground_truth import encode_scene_payload
 from hamster_sim.scene import SceneConfig, sample_scene
 from hamster_sim.world import FrankaWorld
@@ -65,7 +64,7 @@ class Every:
         return True
 
 
-class SimNode(Node):
+class SimNode(RuntimeNode):
     def __init__(self):
         super().__init__("sim_node")
         seed = declare(self, "seed", 0, "Seed of the first scene (reset picks new ones).")

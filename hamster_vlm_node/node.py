@@ -18,7 +18,6 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -30,7 +29,7 @@ from hamster_ros import interfaces as topics
 from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_rgb, numpy_to_image,
                                      masks_from_msg, masks_to_msg, path_to_msg, pose_from_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
-from hamster_ros.node_main import declare, run_node
+from hamster_ros.node_main import RuntimeNode, declare, run_node
 from hamster_vlm_node.backends import VlmRequest
 from hamster_vlm_node.grounding import GROUNDING_PARAMETERS, Grounder
 from hamster_vlm_node.target_motion import TargetMotion
@@ -40,7 +39,7 @@ from hamster_vlm_node.planner import PLANNER_PARAMETERS, PlanError, backend_para
 MODES = ("path", "masks", "both")
 
 
-class VlmNode(Node):
+class VlmNode(RuntimeNode):
     def __init__(self):
         super().__init__("hamster_vlm_node")
         backend_name = declare(self, "backend", "oracle", "VLM backend, by registered name.")

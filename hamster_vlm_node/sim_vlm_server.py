@@ -17,14 +17,13 @@ from urllib.parse import urlsplit
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import String
 
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import camera_from_msg, pose_from_msg
 from hamster_ros.latest import LatestMessages
-from hamster_ros.node_main import declare, run_node
+from hamster_ros.node_main import RuntimeNode, declare, run_node
 from hamster_vlm_node.backends.base import VlmError, VlmRequest
 from hamster_vlm_node.backends.oracle import OracleBackend
 from hamster_vlm_node.chat_server import ChatRequest, ChatServer, ChatServerError
@@ -32,7 +31,7 @@ from hamster_vlm_node.chat_server import ChatRequest, ChatServer, ChatServerErro
 NODE_NAME = "sim_vlm_server"
 
 
-class SimVlmServer(Node):
+class SimVlmServer(RuntimeNode):
     def __init__(self):
         super().__init__(NODE_NAME)
         host = declare(self, "host", "127.0.0.1", "Address to listen on.")

@@ -21,7 +21,7 @@ from hamster_ros import interfaces as topics
 from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_numpy, image_to_rgb, masks_to_msg,
                                      numpy_to_image, numpy_to_pointcloud2, pose_from_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
-from hamster_ros.node_main import declare, run_node
+from hamster_ros.node_main import RuntimeNode, declare, run_node
 from perception_node.backends import PERCEPTION_BACKENDS, PerceptionFrame
 from perception_node.pipeline import annotate, masked_points
 
@@ -66,7 +66,7 @@ def declare_pipeline(node: Node) -> dict:
     )
 
 
-class PerceptionNode(Node):
+class PerceptionNode(RuntimeNode):
     def __init__(self):
         super().__init__("perception_node")
         backend_name = declare(self, "backend", "sim_ground_truth", "Perception backend, by registered name.")

@@ -22,7 +22,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
-from rclpy.node import Node
+from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
@@ -39,7 +39,7 @@ from hamster_ros import interfaces as topics, realtime
 from hamster_ros.conversions import (ConversionError, camera_from_msg, masks_from_msg, path_from_msg,
                                      pointcloud2_to_numpy, pose_from_msg, pose_to_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
-from hamster_ros.node_main import declare, run_node
+from hamster_ros.node_main import RuntimeNode, declare, run_node
 
 
 # Wall time without any advance of the ROS clock before the robot state counts as stale (a stopped /clock). Longer
@@ -47,7 +47,7 @@ from hamster_ros.node_main import declare, run_node
 CLOCK_TIMEOUT_SEC = 0.5
 
 
-class PolicyNode(Node):
+class PolicyNode(RuntimeNode):
     def __init__(self):
         super().__init__("policy_node")
         self.policy_name = declare(self, "policy", "path_follower", "Low-level policy, by registered name.")
@@ -57,7 +57,16 @@ class PolicyNode(Node):
         rate_hz = declare(self, "rate_hz", 100.0, "Cartesian target stream rate.")
         self.control_priority = realtime.check_priority(declare(
             self, "control_thread_priority", 0, "SCHED_FIFO priority (1-99) of the target stream's thread; 0 = "
-            "normal scheduling. Needs rtprio rights (e.g. the realtime group of a Franka control PC)."))
+            "normal scheduling. Needs rtprio rights (e.g. the realtime group of a Franka control PC)."),
+            "control_thread_priority")
+        self.executor_priority = realtime.check_priority(declare(
+            self, "executor_thread_priority", 0, "SCHED_FIFO priority (1-99) of the thread that spins this node's "
+            "executor (message callbacks), below control_thread_priority; 0 = normal. A callback thread preempted "
+            "while it holds the GIL stalls the stream. The episode's own thread always runs normally."),
+            "executor_thread_priority")
+        if self.executor_priority and self.executor_priority >= self.control_priority:
+            raise ValueError(f"executor_thread_priority ({self.executor_priority}) must be below "
+                             f"control_thread_priority ({self.control_priority})")
         realtime.set_gil_switch_interval(declare(
             self, "gil_switch_interval_sec", 0.0001, "Longest a thread running Python keeps the GIL while the "
             "stream thread waits for it (CPython's default: 0.005)."))
@@ -147,6 +156,7 @@ class PolicyNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, topics.MARKERS, topics.LATCHED)
         self._plan_markers = None
         self.create_service(Trigger, topics.STOP, self._on_stop, callback_group=inputs)
+        self._episode_finished = self.create_guard_condition(lambda: None)
         self._action = ActionServer(self, RunEpisode, topics.RUN_EPISODE, self._run_episode,
                                     goal_callback=self._accept_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
                                     callback_group=ReentrantCallbackGroup())
@@ -157,6 +167,11 @@ class PolicyNode(Node):
         self._running = True
         self._control_thread = threading.Thread(target=self._control_loop, name="control", daemon=True)
         self._control_thread.start()
+        # Last, so no thread started above inherits it: this constructor runs on the thread that then spins the
+        # executor (hamster_ros.node_main.run_node).
+        refused = realtime.make_current_thread_realtime(self.executor_priority)
+        if refused:
+            self.get_logger().warning(f"executor_thread_priority={self.executor_priority} not granted ({refused})")
         self.create_timer(1.0, self._publish_status, callback_group=inputs)
         self.create_timer(0.5, self._publish_target_marker, callback_group=inputs)
         self.get_logger().info(f"policy={self.policy_name} rate={rate_hz} Hz workspace={limits.workspace_min}.."
@@ -380,7 +395,24 @@ class PolicyNode(Node):
             self._episode_active = True
         return GoalResponse.ACCEPT
 
-    def _run_episode(self, goal_handle):
+    async def _run_episode(self, goal_handle):
+        """The episode runs on a thread of its own and this task awaits it: the node spins a single-threaded
+        executor, which must never block (rclpy's multi-threaded one cost ~10x more CPU per message, all of it
+        holding the GIL the target stream needs)."""
+        finished = Future()
+
+        def run():
+            realtime.make_current_thread_normal()  # the policy never computes at the executor's priority
+            try:
+                finished.set_result(self._run_episode_blocking(goal_handle))
+            except BaseException as error:  # noqa: B036 - handed to the awaiting task, which re-raises it
+                finished.set_exception(error)
+            self._episode_finished.trigger()  # wake the executor so it resumes this task now
+
+        threading.Thread(target=run, name="episode", daemon=True).start()
+        return await finished
+
+    def _run_episode_blocking(self, goal_handle):
         try:
             success, message = self._episode(goal_handle)
         except Exception as error:  # the node must stay up and the arm hold whatever went wrong
@@ -555,7 +587,7 @@ class PolicyNode(Node):
 
 
 def main():
-    run_node(PolicyNode)
+    run_node(PolicyNode, threads=1)  # the episode has its own thread (_run_episode)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,17 @@ def test_fifo_applies_to_the_calling_thread_only_or_says_why_not():
     else:  # no rtprio rights here: the reason is reported and nothing changed
         assert "Error" in seen["refused"] and seen["policy"] == os.SCHED_OTHER
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the test's own thread was never touched
+
+
+def test_a_thread_can_drop_back_to_normal_scheduling():
+    seen = {}
+
+    def episode_thread():
+        realtime.make_current_thread_realtime(5)
+        realtime.make_current_thread_normal()
+        seen["policy"] = os.sched_getscheduler(0)
+
+    thread = threading.Thread(target=episode_thread)
+    thread.start()
+    thread.join()
+    assert seen["policy"] == os.sched_getscheduler(0) == os.SCHED_OTHER
