@@ -36,9 +36,10 @@ from hamster_core.timing import IntervalStats
 from hamster_msgs.action import RunEpisode
 from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
 from hamster_ros import interfaces as topics, realtime
-from hamster_ros.conversions import (ConversionError, camera_from_msg, masks_from_msg, path_from_msg,
-                                     pointcloud2_to_numpy, pose_from_msg, pose_to_msg, stamp_to_seconds)
+from hamster_ros.conversions import (ConversionError, masks_from_msg, path_from_msg, pose_from_msg, pose_to_msg,
+                                     stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
+from hamster_ros.observation import observation_from_messages
 from hamster_ros.node_main import RuntimeNode, declare, run_node
 
 
@@ -571,19 +572,17 @@ class PolicyNode(RuntimeNode):
                 masks = {}
         if not masks and now - episode_start < self.mask_wait:
             return None, "grounding masks"
-        try:
-            points, colors = pointcloud2_to_numpy(cloud_msg)
-            camera = None
-            if info is not None and camera_pose_msg is not None:
-                camera = camera_from_msg(info, pose_from_msg(camera_pose_msg).matrix())
+        try:  # the one messages -> Observation conversion, shared with the demonstration loader
+            observation = observation_from_messages(instruction=instruction, cloud=cloud_msg, tcp_pose=ee_pose,
+                                                    gripper_width=width, camera_info=info,
+                                                    camera_pose=camera_pose_msg)
         except (ConversionError, ValueError) as error:
             self.get_logger().error(f"ignoring invalid input: {error}", throttle_duration_sec=5.0)
             return None, "valid camera and point cloud"
-        if len(points) == 0:
+        if len(observation.points) == 0:
             return None, "a point cloud with finite points"
-        return Observation(stamp=stamp_to_seconds(cloud_msg.header.stamp), instruction=instruction,
-                           tcp_pose=ee_pose, gripper_width=width, points=points, colors=colors, camera=camera,
-                           path=path, masks=masks), None
+        observation.path, observation.masks = path, masks   # parsed and checked above, with the same conversions
+        return observation, None
 
 
 def main():

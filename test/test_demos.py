@@ -144,3 +144,10 @@ def test_train_command_trains_on_the_bags_and_resumes(demo, tmp_path, capsys):
                  "--no-progress"]) == 0
     resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert resumed["steps"] == 3 and resumed["resumed_from"].endswith("checkpoint-000002")
+
+
+def test_policy_node_builds_its_observation_with_the_shared_conversion():
+    import inspect
+
+    from policy_node import node
+    assert "observation_from_messages(" in inspect.getsource(node.PolicyNode._observation)
