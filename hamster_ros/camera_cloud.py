@@ -13,7 +13,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -21,10 +20,10 @@ from hamster_core.calibration import CalibrationError, CloudProjector, depth_in_
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import (ConversionError, image_to_numpy, image_to_rgb, numpy_to_pointcloud2, pose_to_msg,
                                      stamp_to_seconds)
-from hamster_ros.node_main import declare, run_node
+from hamster_ros.node_main import RuntimeNode, declare, run_node
 
 
-class CameraCloud(Node):
+class CameraCloud(RuntimeNode):
     def __init__(self):
         super().__init__("camera_cloud")
         path = declare(self, "calibration_file", "", "Camera-to-base calibration YAML (hamster_core.calibration).")

@@ -26,20 +26,19 @@ import threading
 from geometry_msgs.msg import PoseStamped
 from rclpy.action import ActionClient
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, GripperResult,
                                  StreamGate, TargetLimits, interpret_state)
 from hamster_msgs.msg import GripperCommand
-from hamster_ros import interfaces as topics
+from hamster_ros import interfaces as topics, realtime
 from hamster_ros.conversions import pose_from_msg, stamp_to_seconds
 from hamster_ros.franka_standin import require_franka_msgs
-from hamster_ros.node_main import declare, run_node
+from hamster_ros.node_main import RuntimeNode, declare, run_node
 
 
-class FrankaBridge(Node):
+class FrankaBridge(RuntimeNode):
     def __init__(self):
         super().__init__("franka_bridge")
         try:
@@ -102,6 +101,14 @@ class FrankaBridge(Node):
         self.create_timer(1.0 / rate_hz, self._check, callback_group=stream)
         self.create_timer(0.5, self._publish_status, callback_group=group)
         self._publish_status()
+        # Targets are forwarded in a callback: its thread should not be preempted by other processes (it runs on
+        # the thread that then spins the executor, hamster_ros.node_main.run_node).
+        priority = realtime.check_priority(declare(
+            self, "executor_thread_priority", 0, "SCHED_FIFO priority (1-99) of the thread that forwards targets and "
+            "robot state; 0 = normal. Needs rtprio rights."), "executor_thread_priority")
+        refused = realtime.make_current_thread_realtime(priority)
+        if refused:
+            self.get_logger().warning(f"executor_thread_priority={priority} not granted ({refused})")
         self.get_logger().info(f"franka bridge: state {state_topic}, targets -> {equilibrium_topic}, gripper "
                                f"{gripper_ns}/{{move,grasp,homing}}; DISABLED until {topics.ROBOT_ENABLE} is called")
 
@@ -312,7 +319,7 @@ class FrankaBridge(Node):
 
 
 def main():
-    run_node(FrankaBridge)
+    run_node(FrankaBridge, threads=1)  # every callback returns at once (gripper goals are asynchronous)
 
 
 if __name__ == "__main__":
