@@ -133,6 +133,9 @@ class PolicyNode(RuntimeNode):
         self.latest.subscribe("vlm_status", String, topics.VLM_STATUS, topics.LATCHED)
         # robot:=franka: the adapter's gate and gripper results (hamster_ros.franka_bridge).
         self._robot_status: dict = {}
+        self._halt_count = 0                                     # halts the adapter has reported (status halt_count)
+        self._last_halt: tuple[float, str] | None = None         # (ROS time seen, reason) of the newest one
+        self._episode_thread: threading.Thread | None = None
         self._gripper_failure: tuple[float, str] | None = None   # (ROS time received, message)
         self.create_subscription(String, topics.ROBOT_STATUS, self._on_robot_status, topics.LATCHED,
                                  callback_group=inputs)
@@ -166,13 +169,22 @@ class PolicyNode(RuntimeNode):
         # simulator's /clock runs slower or jitters. Motion and staleness are still measured in ROS time.
         self._control_period = 1.0 / rate_hz
         self._running = True
+        self._control_scheduled = threading.Event()   # set once the control thread asked for its priority
+        self._control_realtime = False
         self._control_thread = threading.Thread(target=self._control_loop, name="control", daemon=True)
         self._control_thread.start()
         # Last, so no thread started above inherits it: this constructor runs on the thread that then spins the
-        # executor (hamster_ros.node_main.run_node).
-        refused = realtime.make_current_thread_realtime(self.executor_priority)
-        if refused:
-            self.get_logger().warning(f"executor_thread_priority={self.executor_priority} not granted ({refused})")
+        # executor (hamster_ros.node_main.run_node). Only above a real-time stream thread: a real-time callback
+        # thread over a normal one would starve the stream (an rtprio limit between the two priorities).
+        self._control_scheduled.wait(timeout=2.0)
+        if self.executor_priority and not self._control_realtime:
+            self.get_logger().warning(f"executor_thread_priority={self.executor_priority} not applied: the stream "
+                                      "thread runs without real-time priority")
+        else:
+            refused = realtime.make_current_thread_realtime(self.executor_priority)
+            if refused:
+                self.get_logger().warning(f"executor_thread_priority={self.executor_priority} not granted "
+                                          f"({refused})")
         self.create_timer(1.0, self._publish_status, callback_group=inputs)
         self.create_timer(0.5, self._publish_target_marker, callback_group=inputs)
         self.get_logger().info(f"policy={self.policy_name} rate={rate_hz} Hz workspace={limits.workspace_min}.."
@@ -220,12 +232,32 @@ class PolicyNode(RuntimeNode):
         try:
             status = json.loads(msg.data)
             halted = status.get("gate") == "halted"
-        except (ValueError, AttributeError):
+            halt_count = int(status.get("halt_count", 0))
+        except (ValueError, TypeError, AttributeError):
             return
         self._robot_status = status
-        if halted:  # the adapter already sends nothing; hold here too, so nothing moves on when it resumes
-            with self._executor_lock:
-                self.executor_core.stop()
+        # A halt followed at once by a re-enable shows only in the count (the latched status keeps one message).
+        new_halt = halt_count > self._halt_count
+        self._halt_count = max(self._halt_count, halt_count)
+        if new_halt:
+            reason = status.get("halt_reason") or status.get("reason")
+            self._last_halt = (self._now(), f"robot halted: {reason}")
+        if halted or new_halt:  # the adapter already sends nothing; hold here too, so nothing moves on after
+            self._hold_at_measured_pose()
+
+    def _hold_at_measured_pose(self):
+        """Stop, holding where the arm is rather than the last target: after a reflex the last target can lie
+        inside what the arm ran into, and the next episode would begin by pulling toward it."""
+        with self._lock:
+            measured, stamp = self._ee_pose, self._ee_stamp
+        now = self._now()
+        with self._executor_lock:
+            if measured is not None and now - stamp <= self.executor_core.stale_after_sec:
+                try:
+                    self.executor_core.start(measured, now)
+                except ValueError:
+                    pass  # outside the workspace: the executor sends nothing from there anyway
+            self.executor_core.stop()
 
     def _on_gripper_result(self, msg):
         try:
@@ -247,10 +279,15 @@ class PolicyNode(RuntimeNode):
     # -- control tick ---------------------------------------------------------------------------------
     def close(self):
         self._running = False
+        self._stop_requested.set()  # an episode still running ends at its next check
         self._control_thread.join(timeout=1.0)
+        if self._episode_thread is not None:
+            self._episode_thread.join(timeout=2.0)
 
     def _control_loop(self):
         refused = realtime.make_current_thread_realtime(self.control_priority)
+        self._control_realtime = bool(self.control_priority) and refused is None
+        self._control_scheduled.set()
         if refused:
             self.get_logger().warning(f"control_thread_priority={self.control_priority} not granted ({refused}); "
                                       "the stream runs with normal scheduling")
@@ -394,6 +431,12 @@ class PolicyNode(RuntimeNode):
                 self.get_logger().error("rejecting episode: another one is running")
                 return GoalResponse.REJECT
             self._episode_active = True
+            self._clock_jump = None
+        # Cleared here, on the executor thread that also runs _on_stop: a stop that arrives right after the
+        # goal was accepted, before the episode's thread starts, stays in force.
+        self._stop_requested.clear()
+        with self._executor_lock:
+            self.executor_core.clear_stop()
         return GoalResponse.ACCEPT
 
     async def _run_episode(self, goal_handle):
@@ -408,9 +451,13 @@ class PolicyNode(RuntimeNode):
                 finished.set_result(self._run_episode_blocking(goal_handle))
             except BaseException as error:  # noqa: B036 - handed to the awaiting task, which re-raises it
                 finished.set_exception(error)
-            self._episode_finished.trigger()  # wake the executor so it resumes this task now
+            try:
+                self._episode_finished.trigger()  # wake the executor so it resumes this task now
+            except Exception:  # noqa: BLE001 - the node is shutting down: nothing is waiting any more
+                pass
 
-        threading.Thread(target=run, name="episode", daemon=True).start()
+        self._episode_thread = threading.Thread(target=run, name="episode", daemon=True)
+        self._episode_thread.start()
         return await finished
 
     def _run_episode_blocking(self, goal_handle):
@@ -450,11 +497,6 @@ class PolicyNode(RuntimeNode):
         instruction = goal_handle.request.instruction.strip()
         timeout = goal_handle.request.timeout_sec or self.episode_timeout
         self._episode_start = start = self._now()
-        self._stop_requested.clear()
-        with self._lock:
-            self._clock_jump = None
-        with self._executor_lock:
-            self.executor_core.clear_stop()
         self.policy.reset()
         self.get_logger().info(f"episode: {instruction!r} (timeout {timeout:.0f} s)")
         self.instruction_pub.publish(String(data=instruction))
@@ -468,6 +510,8 @@ class PolicyNode(RuntimeNode):
                 return self._clock_jump
             if self._robot_status.get("gate") == "halted":
                 return f"robot halted: {self._robot_status.get('reason')}"
+            if self._last_halt is not None and self._last_halt[0] >= start:  # halted and re-enabled since
+                return self._last_halt[1]
             if self._gripper_failure is not None and self._gripper_failure[0] >= start:
                 return self._gripper_failure[1]
             vlm_failure = self._vlm_failure(instruction, start)

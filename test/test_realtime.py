@@ -1,5 +1,6 @@
 """Scheduling of the target stream's thread (hamster_ros.realtime)."""
 import os
+import subprocess
 import sys
 import threading
 
@@ -63,3 +64,14 @@ def test_a_thread_can_drop_back_to_normal_scheduling():
     thread.start()
     thread.join()
     assert seen["policy"] == os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+def test_policy_node_refuses_an_executor_priority_not_below_the_stream_priority():
+    # The callback thread above (or level with) the stream thread would starve the stream.
+    from hamster_ros.runner import ros_environment
+    process = subprocess.run([sys.executable, "-m", "policy_node.node", "--ros-args",
+                              "-p", "control_thread_priority:=20", "-p", "executor_thread_priority:=20"],
+                             env=ros_environment(int(os.environ["ROS_DOMAIN_ID"])), capture_output=True, text=True,
+                             timeout=120)
+    assert process.returncode == 2
+    assert "executor_thread_priority (20) must be below control_thread_priority (20)" in process.stderr
