@@ -32,3 +32,10 @@ for mode in $RVT2_MODES; do MODELS+=(--model "rvt2_$mode=rvt2:$RUNS/train/rvt2_$
 for mode in $DDA_MODES; do MODELS+=(--model "3dda_$mode=3dda:$RUNS/train/3dda_$mode/final"); done
 # Episode seeds from 1000: demonstrations used base seeds 0-59, so every evaluated scene is new.
 "$BIN/hamster-eval-sim" "${MODELS[@]}" --sets $SETS --episodes "$EPISODES" --seed 1000 --out "$RUNS/eval"
+
+# rvt2 with RVT-2's coarse-to-fine stage (finer grasp positions), path channels; evaluated on the same scenes.
+[ -f "$RUNS/train/rvt2_c2f_path_channels/final/model.safetensors" ] || \
+  "$BIN/hamster-train" config/train_rvt2_c2f.yaml --data "$RUNS/demos_base" \
+    --out "$RUNS/train/rvt2_c2f_path_channels" --conditioning path_channels --steps 1500
+"$BIN/hamster-eval-sim" --model "rvt2_c2f_path_channels=rvt2:$RUNS/train/rvt2_c2f_path_channels/final" \
+  --sets $SETS --episodes "$EPISODES" --seed 1000 --out "$RUNS/eval_c2f"

@@ -120,7 +120,7 @@ def plot(report: dict, path: Path) -> Path:
 
     sets, models = report["sets"], list(report["models"])
     width = 0.8 / len(models)
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.3 * len(sets) * max(1, len(models)) / 2), 4.0))
+    figure, axes = plt.subplots(figsize=(min(16.0, max(6.0, 0.3 * len(sets) * (len(models) + 1))), 4.5))
     for k, model in enumerate(models):
         rates = [report["results"][model][s]["success_rate"] for s in sets]
         x = np.arange(len(sets)) + (k - (len(models) - 1) / 2) * width
@@ -131,10 +131,10 @@ def plot(report: dict, path: Path) -> Path:
                                                                      bar.get_height()),
                           ha="center", va="bottom", fontsize=7)
     axes.set_xticks(np.arange(len(sets)), sets, rotation=20)
-    axes.set_ylim(0, 1.1)
+    axes.set_ylim(0, 1.4)
     axes.set_ylabel("success rate")
     axes.set_title(f"closed-loop success, {report['episodes']} episodes per set (seed {report['seed']})")
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=7, ncol=3, loc="upper center")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
