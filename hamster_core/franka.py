@@ -47,8 +47,21 @@ def mode_name(mode: int) -> str:
         return f"unknown({int(mode)})"
 
 
-def interpret_state(mode: int, errors: dict[str, bool]) -> RobotHealth:
-    """Robot mode + franka_msgs/Errors flags (name -> bool) -> whether the stream may run, and why not."""
+def interpret_state(mode: int, errors: dict[str, bool], pose_error: str = "") -> RobotHealth:
+    """Robot mode + franka_msgs/Errors flags (name -> bool) -> whether the stream may run, and why not.
+
+    `pose_error`: why the state's measured pose (o_t_ee) is unusable ("" when it is fine). The mode and errors
+    are interpreted first (a reflex in the same message is named first); an unusable pose alone also stops the
+    stream: targets cannot be judged against it."""
+    health = _interpret_mode(mode, errors)
+    if not pose_error:
+        return health
+    reason = f"{health.reason}; " if not health.ok else ""
+    return RobotHealth(False, health.mode, f"{reason}the robot state has an invalid o_t_ee: {pose_error}",
+                       health.errors)
+
+
+def _interpret_mode(mode: int, errors: dict[str, bool]) -> RobotHealth:
     active = tuple(sorted(name for name, value in errors.items() if value))
     name = mode_name(mode)
     if int(mode) not in [int(m) for m in STREAMING_MODES]:
@@ -69,6 +82,10 @@ def interpret_state(mode: int, errors: dict[str, bool]) -> RobotHealth:
 # A forwarded step may cover this many nominal periods of motion at the speed limits: a target lost on the way
 # (keep-last-1 QoS) or a burst must not stop the stream, while a jump (a bug, a bad re-seed) still cannot pass.
 STEP_PERIODS = 5
+# A target this close to the measured pose (both position and orientation) commands no motion: it may pass the
+# step/turn check however far the previous target was (the executor re-seeding onto where the arm is).
+NEAR_MEASURED_M = 1e-3
+NEAR_MEASURED_RAD = 1e-2
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,7 @@ class TargetLimits:
     max_linear_speed: float           # m/s between consecutive forwarded targets
     max_angular_speed: float          # rad/s
     max_deviation: float              # m between a target and the measured pose (the impedance spring's stretch)
+    max_angular_deviation: float = 0.3  # rad between a target's orientation and the measured one (every target)
     rate_hz: float = 100.0            # nominal target rate: a step may cover STEP_PERIODS of them
 
     def __post_init__(self):
@@ -89,16 +107,20 @@ class TargetLimits:
                 or np.any(low >= high):
             raise ValueError(f"workspace must be two 3-vectors with min < max, got {self.workspace_min}, "
                              f"{self.workspace_max}")
-        for name in ("max_linear_speed", "max_angular_speed", "max_deviation", "rate_hz"):
+        for name in ("max_linear_speed", "max_angular_speed", "max_deviation", "max_angular_deviation", "rate_hz"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                    and value > 0):
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.max_angular_deviation > math.pi:
+            raise ValueError(f"max_angular_deviation must be at most pi rad, got {self.max_angular_deviation!r}")
         object.__setattr__(self, "workspace_min", tuple(float(v) for v in low))
         object.__setattr__(self, "workspace_max", tuple(float(v) for v in high))
 
     def check(self, target: Pose, measured: Pose, last: Pose | None, dt: float | None) -> str | None:
         """Why `target` must not be forwarded, or None. `last`/`dt`: the previous forwarded target and the
-        time since it (None for the first)."""
+        time since it (the adapter seeds them with the measured pose and the enable time, so the first target
+        after an enable is step-limited from where the arm is; None skips the step check)."""
         position = np.asarray(target.position)
         if not (np.all(np.isfinite(position)) and np.all(np.isfinite(target.orientation))):
             return "the target is not finite"
@@ -109,10 +131,15 @@ class TargetLimits:
         deviation = float(np.linalg.norm(position - measured.position))
         if deviation > self.max_deviation:
             return f"the target is {deviation:.3f} m from the measured pose (max_deviation {self.max_deviation:g})"
+        angular_deviation = quaternion_angle(target.orientation, measured.orientation)
+        if angular_deviation > self.max_angular_deviation:
+            return (f"the target is turned {angular_deviation:.3f} rad from the measured pose "
+                    f"(max_angular_deviation {self.max_angular_deviation:g})")
         if last is not None and dt is not None:
             motion_time = max(dt, STEP_PERIODS / self.rate_hz)
             step = float(np.linalg.norm(position - last.position))
-            near_measured = deviation <= 1e-3  # a re-seed onto where the arm is commands no motion
+            # a re-seed onto where the arm is (position and orientation) commands no motion
+            near_measured = deviation <= NEAR_MEASURED_M and angular_deviation <= NEAR_MEASURED_RAD
             if step > self.max_linear_speed * motion_time + 1e-6 and not near_measured:
                 return (f"the target moved {step:.4f} m in {dt:.3f} s (max_linear_speed "
                         f"{self.max_linear_speed:g} m/s)")
@@ -134,20 +161,30 @@ class StreamGate:
     nothing until an explicit enable); a bad or stale robot state or a stop halts it until the next enable."""
 
     stale_after_sec: float = 0.1
+    wall_stale_after_sec: float | None = None  # on the wall clock (None: stale_after_sec); see check_stale
     state: GateState = GateState.DISABLED
     reason: str = "not enabled yet: call the enable service"
     health: RobotHealth | None = None
     state_stamp: float | None = None  # stamp of the newest robot state (s)
     halted_at: float | None = None    # time halt() was called
     halt_stamp: float | None = None   # stamp of the robot state that caused the halt (None: not a state)
+    state_wall: float | None = None   # wall (monotonic) time the newest robot state was received
+    halt_count: int = 0               # halts since start, never reset: a reader that missed a short-lived
+    last_halt_reason: str = ""        #   "halted" (a quick re-enable) still sees the count go up
 
     def __post_init__(self):
         if not (math.isfinite(self.stale_after_sec) and self.stale_after_sec > 0):
             raise ValueError(f"stale_after_sec must be positive, got {self.stale_after_sec!r}")
+        if self.wall_stale_after_sec is None:
+            self.wall_stale_after_sec = self.stale_after_sec
+        if not (math.isfinite(self.wall_stale_after_sec) and self.wall_stale_after_sec > 0):
+            raise ValueError(f"wall_stale_after_sec must be positive, got {self.wall_stale_after_sec!r}")
 
-    def on_state(self, health: RobotHealth, stamp: float, now: float) -> bool:
-        """Record a robot state; returns True when it halted the stream now."""
+    def on_state(self, health: RobotHealth, stamp: float, now: float, wall: float | None = None) -> bool:
+        """Record a robot state (`wall`: its monotonic receive time); returns True when it halted the stream now."""
         self.health, self.state_stamp = health, stamp
+        if wall is not None:
+            self.state_wall = wall
         if not health.ok and self.state == GateState.STREAMING:
             self.halt(health.reason, now)
             self.halt_stamp = stamp
@@ -157,19 +194,40 @@ class StreamGate:
     def fresh(self, now: float) -> bool:
         return self.state_stamp is not None and -self.stale_after_sec <= now - self.state_stamp <= self.stale_after_sec
 
-    def check_stale(self, now: float) -> bool:
-        """Halt when streaming on a stale robot state; returns True when it halted now."""
-        if self.state == GateState.STREAMING and not self.fresh(now):
+    def wall_fresh(self, wall: float | None) -> bool:
+        """The newest state arrived within wall_stale_after_sec of `wall` (True when no wall time is tracked)."""
+        if wall is None or self.state_wall is None:
+            return True
+        return wall - self.state_wall <= self.wall_stale_after_sec
+
+    def _stale_reason(self, now: float, wall: float | None) -> str | None:
+        if not self.fresh(now):
             age = "no robot state" if self.state_stamp is None else f"the robot state is {now - self.state_stamp:.3f} s old"
-            self.halt(f"{age} (stale_after_sec {self.stale_after_sec:g})", now)
+            return f"{age} (stale_after_sec {self.stale_after_sec:g})"
+        if not self.wall_fresh(wall):
+            # With use_sim_time a stopped /clock stops ROS time too: the stamp check alone would never fire.
+            return (f"no robot state received for {wall - self.state_wall:.3f} s of wall time, the ROS clock may have "
+                    f"stopped (stale_after_sec {self.wall_stale_after_sec:g})")
+        return None
+
+    def check_stale(self, now: float, wall: float | None = None) -> bool:
+        """Halt when streaming on a stale robot state, on the ROS clock (`now`) or on the wall clock (`wall`,
+        monotonic, against the receive time of the newest state); returns True when it halted now."""
+        if self.state != GateState.STREAMING:
+            return False
+        reason = self._stale_reason(now, wall)
+        if reason is not None:
+            self.halt(reason, now)
             return True
         return False
 
-    def enable(self, now: float) -> tuple[bool, str]:
+    def enable(self, now: float, wall: float | None = None) -> tuple[bool, str]:
         if self.health is None or self.state_stamp is None:
             return False, "no robot state received yet"
         if not self.fresh(now):
             return False, f"the robot state is {now - self.state_stamp:.3f} s old"
+        if not self.wall_fresh(wall):
+            return False, f"no robot state received for {wall - self.state_wall:.3f} s of wall time"
         if not self.health.ok:
             return False, f"cannot enable: {self.health.reason}"
         self.state, self.reason, self.halted_at = GateState.STREAMING, "", None
@@ -180,6 +238,8 @@ class StreamGate:
 
     def halt(self, reason: str, now: float) -> None:
         self.state, self.reason, self.halted_at, self.halt_stamp = GateState.HALTED, reason, now, None
+        self.halt_count += 1
+        self.last_halt_reason = reason
 
     @property
     def open(self) -> bool:

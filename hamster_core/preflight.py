@@ -109,3 +109,52 @@ def format_table(checks: list[Check]) -> str:
     failed = [c.name for c in checks if c.passed is False]
     lines.append(f"PRE-FLIGHT {'FAILED: ' + '; '.join(failed) if failed else 'PASSED'}")
     return "\n".join(lines)
+
+
+# -- the controller nudge ----------------------------------------------------------------------------------
+NUDGE_STATE_PERIODS = 2.0      # the nudge starts from a robot state at most this many state periods old
+
+
+def nudge_blocker(checks: list[Check], state_topic: str) -> str | None:
+    """Why hamster-preflight must not move the arm (None: it may): the robot's mode/errors, and its state
+    stream's aliveness and recency, must all have passed (a failed or skipped row blocks the nudge)."""
+    required = ("robot: mode and errors", f"alive: {state_topic}", f"recent: {state_topic}")
+    rows = {c.name: c for c in checks}
+    problems = []
+    for name in required:
+        row = rows.get(name)
+        if row is None:
+            problems.append(f"'{name}' was not checked")
+        elif row.passed is not True:
+            problems.append(f"'{name}' {'failed' if row.passed is False else 'was skipped'} ({row.value})")
+    return None if not problems else "not nudged: " + "; ".join(problems)
+
+
+def nudge_start_problem(stamp_age: float, receive_age: float, state_hz: float,
+                        periods: float = NUDGE_STATE_PERIODS) -> str | None:
+    """Why the newest robot state is too old to start the nudge from (None: fresh enough). `stamp_age`: now minus
+    its header stamp on the probe's clock; `receive_age`: wall time since it arrived."""
+    limit = periods / state_hz
+    if not -0.005 <= stamp_age <= limit:
+        return f"not nudged: the newest robot state is stamped {stamp_age * 1000:.1f} ms ago (> {limit * 1000:.0f} ms)"
+    if receive_age > limit:
+        return f"not nudged: no robot state for {receive_age * 1000:.1f} ms (> {limit * 1000:.0f} ms)"
+    return None
+
+
+def nudge_ramp(start: Pose, goal_position, max_linear_speed: float, rate_hz: float,
+               workspace_min, workspace_max) -> list[Pose]:
+    """The targets from `start` to `goal_position` at max_linear_speed, one per 1/rate_hz, ending on the goal
+    (orientation held). Raises ValueError when the start or the goal is outside the workspace box."""
+    low, high = np.asarray(workspace_min, float), np.asarray(workspace_max, float)
+    goal = np.asarray(goal_position, dtype=float)
+    for what, point in (("the start", start.position), ("the goal", goal)):
+        if np.any(point < low - 1e-9) or np.any(point > high + 1e-9):
+            raise ValueError(f"not nudged: {what} {np.round(point, 3).tolist()} is outside the workspace "
+                             f"{low.tolist()}..{high.tolist()}")
+    if not (max_linear_speed > 0 and rate_hz > 0):
+        raise ValueError(f"max_linear_speed and rate_hz must be positive, got {max_linear_speed}, {rate_hz}")
+    distance = float(np.linalg.norm(goal - start.position))
+    steps = max(1, int(np.ceil(distance / (max_linear_speed / rate_hz) - 1e-9)))
+    return [Pose(start.position + (goal - start.position) * (i / steps), start.orientation)
+            for i in range(1, steps + 1)]

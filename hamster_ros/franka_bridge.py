@@ -11,9 +11,14 @@ fresh, healthy robot state; the policy node meanwhile holds the measured pose. A
 or a robot state older than stale_after_sec halts it at once (in the state callback, or at the next check of
 the control-rate timer), as does `/robot/stop` (std_srvs/Trigger) or `/robot/enable false`: nothing more
 reaches the controller, which holds its last equilibrium pose, until the next enable (gripper commands are
-refused then too; only `gripper.homing_on_start` homes before an enable). Targets outside the
-robot config's workspace, too far from the measured pose, or stepping faster than the speed limits are dropped
-(and counted in the status).
+refused then too; only `gripper.homing_on_start` homes before an enable). A state with an invalid o_t_ee halts
+as well (its mode and errors are read first), and so does no state for stale_after_wall_sec of wall time (a
+stopped /clock with use_sim_time freezes ROS time too). Every halt increments the status's `halt_count` (never
+reset; with `last_halt_reason`), so a reader that only sees the latched status after a quick re-enable still
+knows a halt happened. Targets outside the robot config's workspace, farther than max_deviation /
+max_angular_deviation from the measured pose, or stepping faster than the speed limits are dropped (and counted in
+the status); the first target after an enable is step-limited from the measured pose (an enable while streaming
+changes nothing). What reaches the controller is the pose that was checked (a unit quaternion).
 
 Where franka_msgs is not importable the node exits with what to install (hamster_ros.franka_standin).
 """
@@ -21,19 +26,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
+import time
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.action import ActionClient
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
 from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, GripperResult,
                                  StreamGate, TargetLimits, interpret_state)
 from hamster_msgs.msg import GripperCommand
 from hamster_ros import interfaces as topics, realtime
-from hamster_ros.conversions import pose_from_msg, stamp_to_seconds
+from hamster_ros.conversions import pose_from_msg, pose_to_msg, stamp_to_seconds
 from hamster_ros.franka_standin import require_franka_msgs
 from hamster_ros.node_main import RuntimeNode, declare, run_node
 
@@ -57,14 +64,19 @@ class FrankaBridge(RuntimeNode):
         gripper_ns = declare(self, "gripper_namespace", "/franka_gripper",
                              "franka_gripper's action namespace (<ns>/move, <ns>/grasp, <ns>/homing).").rstrip("/")
         rate_hz = declare(self, "rate_hz", 100.0, "Nominal target rate; the stale check runs at this rate.")
-        self.gate = StreamGate(stale_after_sec=declare(self, "stale_after_sec", 0.1,
-                                                       "Halt when the robot state is older than this (s)."))
+        stale_after = declare(self, "stale_after_sec", 0.1, "Halt when the robot state is older than this (s).")
+        wall_stale_after = declare(self, "stale_after_wall_sec", 0.0,
+                                   "Halt when no robot state arrived for this long on the wall clock (s), which "
+                                   "catches a stopped /clock with use_sim_time; 0 = stale_after_sec.")
+        self.gate = StreamGate(stale_after_sec=stale_after, wall_stale_after_sec=wall_stale_after or None)
         self.limits = TargetLimits(
             workspace_min=tuple(declare(self, "workspace_min", [0.30, -0.35, 0.05], "Workspace box min (m).")),
             workspace_max=tuple(declare(self, "workspace_max", [0.70, 0.35, 0.50], "Workspace box max (m).")),
             max_linear_speed=declare(self, "max_linear_speed", 0.10, "Max speed between forwarded targets (m/s)."),
             max_angular_speed=declare(self, "max_angular_speed", 0.5, "Max turn rate between targets (rad/s)."),
             max_deviation=declare(self, "max_deviation", 0.05, "Max distance of a target from the measured pose (m)."),
+            max_angular_deviation=declare(self, "max_angular_deviation", 0.3,
+                                          "Max angle between a target's orientation and the measured one (rad)."),
             rate_hz=rate_hz)
         self.gripper_goals = GripperGoals(timeout_sec=declare(self, "gripper.timeout_sec", 5.0,
                                                               "Fail a gripper goal without a result after this (s)."))
@@ -73,7 +85,7 @@ class FrankaBridge(RuntimeNode):
 
         self._lock = threading.RLock()
         self._measured = None
-        self._last_forwarded = None     # (pose, ROS time)
+        self._last_forwarded = None     # (pose, ROS time) of the previous target; None: none since the enable
         self._dropped = {}              # reason prefix -> count
         self._forwarded = 0
         self._goal_handles = {}         # goal id -> ClientGoalHandle
@@ -117,20 +129,25 @@ class FrankaBridge(RuntimeNode):
 
     # -- robot state ----------------------------------------------------------------------------------
     def _on_state(self, msg):
+        wall = time.monotonic()
         errors = {name: bool(getattr(msg.current_errors, name)) for name in self._error_fields}
-        health = interpret_state(msg.robot_mode, errors)
         stamp = stamp_to_seconds(msg.header.stamp)
         try:
-            pose = pose_from_msg(msg.o_t_ee)
+            pose, pose_error = pose_from_msg(msg.o_t_ee), ""
         except ValueError as error:
-            self.get_logger().error(f"ignoring a robot state with an invalid o_t_ee: {error}", throttle_duration_sec=1.0)
-            return
+            pose, pose_error = None, str(error)
+        # Mode and errors first: a reflex in a state whose pose is also invalid still halts, and names the reflex.
+        # An invalid pose halts too (while streaming) and keeps enable refused: no target can be judged on it.
+        health = interpret_state(msg.robot_mode, errors, pose_error)
         with self._lock:
             changed = self.gate.health is None or self.gate.health.ok != health.ok or self.gate.health.mode != health.mode
-            self._measured = pose
-            halted = self.gate.on_state(health, stamp, self._now())
-        pose_msg = PoseStamped(header=msg.header, pose=msg.o_t_ee.pose)
-        self.ee_pub.publish(pose_msg)
+            if pose is not None:
+                self._measured = pose
+            halted = self.gate.on_state(health, stamp, self._now(), wall)
+        if pose is not None:
+            self.ee_pub.publish(PoseStamped(header=msg.header, pose=msg.o_t_ee.pose))
+        else:
+            self.get_logger().error(f"a robot state with an invalid o_t_ee: {pose_error}", throttle_duration_sec=1.0)
         if halted:
             self.get_logger().error(f"halted: {self.gate.reason}")
         if halted or changed:
@@ -138,7 +155,7 @@ class FrankaBridge(RuntimeNode):
 
     def _check(self):
         with self._lock:
-            halted = self.gate.check_stale(self._now())
+            halted = self.gate.check_stale(self._now(), time.monotonic())
         if halted:
             self.get_logger().error(f"halted: {self.gate.reason}")
             self._publish_status()
@@ -159,16 +176,22 @@ class FrankaBridge(RuntimeNode):
         with self._lock:
             if not self.gate.open:
                 return  # disabled or halted: nothing reaches the controller
-            if self.gate.check_stale(now):
+            if self.gate.check_stale(now, time.monotonic()):
                 halted = True
             else:
                 halted = False
-                last, last_time = self._last_forwarded or (None, None)
-                reason = self.limits.check(target, self._measured, last, None if last_time is None else now - last_time)
+                if self._last_forwarded is None:
+                    # The first target since the enable: one step (STEP_PERIODS) from where the arm is now, however
+                    # long ago the enable was, and never a jump toward a target from before a halt.
+                    last, dt = self._measured, 0.0
+                else:
+                    last, last_time = self._last_forwarded
+                    dt = now - last_time
+                reason = self.limits.check(target, self._measured, last, dt)
                 if reason is None:
-                    out = PoseStamped(pose=msg.pose)
-                    out.header.frame_id = msg.header.frame_id
-                    out.header.stamp = self.get_clock().now().to_msg()
+                    # The pose that was checked (unit quaternion), not the message as it came.
+                    out = pose_to_msg(target, Header(frame_id=msg.header.frame_id,
+                                                     stamp=self.get_clock().now().to_msg()))
                     self.equilibrium_pub.publish(out)
                     self._last_forwarded = (target, now)
                     self._forwarded += 1
@@ -180,7 +203,8 @@ class FrankaBridge(RuntimeNode):
         self._drop(reason)
 
     def _drop(self, reason: str):
-        key = reason.split(" (")[0][:60]
+        # Counted by kind: the numbers left out, so the status's table stays bounded however many distinct values.
+        key = re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "N", reason.split(" (")[0])[:60]
         with self._lock:
             self._dropped[key] = self._dropped.get(key, 0) + 1
         self.get_logger().warning(f"target not forwarded: {reason}", throttle_duration_sec=1.0)
@@ -188,9 +212,14 @@ class FrankaBridge(RuntimeNode):
     def _on_enable(self, request, response):
         with self._lock:
             if request.data:
-                response.success, response.message = self.gate.enable(self._now())
-                if response.success:
+                was_streaming, now = self.gate.open, self._now()
+                response.success, response.message = self.gate.enable(now, time.monotonic())
+                if response.success and not was_streaming:
+                    # The first target after this enable is step-limited from the measured pose (see _on_target),
+                    # not from a target before the halt; an enable while streaming changes nothing.
                     self._last_forwarded = None
+                elif response.success:
+                    response.message += " (already streaming: the step limit goes on from the last target)"
             else:
                 self.gate.halt("disabled by request (/robot/enable false)", self._now())
                 response.success, response.message = True, "halted: nothing is sent to the controller"
@@ -218,7 +247,9 @@ class FrankaBridge(RuntimeNode):
                       "mode": health.mode if health else None, "ok": bool(health and health.ok),
                       "errors": list(health.errors) if health else [],
                       "state_age": None if self.gate.state_stamp is None else round(now - self.gate.state_stamp, 4),
-                      "halted_at": self.gate.halted_at, "halt_state_stamp": self.gate.halt_stamp, "stamp": now, "forwarded": self._forwarded,
+                      "halted_at": self.gate.halted_at, "halt_state_stamp": self.gate.halt_stamp,
+                      "halt_count": self.gate.halt_count, "last_halt_reason": self.gate.last_halt_reason,
+                      "stamp": now, "forwarded": self._forwarded,
                       "dropped": dict(self._dropped), "gripper_busy": self.gripper_goals.busy,
                       "last_gripper": self._last_gripper}
         self.status_pub.publish(String(data=json.dumps(status)))

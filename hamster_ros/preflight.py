@@ -11,6 +11,11 @@ sees the gripper where the robot state says it is (hamster_core.preflight.CALIBR
 impedance controller subscribes to its equilibrium pose and, with --nudge M, follows a target M metres above
 the current pose and back; franka_gripper answers a move to its current width (no motion) or a homing.
 
+The nudge moves the arm only when the robot's mode/errors and its state stream's alive and recent rows passed
+(otherwise its row is skipped with the reason), from a robot state at most two state periods old, with a goal
+inside the workspace box, ramped at max_linear_speed (franka.yaml's franka_bridge limits by default), in the
+runtime's base frame; it stops at once if the robot leaves a streaming mode or its state goes stale.
+
 Run it before starting the runtime (with --nudge it publishes equilibrium poses itself: nothing else may).
 Topic names default to config/franka_remappings.yaml and config/franka.yaml's franka_bridge section.
 """
@@ -29,17 +34,24 @@ import yaml
 from hamster_core.calibration import CalibrationError, CloudProjector, depth_in_metres, load_calibration, stream_problems
 from hamster_core.franka import interpret_state
 from hamster_core.geometry import Pose
-from hamster_core.preflight import (Check, calibration_check, format_table, rate_check, recency_check, sync_check)
+from hamster_core.preflight import (NUDGE_STATE_PERIODS, Check, calibration_check, format_table, nudge_blocker,
+                                    nudge_ramp, nudge_start_problem, rate_check, recency_check, sync_check)
 
 NUDGE_SETTLE_SEC = 1.5
 NUDGE_TOLERANCE = 0.005   # m between the nudged target and where the arm went
+NUDGE_START_WAIT_SEC = 1.0  # wait this long at most for a robot state fresh enough to start the nudge from
 
 
 def _defaults() -> dict:
     from hamster_ros.graph import CONFIG_DIR
     remaps = yaml.safe_load((CONFIG_DIR / "franka_remappings.yaml").read_text())
-    bridge = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]
-    return {"color": remaps["/camera/color/image_raw"], "depth": remaps["/camera/depth/image_raw"],
+    franka = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())
+    bridge = franka["franka_bridge"]["ros__parameters"]
+    runtime = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["policy_node"]["ros__parameters"]
+    base_frame = franka.get("policy_node", {}).get("ros__parameters", {}).get("base_frame", runtime["base_frame"])
+    return {"workspace_min": bridge["workspace_min"], "workspace_max": bridge["workspace_max"],
+            "max_linear_speed": bridge["max_linear_speed"], "rate_hz": bridge["rate_hz"], "frame_id": base_frame,
+            "color": remaps["/camera/color/image_raw"], "depth": remaps["/camera/depth/image_raw"],
             "info": remaps["/camera/color/camera_info"], "joints": remaps["/robot/joint_states"],
             "state": bridge["robot_state_topic"], "equilibrium": bridge["equilibrium_pose_topic"],
             "gripper": bridge["gripper_namespace"], "calibration": str(CONFIG_DIR / "calibration.yaml")}
@@ -192,7 +204,12 @@ def collect_checks(probe: Probe, args, window_start: float) -> list[Check]:
     return checks
 
 
-def controller_check(probe: Probe, args) -> Check:
+def _state_health(msg):
+    errors = {name: bool(getattr(msg.current_errors, name)) for name in msg.current_errors.get_fields_and_field_types()}
+    return interpret_state(msg.robot_mode, errors)
+
+
+def controller_check(probe: Probe, args, checks: list[Check] | None = None) -> Check:
     name = "controller: accepts equilibrium targets"
     subscribers = probe.node.count_subscribers(probe.equilibrium_topic)
     if subscribers == 0:
@@ -204,24 +221,64 @@ def controller_check(probe: Probe, args) -> Check:
     if others > 0:
         return Check(name, None, f"{subscribers} subscriber(s)", "subscribed",
                      f"not nudged: {others} other publisher(s) on {probe.equilibrium_topic} (stop the runtime first)")
-    states = probe.snapshot("state")
-    if not states:
-        return Check(name, False, "no state", "follows", "no robot state to start the nudge from")
-    start = _tcp_from_state(states[-1][3])
-    offsets = (np.array([0.0, 0.0, args.nudge]), np.zeros(3))
+    blocker = nudge_blocker(checks or [], args.state_topic)
+    if blocker is not None:
+        return Check(name, None, f"{subscribers} subscriber(s)", "subscribed", blocker)
+
+    def newest_problem(periods: float):
+        """(why the newest robot state is older than `periods` state periods, why it is unhealthy, the state)."""
+        states = probe.snapshot("state")
+        if not states:
+            return "not nudged: no robot state", None, None
+        received, stamp, _, msg = states[-1]
+        stale = nudge_start_problem(probe.now() - stamp, time.monotonic() - received, args.state_hz, periods)
+        health = _state_health(msg)
+        return stale, (None if health.ok else f"not nudged: {health.reason}"), msg
+
+    # Start from a state at most NUDGE_STATE_PERIODS old (the newest one of a live stream; waited for briefly).
+    deadline = time.monotonic() + NUDGE_START_WAIT_SEC
+    while True:
+        stale, unhealthy, state = newest_problem(NUDGE_STATE_PERIODS)
+        problem = unhealthy or stale
+        if problem is None or unhealthy or time.monotonic() > deadline:
+            break
+        time.sleep(0.002)
+    if problem is not None:
+        return Check(name, None, f"{subscribers} subscriber(s)", "subscribed", problem)
+    # While moving: stop at once on a bad mode or error; send nothing while the state is older than --max-age (the
+    # recency row's limit), and give up when it stays so for NUDGE_START_WAIT_SEC.
+    moving_periods = max(NUDGE_STATE_PERIODS, args.max_age * args.state_hz)
+    given_up_periods = NUDGE_START_WAIT_SEC * args.state_hz
+    start = _tcp_from_state(state)
+    up = start.position + np.array([0.0, 0.0, args.nudge])
+    try:
+        legs = [nudge_ramp(start, up, args.max_linear_speed, args.rate_hz, args.workspace_min, args.workspace_max)]
+        legs.append(nudge_ramp(Pose(up, start.orientation), start.position, args.max_linear_speed, args.rate_hz,
+                               args.workspace_min, args.workspace_max))
+    except ValueError as error:
+        return Check(name, None, f"{subscribers} subscriber(s)", "subscribed", str(error))
+    from std_msgs.msg import Header
+
+    from hamster_ros.conversions import pose_to_msg
     errors = []
-    for offset in offsets:
-        goal = Pose(start.position + offset, start.orientation)
+    for leg in legs:
+        goal = leg[-1]
         deadline = time.monotonic() + NUDGE_SETTLE_SEC
-        while time.monotonic() < deadline:  # a steady stream, as the controller expects
-            msg = probe.PoseStamped()
-            msg.header.stamp = probe.node.get_clock().now().to_msg()
-            msg.header.frame_id = "base"
-            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in goal.position)
-            (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
-             msg.pose.orientation.w) = (float(v) for v in goal.orientation)
-            probe.equilibrium_pub.publish(msg)
-            time.sleep(0.01)
+        index = 0
+        while time.monotonic() < deadline:  # a steady stream, as the controller expects: the ramp, then the goal
+            stale, unhealthy, _ = newest_problem(moving_periods)
+            if unhealthy is None and stale is not None:
+                unhealthy = newest_problem(given_up_periods)[0]
+            if unhealthy is not None:  # a reflex, a user stop, an error, or the state stopped: nothing more is sent
+                return Check(name, False, "aborted", "follows", unhealthy.replace("not nudged", "nudge aborted"))
+            if stale is not None:  # paused: the controller holds the last target until the state is back
+                time.sleep(0.005)
+                continue
+            target = leg[min(index, len(leg) - 1)]
+            index += 1
+            probe.equilibrium_pub.publish(pose_to_msg(target, Header(frame_id=args.frame_id,
+                                                                     stamp=probe.node.get_clock().now().to_msg())))
+            time.sleep(1.0 / args.rate_hz)
         reached = _tcp_from_state(probe.snapshot("state")[-1][3])
         errors.append(float(np.linalg.norm(reached.position - goal.position)))
     worst = max(errors)
@@ -284,7 +341,7 @@ def run(args) -> tuple[list[Check], int]:
         started = time.monotonic()
         time.sleep(args.duration)
         checks = collect_checks(probe, args, started)
-        checks.append(controller_check(probe, args))
+        checks.append(controller_check(probe, args, checks))
         checks.append(gripper_check(probe, args))
     finally:
         probe.close()
@@ -315,10 +372,20 @@ def main(argv=None) -> int:
     parser.add_argument("--joint-states-topic", default=defaults["joints"])
     parser.add_argument("--equilibrium-topic", default=defaults["equilibrium"])
     parser.add_argument("--gripper-namespace", default=defaults["gripper"])
+    parser.add_argument("--max-linear-speed", type=float, default=defaults["max_linear_speed"],
+                        help="m/s of the nudge's ramp (default: franka.yaml's franka_bridge limit)")
+    parser.add_argument("--rate-hz", type=float, default=defaults["rate_hz"], help="rate of the nudge's targets")
+    parser.add_argument("--workspace-min", type=float, nargs=3, default=defaults["workspace_min"],
+                        help="the nudge's start and goal must be in this box (default: franka.yaml's)")
+    parser.add_argument("--workspace-max", type=float, nargs=3, default=defaults["workspace_max"])
+    parser.add_argument("--frame-id", default=defaults["frame_id"], help="frame of the nudge's targets (the "
+                        "runtime's policy_node.base_frame by default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the checks as JSON")
     args = parser.parse_args(argv)
     if not 0 <= args.nudge <= 0.05:
         parser.error(f"--nudge must be in [0, 0.05] m, got {args.nudge}")
+    if not (args.max_linear_speed > 0 and args.rate_hz > 0):
+        parser.error("--max-linear-speed and --rate-hz must be positive")
     try:
         checks, code = run(args)
     except ImportError as error:

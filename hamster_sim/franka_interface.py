@@ -14,10 +14,15 @@ Speaks what a real FR3 with franka_ros2 offers, with the same names and types, s
 
 Fault injection (std_srvs/SetBool, true starts it): /sim/reflex, /sim/user_stop (robot_mode REFLEX /
 USER_STOPPED; the arm stops following targets, as the real controller does), /sim/robot_error (a
-cartesian_reflex flag in current_errors), /sim/stall_gripper (gripper goals are accepted and never finish).
+cartesian_reflex flag in current_errors), /sim/stall_gripper (gripper goals are accepted and never finish),
+/sim/bad_pose (o_t_ee carries an all-zero quaternion, which no consumer can use).
 
 The interface is its own node with its own executor threads: a gripper goal takes ~1 s and must not hold up
-the simulator's single-threaded callbacks (the equilibrium pose stream among them).
+the simulator's single-threaded callbacks (the equilibrium pose stream among them). The gripper's action servers
+run on a second node with an executor of their own: each goal blocks one of its threads for up to
+GRIPPER_GOAL_LIMIT_SEC (or until canceled, with /sim/stall_gripper), and however many are in flight, the
+equilibrium pose stream and the fault services (each in its own mutually exclusive callback group on the first
+node's executor) always have a thread.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import time
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import SetBool
@@ -49,40 +54,52 @@ class SimFrankaInterface:
         self.sim = sim
         # Not the command line's arguments: `-r __node:=sim_node` would give this node the simulator's name.
         self.node = Node("franka_sim_interface", context=context, use_global_arguments=False)
+        self.gripper_node = Node("franka_sim_gripper", context=context, use_global_arguments=False)
         node = self.node
         if os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
             sim.get_logger().warning("franka interface uses the franka_msgs TEST STAND-IN from "
                                      f"{os.environ['HAMSTER_FRANKA_MSGS_STANDIN']} (not franka_ros2's package)")
         self.state_topic = sim.franka_state_topic
         self.mode = RobotMode.MOVE
-        self.faults = {"reflex": False, "user_stop": False, "robot_error": False, "stall_gripper": False}
+        self.faults = {"reflex": False, "user_stop": False, "robot_error": False, "stall_gripper": False,
+                       "bad_pose": False}
         self._lock = threading.Lock()
-        group = ReentrantCallbackGroup()
         self.state_pub = node.create_publisher(msg.FrankaRobotState, self.state_topic, topics.SENSOR)
         node.create_subscription(PoseStamped, sim.franka_equilibrium_topic, self._on_equilibrium, topics.COMMAND,
-                                 callback_group=group)
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        faults = MutuallyExclusiveCallbackGroup()
+        for name in self.faults:
+            node.create_service(SetBool, f"/sim/{name}", self._fault(name), callback_group=faults)
         ns = sim.franka_gripper_namespace.rstrip("/")
+        group = ReentrantCallbackGroup()
+        gripper = self.gripper_node
         self._servers = [
-            ActionServer(node, action.Move, f"{ns}/move", self._execute_move, callback_group=group,
+            ActionServer(gripper, action.Move, f"{ns}/move", self._execute_move, callback_group=group,
                          goal_callback=lambda goal: GoalResponse.ACCEPT,
                          cancel_callback=lambda handle: CancelResponse.ACCEPT),
-            ActionServer(node, action.Grasp, f"{ns}/grasp", self._execute_grasp, callback_group=group,
+            ActionServer(gripper, action.Grasp, f"{ns}/grasp", self._execute_grasp, callback_group=group,
                          goal_callback=lambda goal: GoalResponse.ACCEPT,
                          cancel_callback=lambda handle: CancelResponse.ACCEPT),
-            ActionServer(node, action.Homing, f"{ns}/homing", self._execute_homing, callback_group=group,
+            ActionServer(gripper, action.Homing, f"{ns}/homing", self._execute_homing, callback_group=group,
                          goal_callback=lambda goal: GoalResponse.ACCEPT,
                          cancel_callback=lambda handle: CancelResponse.ACCEPT),
         ]
-        for name in self.faults:
-            node.create_service(SetBool, f"/sim/{name}", self._fault(name), callback_group=group)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        # One thread per callback group: the equilibrium stream and the fault services never wait for each other.
+        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
         self.executor.add_node(node)
+        # Goals block their thread; three let a preempted goal wind down while the next one runs.
+        self.gripper_executor = MultiThreadedExecutor(num_threads=3, context=context)
+        self.gripper_executor.add_node(gripper)
         self._thread = threading.Thread(target=self.executor.spin, name="franka_interface", daemon=True)
         self._thread.start()
+        self._gripper_thread = threading.Thread(target=self.gripper_executor.spin, name="franka_gripper", daemon=True)
+        self._gripper_thread.start()
 
     def close(self):
         self.executor.shutdown(timeout_sec=1.0)
+        self.gripper_executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
+        self.gripper_node.destroy_node()
 
     # -- faults ---------------------------------------------------------------------------------------
     def _fault(self, name: str):
@@ -118,7 +135,10 @@ class SimFrankaInterface:
         msg.measured_joint_state.velocity = [float(v) for _, _, v in arm]
         msg.robot_mode = int(self.robot_mode())
         with self._lock:
-            error = self.faults["robot_error"]
+            error, bad_pose = self.faults["robot_error"], self.faults["bad_pose"]
+        if bad_pose:
+            orientation = msg.o_t_ee.pose.orientation
+            orientation.x = orientation.y = orientation.z = orientation.w = 0.0
         msg.current_errors.cartesian_reflex = error
         msg.last_motion_errors.cartesian_reflex = error
         self.state_pub.publish(msg)

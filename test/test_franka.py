@@ -79,7 +79,8 @@ class Monitor:
         self.node = Node("franka_test_monitor", context=self.context,
                          parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.lock = threading.Lock()
-        self.equilibrium: list[tuple[float, float, tuple]] = []     # (received wall, header stamp, position)
+        self.equilibrium: list[tuple[float, float, tuple, tuple]] = []  # (received wall, stamp, position, quaternion)
+        self.ee_pose = None                                           # the adapter's newest /robot/ee_pose (position)
         self.statuses: list[tuple[float, dict]] = []
         self.gripper_results: list[dict] = []
         self.executor_statuses: list[tuple[float, dict]] = []
@@ -94,6 +95,9 @@ class Monitor:
                                       lambda m: self._append(self.executor_statuses, json.loads(m.data)),
                                       QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.gripper_pub = self.node.create_publisher(GripperCommand, t.GRIPPER_COMMAND, t.EVENTS)
+        self.node.create_subscription(PoseStamped, t.EE_POSE, self._on_ee_pose, t.SENSOR)
+        self.target_pub = self.node.create_publisher(PoseStamped, t.CARTESIAN_TARGET, t.COMMAND)
+        self.PoseStamped = PoseStamped
         self.clients = {}
         self.episodes = EpisodeClient(self.node)
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
@@ -103,9 +107,23 @@ class Monitor:
 
     def _on_equilibrium(self, msg):
         with self.lock:
-            p = msg.pose.position
+            p, q = msg.pose.position, msg.pose.orientation
             self.equilibrium.append((time.monotonic(), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
-                                     (p.x, p.y, p.z)))
+                                     (p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))
+
+    def _on_ee_pose(self, msg):
+        p, q = msg.pose.position, msg.pose.orientation
+        with self.lock:
+            self.ee_pose = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
+
+    def publish_target(self, position, orientation, frame_id: str = "base"):
+        msg = self.PoseStamped()
+        msg.header.frame_id = frame_id
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
+        (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
+         msg.pose.orientation.w) = (float(v) for v in orientation)
+        self.target_pub.publish(msg)
 
     def _append(self, records, item):
         with self.lock:
@@ -207,11 +225,15 @@ def rows(output: str) -> dict[str, str]:
 
 # -- pre-flight against the simulator alone -----------------------------------------------------------------
 def test_preflight_passes_on_a_healthy_simulator_and_moves_the_arm(franka):
-    process = franka.preflight("--nudge", "0.01", "--calibration", str(CONFIG_DIR / "calibration_sim.yaml"))
+    bridge = FRANKA_SIM["franka_bridge"]["ros__parameters"]   # the simulator's cell, not franka.yaml's table
+    process = franka.preflight("--nudge", "0.01", "--calibration", str(CONFIG_DIR / "calibration_sim.yaml"),
+                               "--workspace-min", *map(str, bridge["workspace_min"]),
+                               "--workspace-max", *map(str, bridge["workspace_max"]),
+                               "--max-linear-speed", str(bridge["max_linear_speed"]))
     verdicts = rows(process.stdout)
     assert process.returncode == 0, process.stdout + process.stderr
     assert process.stdout.strip().endswith("PRE-FLIGHT PASSED")
-    assert verdicts["controller: accepts equilibrium targets"] == "PASS"
+    assert verdicts["controller: accepts equilibrium targets"] == "PASS", process.stdout
     assert verdicts["gripper: answers a move goal"] == "PASS"
     assert verdicts["calibration: cloud sees the gripper at the measured pose"] == "PASS"
     assert sum(v == "PASS" for v in verdicts.values()) >= 14, process.stdout
@@ -248,6 +270,118 @@ def test_preflight_names_a_stalled_camera(franka):
         "robot_state_topic"]
     assert verdicts[f"alive: {state_topic}"] == "PASS", "the robot state goes on while the camera is stalled:\n" + \
         process.stdout
+
+
+# -- the adapter alone, fed targets by this test ----------------------------------------------------------------
+@pytest.fixture
+def bridge_alone(franka):
+    """franka_bridge without the policy node, so the test is the only source of targets; stopped before the
+    runtime (which starts its own) comes up."""
+    from hamster_ros.runner import GraphRunner
+    specs = describe_graph(robot="franka", franka_sim=True, seed=SEED,
+                           params_files=(str(franka.folder / "overrides.yaml"),))
+    runner = GraphRunner([s for s in specs if s.name == "franka_bridge"], franka.folder / "logs_bridge", franka.env)
+    runner.start()
+    try:
+        wait_until(lambda: franka.monitor.status().get("mode") == "move" and franka.monitor.ee_pose is not None,
+                   "the adapter's first robot state", 60, lambda: _alive(runner))
+        yield runner
+        _alive(runner)
+    finally:
+        runner.stop()
+        with franka.monitor.lock:
+            franka.monitor.statuses.clear()  # the runtime's adapter starts from its own latched status
+
+
+def _alive(runner):
+    if runner.exited():
+        name, code = next(iter(runner.exited().items()))
+        raise AssertionError(f"{name} exited with {code}:\n{runner.log_tail(name, 40)}")
+
+
+def test_the_adapter_step_limits_from_the_measured_pose_after_a_re_enable_and_sends_the_checked_pose(franka,
+                                                                                                    bridge_alone):
+    """S1: the first target after an enable is step-limited from where the arm is (a 4 cm jump inside
+    max_deviation is dropped), and an enable while streaming keeps the step limit; S3: the controller gets the
+    normalised quaternion and the runtime's frame; S6: every halt counts in the status, a re-enable keeps it."""
+    monitor = franka.monitor
+    limits = FRANKA_SIM["franka_bridge"]["ros__parameters"]
+    one_step = limits["max_linear_speed"] * 5 * PERIOD      # hamster_core.franka.STEP_PERIODS at the nominal rate
+    jump = np.array([0.0, 0.0, 0.07])                       # inside max_deviation: only the step limit stops it
+    assert one_step < 0.07 < limits["max_deviation"]
+
+    def measured():
+        with monitor.lock:
+            return monitor.ee_pose
+
+    def forwarded_after(since: float, count: int = 1, timeout: float = 5.0):
+        return wait_until(lambda: (lambda e: e if len(e) >= count else None)(monitor.equilibrium_since(since)),
+                          "a forwarded target", timeout, lambda: _alive(bridge_alone))
+
+    def step_drops() -> int:
+        return sum(n for key, n in monitor.status().get("dropped", {}).items() if key.startswith("the target moved"))
+
+    def nothing_forwarded(since: float, position, orientation) -> bool:
+        """Nothing forwarded, and dropped by the step limit (not by the workspace or the deviation)."""
+        drops = step_drops()
+        for _ in range(3):
+            monitor.publish_target(position, orientation)
+            time.sleep(PERIOD)
+        wait_until(lambda: step_drops() > drops, "the jump dropped by the step limit", 5, lambda: _alive(bridge_alone))
+        return monitor.equilibrium_since(since) == []
+
+    def stream(position, orientation, seconds: float = 0.2):
+        for _ in range(int(seconds / PERIOD)):
+            monitor.publish_target(position, orientation)
+            time.sleep(PERIOD)
+
+    monitor.enable()
+    halts = monitor.status()["halt_count"]
+    # S3: a target at the measured pose with a quaternion of norm 2 reaches the controller as a unit quaternion
+    position, orientation = measured()
+    since = time.monotonic()
+    monitor.publish_target(position, 2.0 * orientation, frame_id="fr3_link0")
+    first = forwarded_after(since)[0]
+    assert np.isclose(np.linalg.norm(first[3]), 1.0, atol=1e-9), first
+    assert np.allclose(first[2], position, atol=1e-9)
+    # S1: an enable while streaming must not reset the step limit (the jump follows the stream within ~0.1 s: more
+    # than max_linear_speed allows in that time)
+    stream(position, orientation)
+    monitor.call(monitor.SetBool, monitor.t.ROBOT_ENABLE, monitor.SetBool.Request(data=True))
+    since = time.monotonic()
+    assert nothing_forwarded(since, position + jump, orientation), "a jump passed after an enable while streaming"
+    # a reflex halts; cleared and enabled again, the jump is still dropped and a step from the arm goes through
+    monitor.set_fault("reflex", True)
+    try:
+        wait_until(lambda: monitor.status().get("gate") == "halted", "the halt", 10, lambda: _alive(bridge_alone))
+    finally:
+        monitor.set_fault("reflex", False)
+    status = monitor.status()
+    assert status["halt_count"] == halts + 1 and "reflex" in status["last_halt_reason"], status
+    monitor.enable()
+    status = monitor.status()
+    assert status["halt_count"] == halts + 1 and "reflex" in status["last_halt_reason"], "kept over the re-enable"
+    position, orientation = measured()
+    since = time.monotonic()
+    assert nothing_forwarded(since, position + jump, orientation), \
+        "the first target after a re-enable jumped 4 cm: it was not step-limited from the measured pose"
+    small = position + np.array([0.0, 0.0, 0.003])
+    monitor.publish_target(small, orientation)
+    first = forwarded_after(since)[0]
+    assert np.linalg.norm(np.asarray(first[2]) - position) <= one_step, first
+    assert np.allclose(first[2], small, atol=1e-9)
+    assert monitor.status()["dropped"], "the dropped jumps are counted"
+    # S8: a state with an unusable o_t_ee halts in its own callback (not later as a stale state)
+    monitor.set_fault("bad_pose", True)
+    try:
+        status = wait_until(lambda: monitor.status() if monitor.status().get("gate") == "halted" else None,
+                            "the halt on an invalid pose", 10, lambda: _alive(bridge_alone))
+        assert "invalid o_t_ee" in status["reason"] and status["halt_state_stamp"] is not None, status
+        assert status["halt_count"] == halts + 2, status
+        response = monitor.call(monitor.SetBool, monitor.t.ROBOT_ENABLE, monitor.SetBool.Request(data=True))
+        assert not response.success and "invalid o_t_ee" in response.message
+    finally:
+        monitor.set_fault("bad_pose", False)
 
 
 # -- the runtime on the franka interface ----------------------------------------------------------------------
@@ -295,7 +429,7 @@ def test_a_bad_robot_state_halts_the_stream_within_one_control_period(runtime, f
         stale_after = FRANKA_SIM["franka_bridge"]["ros__parameters"]["stale_after_sec"]
         # The adapter halted in the callback of a robot state that showed the fault: nothing it forwarded is
         # stamped after that callback (stamps are the adapter's clock, the simulator's /clock) ...
-        late = [stamp for _, stamp, _ in monitor.equilibrium_since(halted - 2.0) if stamp > status["halted_at"]]
+        late = [e[1] for e in monitor.equilibrium_since(halted - 2.0) if e[1] > status["halted_at"]]
         assert late == [], f"{len(late)} targets forwarded after the halt"
         # ... on a state published after the switch (the simulator publishes one per control period), and not as
         # a stale-state halt: within stale_after_sec of the switch, on this loaded machine usually the first one.

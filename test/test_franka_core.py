@@ -12,8 +12,9 @@ from hamster_core.calibration import (LINK_FROM_OPTICAL, CalibrationError, Camer
 from hamster_core.camera import PinholeCamera, look_at
 from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, RobotMode, StreamGate,
                                  TargetLimits, grasp_succeeded, interpret_state)
-from hamster_core.geometry import TOP_DOWN, Pose
-from hamster_core.preflight import calibration_check, format_table, rate_check, recency_check, sync_check
+from hamster_core.geometry import TOP_DOWN, Pose, quaternion_angle, top_down_orientation
+from hamster_core.preflight import (Check, calibration_check, format_table, nudge_blocker, nudge_ramp,
+                                    nudge_start_problem, rate_check, recency_check, sync_check)
 from hamster_ros.graph import CONFIG_DIR
 
 NO_ERRORS = {"cartesian_reflex": False, "joint_reflex": False}
@@ -63,8 +64,52 @@ def test_gate_halts_on_a_stale_or_future_state():
     assert not gate.open
 
 
+def test_gate_counts_every_halt_and_keeps_the_last_reason_across_a_re_enable():
+    """S6: a reader that misses a short-lived "halted" (a quick re-enable) still sees halt_count go up."""
+    gate = StreamGate(stale_after_sec=0.1)
+    gate.on_state(interpret_state(RobotMode.MOVE, NO_ERRORS), 1.0, 1.0)
+    assert gate.halt_count == 0 and gate.last_halt_reason == ""
+    gate.enable(1.0)
+    gate.on_state(interpret_state(RobotMode.REFLEX, NO_ERRORS), 1.01, 1.01)
+    gate.on_state(interpret_state(RobotMode.MOVE, NO_ERRORS), 1.02, 1.02)
+    assert gate.enable(1.02)[0] and gate.open and gate.halted_at is None
+    assert gate.halt_count == 1 and "reflex" in gate.last_halt_reason
+    gate.halt("stopped by request", 1.03)
+    assert gate.halt_count == 2 and gate.last_halt_reason == "stopped by request"
+
+
+def test_an_invalid_pose_is_interpreted_after_the_mode_and_halts():
+    """S8: a state with an unusable o_t_ee still reports its reflex (named first), and halts on its own."""
+    both = interpret_state(RobotMode.REFLEX, NO_ERRORS, "quaternion is zero")
+    assert not both.ok and both.reason.startswith("the robot is in reflex mode") and "invalid o_t_ee" in both.reason
+    alone = interpret_state(RobotMode.MOVE, NO_ERRORS, "quaternion is zero")
+    assert not alone.ok and alone.mode == "move" and "invalid o_t_ee: quaternion is zero" in alone.reason
+    gate = StreamGate(stale_after_sec=0.1)
+    gate.on_state(interpret_state(RobotMode.MOVE, NO_ERRORS), 1.0, 1.0)
+    gate.enable(1.0)
+    assert gate.on_state(alone, 1.01, 1.01) and gate.state == GateState.HALTED and "invalid o_t_ee" in gate.reason
+    assert not gate.enable(1.01)[0], "enable is refused while the pose is invalid"
+
+
+def test_gate_halts_when_no_state_arrives_on_the_wall_clock_while_ros_time_stands_still():
+    """S9: with use_sim_time a stopped /clock freezes `now` too; the wall clock still moves."""
+    gate = StreamGate(stale_after_sec=0.1)
+    gate.on_state(interpret_state(RobotMode.MOVE, NO_ERRORS), 5.0, 5.0, wall=100.0)
+    assert gate.enable(5.0, wall=100.0)[0]
+    assert not gate.check_stale(5.0, wall=100.1)
+    assert gate.check_stale(5.0, wall=100.2) and "wall time" in gate.reason and gate.halt_count == 1
+    assert not gate.enable(5.0, wall=100.2)[0]
+    gate.on_state(interpret_state(RobotMode.MOVE, NO_ERRORS), 5.0, 5.0, wall=100.25)
+    assert gate.enable(5.0, wall=100.25)[0]
+    lenient = StreamGate(stale_after_sec=0.1, wall_stale_after_sec=0.5)
+    lenient.on_state(interpret_state(RobotMode.MOVE, NO_ERRORS), 5.0, 5.0, wall=100.0)
+    lenient.enable(5.0, wall=100.0)
+    assert not lenient.check_stale(5.05, wall=100.4) and lenient.check_stale(5.05, wall=100.6)
+
+
 @pytest.mark.parametrize("kwargs,name", [
-    (dict(stale_after_sec=0.0), "stale_after_sec"), (dict(stale_after_sec=float("nan")), "stale_after_sec")])
+    (dict(stale_after_sec=0.0), "stale_after_sec"), (dict(stale_after_sec=float("nan")), "stale_after_sec"),
+    (dict(wall_stale_after_sec=-1.0), "wall_stale_after_sec")])
 def test_gate_validates(kwargs, name):
     with pytest.raises(ValueError, match=name):
         StreamGate(**kwargs)
@@ -86,7 +131,40 @@ def test_target_limits_let_a_small_step_through_and_name_every_violation():
     assert LIMITS.check(jump, Pose([0.51, 0.0, 0.3], TOP_DOWN), HOME, 0.01) is None
 
 
-@pytest.mark.parametrize("field,value", [("max_linear_speed", 0.0), ("max_deviation", -1.0), ("rate_hz", float("inf"))])
+def test_a_flipped_orientation_at_the_measured_position_is_not_a_re_seed():
+    """S2: near-measured (the step/turn waiver) needs the orientation close too, and every target's orientation
+    is limited against the measured one."""
+    flipped = Pose(HOME.position, top_down_orientation(np.pi))       # where the arm is, turned half a turn
+    assert "max_angular_deviation" in LIMITS.check(flipped, HOME, HOME, 0.01)
+    assert "max_angular_deviation" in LIMITS.check(flipped, HOME, None, None)   # without a previous target too
+    # within max_angular_deviation of the measured pose, but turning too fast from the last target: the turn
+    # check applies (the old near-measured waiver compared positions only and let it through)
+    wide = TargetLimits(LIMITS.workspace_min, LIMITS.workspace_max, max_linear_speed=0.1, max_angular_speed=0.5,
+                        max_deviation=0.05, max_angular_deviation=1.0, rate_hz=100.0)
+    measured = Pose(HOME.position, top_down_orientation(0.8))
+    last = Pose(HOME.position, top_down_orientation(0.0))
+    assert "max_angular_speed" in wide.check(Pose(HOME.position, top_down_orientation(0.3)), measured, last, 0.01)
+    # a true re-seed onto the measured pose (position and orientation) still passes however far the last target was
+    assert wide.check(measured, measured, last, 0.01) is None
+    assert wide.check(Pose(HOME.position, top_down_orientation(0.805)), measured, last, 0.01) is None
+    # the orientation deviation limit, on its own
+    assert LIMITS.max_angular_deviation == 0.3
+    assert LIMITS.check(Pose(HOME.position, top_down_orientation(0.29)), HOME, None, None) is None
+    assert "max_angular_deviation 0.3" in LIMITS.check(Pose(HOME.position, top_down_orientation(0.31)), HOME, None, None)
+
+
+def test_the_first_target_after_an_enable_is_step_limited_from_the_measured_pose():
+    """S1: the adapter seeds (last, dt) with (measured, time since the enable): a target 4 cm away (inside
+    max_deviation) is a jump, one step is fine."""
+    far = Pose(HOME.position + [0.04, 0.0, 0.0], TOP_DOWN)
+    assert LIMITS.check(far, HOME, None, None) is None                 # what the old None seed let through
+    assert "max_linear_speed" in LIMITS.check(far, HOME, HOME, 0.0)    # the first target since the enable
+    assert LIMITS.check(Pose(HOME.position + [0.004, 0.0, 0.0], TOP_DOWN), HOME, HOME, 0.0) is None
+
+
+@pytest.mark.parametrize("field,value", [("max_linear_speed", 0.0), ("max_deviation", -1.0), ("rate_hz", float("inf")),
+                                         ("max_angular_deviation", 0.0), ("max_angular_deviation", float("nan")),
+                                         ("max_angular_deviation", 4.0)])
 def test_target_limits_validate(field, value):
     kwargs = dict(workspace_min=(0, 0, 0), workspace_max=(1, 1, 1), max_linear_speed=0.1, max_angular_speed=0.5,
                   max_deviation=0.05)
@@ -270,3 +348,39 @@ def test_the_readmes_calibration_commands_run(tmp_path):
     np.testing.assert_allclose(calibration.base_from_camera[:3, 2], link[:3, 0], atol=1e-6)
     view = calibration.base_from_camera[:3, 2]
     assert view[0] < -0.7 and view[2] < -0.5, "the README's example camera looks back at the robot and down"
+
+
+# -- the pre-flight nudge --------------------------------------------------------------------------------
+STATE_TOPIC = "/franka_robot_state_broadcaster/robot_state"
+
+
+def _rows(**verdicts):
+    names = {"mode": "robot: mode and errors", "alive": f"alive: {STATE_TOPIC}", "recent": f"recent: {STATE_TOPIC}"}
+    return [Check(names[key], verdict, "v", "e") for key, verdict in verdicts.items()]
+
+
+def test_the_nudge_moves_only_after_the_robot_and_state_rows_passed():
+    """S4: a failed or skipped robot-health / alive / recent row blocks the nudge, with the reason."""
+    assert nudge_blocker(_rows(mode=True, alive=True, recent=True), STATE_TOPIC) is None
+    blocked = nudge_blocker(_rows(mode=False, alive=True, recent=True), STATE_TOPIC)
+    assert blocked.startswith("not nudged") and "'robot: mode and errors' failed" in blocked
+    assert "'recent: " in nudge_blocker(_rows(mode=True, alive=True, recent=None), STATE_TOPIC)
+    assert "alive" in nudge_blocker(_rows(mode=True, recent=True), STATE_TOPIC)      # not checked at all
+    assert nudge_blocker([], STATE_TOPIC) is not None
+    # the start: a state at most two periods old, on its stamp and its arrival
+    assert nudge_start_problem(0.015, 0.005, 100.0) is None
+    assert "stamped" in nudge_start_problem(0.5, 0.005, 100.0)
+    assert "no robot state for" in nudge_start_problem(0.015, 0.3, 100.0)
+
+
+def test_the_nudge_ramps_at_the_speed_limit_inside_the_workspace():
+    start = Pose([0.5, 0.0, 0.3], TOP_DOWN)
+    ramp = nudge_ramp(start, [0.5, 0.0, 0.31], 0.1, 100.0, (0.3, -0.3, 0.05), (0.7, 0.3, 0.5))
+    assert len(ramp) == 10 and np.allclose(ramp[-1].position, [0.5, 0.0, 0.31])
+    steps = np.diff([start.position] + [p.position for p in ramp], axis=0)
+    assert np.all(np.linalg.norm(steps, axis=1) <= 0.1 / 100.0 + 1e-12)
+    assert all(quaternion_angle(p.orientation, TOP_DOWN) < 1e-9 for p in ramp)
+    with pytest.raises(ValueError, match="the goal .* outside the workspace"):
+        nudge_ramp(Pose([0.5, 0.0, 0.49], TOP_DOWN), [0.5, 0.0, 0.52], 0.1, 100.0, (0.3, -0.3, 0.05), (0.7, 0.3, 0.5))
+    with pytest.raises(ValueError, match="the start .* outside the workspace"):
+        nudge_ramp(Pose([0.9, 0.0, 0.3], TOP_DOWN), [0.9, 0.0, 0.31], 0.1, 100.0, (0.3, -0.3, 0.05), (0.7, 0.3, 0.5))
