@@ -35,6 +35,11 @@ def main():
         return [e[key] for e in episodes if key in e]
 
     latencies = [value for episode in values("frame_to_command_ms") for value in episode]
+
+    def percentile(key, q):
+        samples = [value for episode in values(key) for value in episode]
+        return round(float(np.percentile(samples, q)), 1) if samples else None
+
     summary = {
         "episodes": len(episodes),
         "success_rate": float(np.mean([e["success"] for e in episodes])),
@@ -49,6 +54,8 @@ def main():
         "frame_to_command_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
         "frame_to_command_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
         "frame_to_command_plans": len(latencies),
+        "plan_compute_ms_p50": percentile("plan_compute_ms", 50),
+        "frame_age_at_plan_ms_p50": percentile("frame_age_at_plan_ms", 50),
         "sim_real_time_factor_mean": round(float(np.mean(values("sim_real_time_factor"))), 3),
         "per_episode": episodes,
     }

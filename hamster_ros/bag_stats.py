@@ -36,11 +36,12 @@ def episode_timing(bag: Path | str, command_topic: str = "/robot/cartesian_targe
                    for c, _, raw in reader.messages(connections=status)]
         produced = next((r["stream"] for r in reversed(reports) if r.get("stream")), {})
         stats.update({f"stream_{key}": value for key, value in produced.items()})
-        # Camera frame -> first target of each plan, as the policy node measured it (one value per plan).
-        latencies = [r["frame_to_command_ms"] for r in reports if r.get("frame_to_command_ms") is not None]
-        per_plan = [value for index, value in enumerate(latencies) if index == 0 or value != latencies[index - 1]]
-        if per_plan:
-            stats["frame_to_command_ms"] = per_plan
+        # Camera frame -> first target of each plan and its parts, as the policy node measured them (per plan).
+        for key in ("frame_to_command_ms", "frame_age_at_plan_ms", "plan_compute_ms"):
+            values = [r[key] for r in reports if r.get(key) is not None]
+            per_plan = [value for index, value in enumerate(values) if index == 0 or value != values[index - 1]]
+            if per_plan:
+                stats[key] = per_plan
         clock = [c for c in reader.connections if c.topic == "/clock"]
         samples = [(t * 1e-9, reader.deserialize(raw, c.msgtype).clock)
                    for c, t, raw in reader.messages(connections=clock)]

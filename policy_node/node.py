@@ -46,6 +46,7 @@ from hamster_ros.node_main import RuntimeNode, declare, run_node
 # Wall time without any advance of the ROS clock before the robot state counts as stale (a stopped /clock). Longer
 # than stale_after_sec: a simulator starved of CPU for a moment (another process starting) must not flicker.
 CLOCK_TIMEOUT_SEC = 0.5
+NEXT_FRAME_WAIT_SEC = 0.3  # longest a ready plan waits for the next camera frame (10 Hz in a slowed simulator)
 
 
 class PolicyNode(RuntimeNode):
@@ -121,6 +122,8 @@ class PolicyNode(RuntimeNode):
         # Camera frame -> first target of the plan made from it (ROS time; None until a plan ran).
         self._plan_frame_stamp: float | None = None
         self._frame_to_command_ms: float | None = None
+        self._frame_age_at_plan_ms: float | None = None
+        self._plan_compute_ms: float | None = None
         self._executor_lock = threading.Lock()  # the control tick and the episode thread both drive it
 
         inputs = ReentrantCallbackGroup()
@@ -240,7 +243,7 @@ class PolicyNode(RuntimeNode):
         new_halt = halt_count > self._halt_count
         self._halt_count = max(self._halt_count, halt_count)
         if new_halt:
-            reason = status.get("halt_reason") or status.get("reason")
+            reason = status.get("last_halt_reason") or status.get("reason")
             self._last_halt = (self._now(), f"robot halted: {reason}")
         if halted or new_halt:  # the adapter already sends nothing; hold here too, so nothing moves on after
             self._hold_at_measured_pose()
@@ -386,7 +389,11 @@ class PolicyNode(RuntimeNode):
                                                         "detail": detail, "waiting_for": waiting_for,
                                                         "stamp": self._status_stamp,
                                                         "stream": self._tick_stats.summary(),
-                                                        "frame_to_command_ms": self._frame_to_command_ms})))
+                                                        "frame_to_command_ms": self._frame_to_command_ms,
+                                                        # its parts: how old the frame was when planning began
+                                                        # (ROS time), and the policy's compute (wall time)
+                                                        "frame_age_at_plan_ms": self._frame_age_at_plan_ms,
+                                                        "plan_compute_ms": self._plan_compute_ms})))
         level = {ExecutorStatus.HOLDING_STALE: DiagnosticStatus.WARN, ExecutorStatus.HOLDING_TRACKING:
                  DiagnosticStatus.WARN, ExecutorStatus.OUTSIDE_WORKSPACE: DiagnosticStatus.ERROR}.get(
                      self._last_status, DiagnosticStatus.OK)
@@ -535,10 +542,14 @@ class PolicyNode(RuntimeNode):
                     self._publish_status()
                 if observation is None:
                     time.sleep(0.05)
+            observation = self._newest_observation(observation, instruction, start)
 
             self._feedback(goal_handle, "planning")
             try:
+                self._frame_age_at_plan_ms = round(1e3 * (self._now() - observation.stamp), 1)
+                planning_started = time.monotonic()
                 output = self.policy.select_action(observation)
+                self._plan_compute_ms = round(1e3 * (time.monotonic() - planning_started), 1)
                 with self._executor_lock:  # refuses the plan if a stop arrived while it was computed
                     self.executor_core.set_keyframes(output.keyframes, observation.stamp, self._now())
                     self._plan_frame_stamp = observation.stamp
@@ -561,6 +572,19 @@ class PolicyNode(RuntimeNode):
                 time.sleep(0.05)
             if output.done:
                 return True, f"executed {len(output.keyframes)} keyframes"
+
+    def _newest_observation(self, ready: Observation, instruction: str, episode_start: float) -> Observation:
+        """Plan on the next camera frame rather than one that may be a camera period old: waiting for it costs
+        the episode at most that period, and the plan then starts from the scene as it is (frame -> command
+        latency p50 96 -> ~20 ms in the simulated graph). Falls back to `ready` when no newer frame comes."""
+        deadline = time.monotonic() + NEXT_FRAME_WAIT_SEC
+        while time.monotonic() < deadline:
+            cloud_msg = self.latest.get("cloud")
+            if cloud_msg is not None and stamp_to_seconds(cloud_msg.header.stamp) > ready.stamp:
+                newer, _ = self._observation(instruction, episode_start)
+                return newer if newer is not None else ready
+            time.sleep(0.002)
+        return ready
 
     def _vlm_failure(self, instruction: str, episode_start: float) -> str | None:
         """The VLM node's message when it gave up on this episode's instruction (its latched status)."""

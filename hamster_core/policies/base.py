@@ -64,5 +64,5 @@ class Policy(ABC):
         return missing
 
 
-POLICIES: Registry[Policy] = Registry("policy", ("hamster_core.policies.path_follower", "hamster_core.policies.rvt2",
-                                                 "hamster_core.policies.dda"))
+POLICIES: Registry[Policy] = Registry("policy", {"path_follower": "hamster_core.policies.path_follower",
+                                                 "rvt2": "hamster_core.policies.rvt2", "3dda": "hamster_core.policies.dda"})
