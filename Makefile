@@ -18,7 +18,7 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH_SCRIPTS)
 
 SOAK_MINUTES ?= 30
 soak: setup
