@@ -3,6 +3,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hamster_ros.graph import CONFIG_DIR, describe_graph
 
@@ -223,3 +224,16 @@ def test_hamster_run_on_a_real_franka_without_franka_msgs_says_what_to_install()
                               "openai", "--perception-backend", "pipeline", "--calibration",
                               str(CONFIG_DIR / "calibration_sim.yaml")], capture_output=True, text=True, timeout=60)
     assert process.returncode == 2 and "franka_msgs is not importable: install franka_ros2" in process.stderr
+
+
+@pytest.mark.parametrize("files", [("franka.yaml",), ("franka.yaml", "franka_sim.yaml")])
+def test_the_franka_adapter_limits_match_the_executor_limits(files):
+    # Two copies of the same limits (the executor's, and the adapter's second line behind it) kept in sync by
+    # hand: a looser adapter is no second line, a tighter one drops targets the executor meant and stalls the arm.
+    merged = {"policy_node": {}, "franka_bridge": {}}
+    for name in files:
+        document = yaml.safe_load((CONFIG_DIR / name).read_text())
+        for node in merged:
+            merged[node].update(document.get(node, {}).get("ros__parameters", {}))
+    for key in ("workspace_min", "workspace_max", "max_linear_speed", "max_angular_speed"):
+        assert merged["policy_node"][key] == merged["franka_bridge"][key], (files, key)
