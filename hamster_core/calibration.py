@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hamster_core.camera import check_rigid_transform
 from hamster_core.geometry import Pose, quaternion_to_matrix
 
 # camera_link (x forward, y left, z up) <- optical frame (x right, y down, z forward)
@@ -53,12 +54,10 @@ class CameraCalibration:
     source: str = ""
 
     def __post_init__(self):
-        matrix = np.asarray(self.base_from_camera, dtype=float)
-        if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
-            raise CalibrationError(f"base_from_camera must be a finite 4x4 matrix, got {self.base_from_camera!r}")
-        rotation = matrix[:3, :3]
-        if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6) or np.linalg.det(rotation) < 0:
-            raise CalibrationError("base_from_camera's rotation is not a proper rotation")
+        try:
+            matrix = check_rigid_transform(self.base_from_camera, "base_from_camera")
+        except ValueError as error:
+            raise CalibrationError(str(error)) from None
         for name in ("image_width", "image_height"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):

@@ -11,6 +11,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+
+def check_rigid_transform(matrix, name: str) -> np.ndarray:
+    """A finite 4x4 homogeneous transform whose rotation is proper (orthonormal, det +1); ValueError otherwise."""
+    transform = np.asarray(matrix, dtype=float)
+    if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
+        raise ValueError(f"{name} must be a finite 4x4 matrix, got {matrix!r}")
+    rotation = transform[:3, :3]
+    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-5) or np.linalg.det(rotation) < 0:
+        raise ValueError(f"{name}'s rotation is not a proper rotation")
+    return transform
+
 @dataclass(frozen=True)
 class PinholeCamera:
     width: int
@@ -30,12 +41,7 @@ class PinholeCamera:
                 raise ValueError(f"{name} must be a positive focal length in pixels, got {value}")
         if not (np.isfinite(self.cx) and np.isfinite(self.cy)):
             raise ValueError(f"principal point must be finite, got ({self.cx}, {self.cy})")
-        transform = np.asarray(self.base_from_camera, dtype=float)
-        if transform.shape != (4, 4) or not np.all(np.isfinite(transform)):
-            raise ValueError(f"base_from_camera must be a finite 4x4 matrix, got {self.base_from_camera!r}")
-        rotation = transform[:3, :3]
-        if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-5) or np.linalg.det(rotation) < 0:
-            raise ValueError("base_from_camera rotation is not a proper rotation matrix")
+        transform = check_rigid_transform(self.base_from_camera, "base_from_camera")
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
         object.__setattr__(self, "base_from_camera", transform)

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from hamster_ros.graph import CONFIG_DIR
+from waiting import wait_until
 
 SIM = yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["policy_node"]["ros__parameters"]
 RUNTIME = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["policy_node"]["ros__parameters"]
@@ -39,19 +40,6 @@ OVERRIDES = {
     "policy_node": {"mask_wait_sec": 1.5},
     "hamster_vlm_node": {"input_timeout_sec": 4.0},
 }
-
-
-def wait_until(condition, what: str, timeout: float = 60.0, alive=None):
-    """Polls `condition` until it returns something truthy; the timeout only bounds a hang, it is not a check."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if alive is not None:
-            alive()
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def quaternion_angle(a, b) -> float:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from hamster_ros.graph import CONFIG_DIR, describe_graph
+from waiting import wait_until
 
 FRANKA_SIM = yaml.safe_load((CONFIG_DIR / "franka_sim.yaml").read_text())
 PERIOD = 1.0 / yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]["rate_hz"]
@@ -33,18 +34,6 @@ SEED = 1
 GRIPPER_TIMEOUT = 1.0
 OVERRIDES = {"franka_bridge": {"gripper": {"timeout_sec": GRIPPER_TIMEOUT, "homing_on_start": True}},
              "policy_node": {"mask_wait_sec": 1.5}}
-
-
-def wait_until(condition, what: str, timeout: float = 60.0, alive=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if alive is not None:
-            alive()
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 @pytest.fixture(scope="module")

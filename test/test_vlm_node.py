@@ -9,21 +9,11 @@ import numpy as np
 import pytest
 
 from hamster_vlm_node.chat_server import ChatServer
+from waiting import wait_until
 
 MODEL = "hamster-node-test"
 GOOD = "<ans>[(0.20, 0.30), <action>Close Gripper</action>, (0.60, 0.40), <action>Open Gripper</action>]</ans>"
 INSTRUCTION = "pick up the red cube and put it in the blue bowl"
-
-
-def wait_until(condition, what: str, timeout: float = 60.0):
-    """Polls `condition` until it returns something truthy; the timeout only bounds a hang, it is not a check."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 class Harness:
