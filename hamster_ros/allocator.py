@@ -15,7 +15,7 @@ _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024   # glibc's ceiling for this setting on 64-bit
-TRIM_THRESHOLD_BYTES = 128 * 1024 * 1024  # free memory a heap may keep before it is returned to the OS
+TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024   # free memory a heap may keep before it is returned to the OS
 
 
 def keep_large_buffers(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES) -> bool:
