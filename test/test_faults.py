@@ -557,6 +557,10 @@ def test_vlm_killed_bad_paths_rejected_then_restarted_vlm_resumes_the_episode(gr
     result = m.start_episode(instruction, 60, lambda: graph.alive("hamster_vlm_node"))
     path_pub = m.node.create_publisher(m.Path2D, t.PATH, t.LATCHED)
     try:
+        # Only once the episode waits for nothing but the path is each bad one looked at within its 0.3 s (on a
+        # loaded machine the first one used to be replaced before the policy had its other inputs).
+        wait_until(lambda: m.status_since(start, predicate=lambda r: r.get("waiting_for") ==
+                                          f"a path for {instruction!r}"), "the episode to wait for a path", 30)
         for x, y, gripper in (([0.2, 1.5, 0.6], [0.3, 0.4, 0.5], [0, 1, 0]),      # x outside [0, 1]
                               ([0.2, 0.4, 0.6], [0.3, 0.4], [0, 1, 0]),            # arrays of different lengths
                               ([0.2, float("nan")], [0.3, 0.4], [0, 1]),           # not finite
@@ -566,8 +570,9 @@ def test_vlm_killed_bad_paths_rejected_then_restarted_vlm_resumes_the_episode(gr
             msg.x, msg.y, msg.gripper = array.array("f", x), array.array("f", y), array.array("B", gripper)
             path_pub.publish(msg)
             time.sleep(0.3)
-        waiting = wait_until(lambda: m.status_since(start, predicate=lambda r: r.get("waiting_for") ==
-                                                    f"a path for {instruction!r}"), "waiting for a path", 10)
+        rejected = time.monotonic()
+        waiting = wait_until(lambda: m.status_since(rejected, predicate=lambda r: r.get("waiting_for") ==
+                                                    f"a path for {instruction!r}"), "still waiting for a path", 10)
         assert waiting
         time.sleep(0.5)
         # (the log is throttled: the first rejection is logged; the status shows the latest is rejected too)
