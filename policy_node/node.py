@@ -582,7 +582,9 @@ class PolicyNode(RuntimeNode):
             cloud_msg = self.latest.get("cloud")
             if cloud_msg is not None and stamp_to_seconds(cloud_msg.header.stamp) > ready.stamp:
                 newer, _ = self._observation(instruction, episode_start)
-                return newer if newer is not None else ready
+                if newer is not None and newer.stamp > ready.stamp:
+                    return newer
+                time.sleep(0.005)  # the new frame's other inputs (masks) are still on their way
             time.sleep(0.002)
         return ready
 
