@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -83,6 +84,8 @@ def build_standin(prefix: Path | str, jobs: int = 2) -> dict[str, str]:
         return standin_environment(prefix)
     venv = Path(sys.prefix)
     build = prefix / "build"
+    # A rebuild starts clean: a cache configured from another checkout's sources makes cmake refuse the folder.
+    shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
