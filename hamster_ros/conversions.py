@@ -29,6 +29,7 @@ from std_msgs.msg import Header
 from hamster_core.camera import PinholeCamera
 from hamster_core.geometry import Pose
 from hamster_core.path2d import Path2D, PathError
+from hamster_ros import _cloud_kernels
 
 _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
@@ -40,8 +41,9 @@ class ConversionError(ValueError):
 def _message_array(values: np.ndarray, typecode: str = "B") -> array.array:
     """A sequence field's array.array from a numpy array of the matching item size, in one memcpy.
 
-    Assign it to the field after constructing the message: the generated setters keep an array.array as
-    is, while the constructors rebuild it element by element (~1 ms per 640x480 image).
+    Assign it to a message constructed with check_fields=True: that setter keeps an array.array as is, while
+    the default one copies it again and the constructors rebuild it element by element (~1 ms per 640x480
+    image).
     """
     payload = array.array(typecode)
     payload.frombytes(np.ascontiguousarray(values).reshape(-1).view(np.uint8))
@@ -136,7 +138,7 @@ def numpy_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
     if height == 0 or width == 0:
         raise ConversionError(f"{encoding} image {width}x{height} is empty")
     msg = Image(header=header or Header(), height=height, width=width, encoding=encoding,
-                is_bigendian=int(_NATIVE_BIG_ENDIAN), step=width * channels * dtype.itemsize)
+                is_bigendian=int(_NATIVE_BIG_ENDIAN), step=width * channels * dtype.itemsize, check_fields=True)
     msg.data = _message_array(pixels.astype(dtype, copy=False))
     return msg
 
@@ -149,6 +151,7 @@ _POINT_FIELD_DTYPES = {
     PointField.INT32: "i4", PointField.UINT32: "u4", PointField.FLOAT32: "f4", PointField.FLOAT64: "f8",
 }
 _COLOR_FIELDS = ("rgb", "rgba")
+_ZERO_BYTE = array.array("B", [0])
 
 
 def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:
@@ -200,44 +203,33 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
         return np.empty((0, 3), np.float32), (np.empty((0, 3), np.uint8) if color_name else None)
 
     count = height * width
+    native_float_xyz = (msg.is_bigendian == _NATIVE_BIG_ENDIAN and all(f[1:] == "f4" for f in formats[:3])
+                        and msg.row_step == width * msg.point_step)
+    if native_float_xyz:
+        # The common layout: one compiled pass gathers, tests and compacts (numpy needs several).
+        points = np.empty((count, 3), np.float32)
+        colors = np.empty((count, 3), np.uint8) if color_name else None
+        kept = _cloud_kernels.gather_points(msg.data, count, msg.point_step, *offsets[:3],
+                                            offsets[3] if color_name else -1, bool(msg.is_bigendian),
+                                            points, colors)
+        return points[:kept], None if colors is None else colors[:kept]
 
-    # One strided 2D view per field, copied column by column: numpy copies long 1D runs far faster than a
-    # structured record array with a 3-element inner loop.
+    # Any other layout: one strided 2D view per field, copied column by column.
     def field_view(offset: int, kind: str) -> np.ndarray:
         return np.ndarray((height, width), dtype=np.dtype(kind), buffer=msg.data, offset=offset,
                           strides=(msg.row_step, msg.point_step))
 
-    native = msg.is_bigendian == _NATIVE_BIG_ENDIAN
-    packed_rows = msg.row_step == width * msg.point_step and msg.point_step % 4 == 0
-    if packed_rows and msg.point_step <= 4 * _CV_MAX_CHANNELS and native:
-        # The common layout (float32 x, y, z at 4-byte offsets): OpenCV's mixChannels gathers the fields of
-        # every point in one pass, 3-5x faster than numpy's strided copies.
-        float_fields = all(f[1:] == "f4" for f in formats[:3]) and all(o % 4 == 0 for o in offsets[:3])
-    else:
-        float_fields = False
-    if float_fields:
-        records = np.frombuffer(msg.data, np.float32).reshape(count, 1, msg.point_step // 4)
-        points = np.empty((count, 1, 3), np.float32)
-        cv2.mixChannels([records], [points], [offsets[0] // 4, 0, offsets[1] // 4, 1, offsets[2] // 4, 2])
-        points = points.reshape(count, 3)
-    else:
-        points = np.empty((height, width, 3), np.float32)
-        with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf and is dropped below
-            for axis in range(3):
-                points[..., axis] = field_view(offsets[axis], formats[axis])
-        points = points.reshape(count, 3)
+    points = np.empty((height, width, 3), np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf and is dropped below
+        for axis in range(3):
+            points[..., axis] = field_view(offsets[axis], formats[axis])
+    points = points.reshape(count, 3)
     colors = None
     if color_name:
         # Packed 0x??RRGGBB: copy the R, G and B bytes straight out of the buffer, no shifting.
-        rgb_bytes = [offsets[3] + byte for byte in ((1, 2, 3) if msg.is_bigendian else (2, 1, 0))]
-        if packed_rows and msg.point_step <= _CV_MAX_CHANNELS:
-            records = np.frombuffer(msg.data, np.uint8).reshape(count, 1, msg.point_step)
-            colors = np.empty((count, 1, 3), np.uint8)
-            cv2.mixChannels([records], [colors], [rgb_bytes[0], 0, rgb_bytes[1], 1, rgb_bytes[2], 2])
-        else:
-            colors = np.empty((height, width, 3), np.uint8)
-            for channel, byte in enumerate(rgb_bytes):
-                colors[..., channel] = field_view(byte, "u1")
+        colors = np.empty((height, width, 3), np.uint8)
+        for channel, byte in enumerate((1, 2, 3) if msg.is_bigendian else (2, 1, 0)):
+            colors[..., channel] = field_view(offsets[3] + byte, "u1")
         colors = colors.reshape(count, 3)
     # Column by column: ~20x faster than np.isfinite(points).all(axis=1).
     finite = np.isfinite(points[:, 0]) & np.isfinite(points[:, 1]) & np.isfinite(points[:, 2])
@@ -245,9 +237,6 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
         points = _select_rows(points, finite)
         colors = None if colors is None else _select_rows(colors, finite)
     return points, colors
-
-
-_CV_MAX_CHANNELS = 512  # OpenCV's CV_CN_MAX
 
 
 def _select_rows(rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -274,25 +263,18 @@ def numpy_to_pointcloud2(points: np.ndarray, colors: np.ndarray | None = None,
             raise ConversionError(f"colors must be a uint8 ({count}, 3) array, got {colors.dtype} {colors.shape}")
     words = 3 if colors is None else 4
     points = np.ascontiguousarray(points, dtype=np.float32)
-    packed = np.empty((count, words), np.float32)
-    if count and colors is None:
-        packed[:] = points
-    elif count:
-        # OpenCV's mixChannels interleaves x, y, z and the colour bytes in one pass each, ~4x faster than numpy's
-        # strided column writes; the fourth byte of the packed 0x00RRGGBB word is zero-filled (source -1).
-        cv2.mixChannels([points.reshape(count, 1, 3)], [packed.reshape(count, 1, 4)], [0, 0, 1, 1, 2, 2])
-        red, green, blue, pad = (13, 14, 15, 12) if _NATIVE_BIG_ENDIAN else (14, 13, 12, 15)
-        cv2.mixChannels([np.ascontiguousarray(colors).reshape(count, 1, 3)],
-                        [packed.view(np.uint8).reshape(count, 1, 16)], [0, red, 1, green, 2, blue, -1, pad])
+    payload = _ZERO_BYTE * (4 * words * count)  # the message's own buffer, written in place below
+    all_finite = _cloud_kernels.pack_points(points, None if colors is None else np.ascontiguousarray(colors),
+                                            count, payload)
     names = ("x", "y", "z", "rgb")[:words]
     msg = PointCloud2(
         header=header or Header(), height=1, width=count,
         fields=[PointField(name=name, offset=4 * index, datatype=PointField.FLOAT32, count=1)
                 for index, name in enumerate(names)],
         is_bigendian=_NATIVE_BIG_ENDIAN, point_step=4 * words, row_step=4 * words * count,
-        is_dense=bool(np.isfinite(points).all()),
+        is_dense=all_finite, check_fields=True,  # keeps the payload below without a copy
     )
-    msg.data = _message_array(packed)
+    msg.data = payload
     return msg
 
 
@@ -306,7 +288,7 @@ def path_to_msg(path: Path2D, header: Header, image_width: int, image_height: in
         raise ConversionError(f"image size must be positive, got {image_width}x{image_height}")
     coordinates = path.points.astype(np.float32)
     msg = Path2DMsg(header=header, image_width=int(image_width), image_height=int(image_height),
-                    instruction=instruction, model_id=model_id, raw_answer=raw_answer)
+                    instruction=instruction, model_id=model_id, raw_answer=raw_answer, check_fields=True)
     msg.x = _message_array(coordinates[:, 0], "f")
     msg.y = _message_array(coordinates[:, 1], "f")
     msg.gripper = _message_array(path.gripper)
@@ -360,7 +342,7 @@ def masks_to_msg(header: Header, labels: list[str], phrases: list[str] | None, m
     msg = GroundingMasks(
         header=header, labels=list(labels), phrases=phrases, masks=mask_images,
         boxes=[RegionOfInterest(x_offset=int(x), y_offset=int(y), width=int(w), height=int(h))
-               for x, y, w, h in boxes.tolist()],
+               for x, y, w, h in boxes.tolist()], check_fields=True,
     )
     msg.scores = _message_array(scores.astype(np.float32), "f")
     return msg

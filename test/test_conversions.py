@@ -1,4 +1,6 @@
 """Message <-> numpy/core conversions. Messages are only constructed: no ROS graph is needed."""
+import struct
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
@@ -239,6 +241,115 @@ def test_numpy_to_pointcloud2_validates():
     with pytest.raises(ConversionError, match="colors"):
         numpy_to_pointcloud2(np.zeros((4, 3)), np.zeros((4, 3)))
 
+
+
+def per_point_reference(msg: PointCloud2):
+    """What pointcloud2_to_numpy must return, decoded one point at a time with struct."""
+    fields = {f.name: f for f in msg.fields}
+    order = ">" if msg.is_bigendian else "<"
+    color = next((fields[name] for name in ("rgb", "rgba") if name in fields), None)
+    points, colors = [], []
+    for row in range(msg.height):
+        for column in range(msg.width):
+            base = row * msg.row_step + column * msg.point_step
+            xyz = [struct.unpack_from(order + "f", msg.data, base + fields[axis].offset)[0] for axis in "xyz"]
+            if all(np.isfinite(xyz)):
+                points.append(xyz)
+                if color is not None:
+                    (word,) = struct.unpack_from(order + "I", msg.data, base + color.offset)
+                    colors.append(((word >> 16) & 255, (word >> 8) & 255, word & 255))
+    return (np.array(points, np.float32).reshape(-1, 3),
+            None if color is None else np.array(colors, np.uint8).reshape(-1, 3))
+
+
+def random_layout_cloud(rng, count: int) -> PointCloud2:
+    """float32 x, y, z (adjacent or scattered, any byte offset), optional packed colour, padding, NaN/inf."""
+    adjacent = rng.random() < 0.5
+    with_color = rng.random() < 0.7
+    slots = 4 + with_color + int(rng.integers(0, 4))  # 4-byte slots, some left as padding
+    point_step = 4 * slots + int(rng.integers(0, 4))  # not always a multiple of 4: unaligned records
+    order = rng.permutation(slots)
+    if adjacent:
+        start = int(rng.integers(0, slots - 3 - with_color + 1))
+        x_slot, others = start, [slot for slot in range(slots) if not start <= slot < start + 3]
+        offsets = [4 * x_slot, 4 * x_slot + 4, 4 * x_slot + 8]
+        color_offset = 4 * int(rng.choice(others)) if with_color else None
+    else:
+        offsets = [4 * int(slot) for slot in order[:3]]
+        color_offset = 4 * int(order[3]) if with_color else None
+    big_endian = rng.random() < 0.2
+    row_padding = int(rng.integers(0, 9)) if rng.random() < 0.2 else 0
+    height = int(rng.choice([1, 2])) if count % 2 == 0 else 1
+    width = count // height
+    row_step = width * point_step + row_padding
+    data = bytearray(rng.integers(0, 256, size=row_step * height, dtype=np.uint8).tobytes())
+    sign = ">" if big_endian else "<"
+    for row in range(height):
+        for column in range(width):
+            base = row * row_step + column * point_step
+            values = rng.normal(size=3).astype(np.float32)
+            if rng.random() < 0.15:
+                values[rng.integers(0, 3)] = rng.choice([np.nan, np.inf, -np.inf])
+            for offset, value in zip(offsets, values):
+                struct.pack_into(sign + "f", data, base + offset, value)
+    fields = [PointField(name=name, offset=offset, datatype=PointField.FLOAT32, count=1)
+              for name, offset in zip("xyz", offsets)]
+    if with_color:
+        fields.append(PointField(name="rgb", offset=color_offset, datatype=PointField.UINT32, count=1))
+    return PointCloud2(height=height, width=width, fields=fields, is_bigendian=big_endian, point_step=point_step,
+                       row_step=row_step, data=bytes(data))
+
+
+def test_pointcloud_decoder_matches_a_per_point_reference_on_random_layouts():
+    """Pins the compiled gather (adjacent and scattered x, y, z, unaligned records, the last record's
+    separate path) and the generic path (byte order, row padding) against one straightforward decoder."""
+    rng = np.random.default_rng(11)
+    for trial in range(400):
+        msg = random_layout_cloud(rng, int(rng.choice([1, 2, 3, 5, 8, 17, 64, 301])))
+        points, colors = pointcloud2_to_numpy(msg)
+        expected_points, expected_colors = per_point_reference(msg)
+        np.testing.assert_array_equal(points, expected_points, err_msg=f"trial {trial}")
+        if expected_colors is None:
+            assert colors is None
+        else:
+            np.testing.assert_array_equal(colors, expected_colors, err_msg=f"trial {trial}")
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 6, 7, 9, 10, 33, 1001])
+@pytest.mark.parametrize("with_colors", [False, True])
+def test_pointcloud_encoder_packs_every_count_like_pcl(count, with_colors):
+    """Counts around the compiled loop's 4-point blocks and its tail."""
+    points = RNG.normal(size=(count, 3)).astype(np.float32)
+    colors = RNG.integers(0, 256, size=(count, 3), dtype=np.uint8) if with_colors else None
+    msg = numpy_to_pointcloud2(points, colors)
+    words = np.frombuffer(msg.data, "<u4").reshape(count, 4 if with_colors else 3)
+    np.testing.assert_array_equal(words[:, :3].view(np.float32), points)
+    if with_colors:
+        np.testing.assert_array_equal(
+            words[:, 3], (colors[:, 0].astype(np.uint32) << 16) | (colors[:, 1].astype(np.uint32) << 8) | colors[:, 2])
+    assert msg.is_dense is True
+    for position in range(count):  # a single non-finite coordinate anywhere clears is_dense
+        broken = points.copy()
+        broken[position, position % 3] = np.nan if position % 2 else np.inf
+        assert numpy_to_pointcloud2(broken, colors).is_dense is False, position
+        if position > 40:
+            break
+
+
+def test_cloud_kernels_refuse_buffers_that_are_too_short():
+    """The compiled kernels check lengths themselves: a wrong call raises instead of touching foreign memory."""
+    from hamster_ros import _cloud_kernels
+    points = np.empty((10, 3), np.float32)
+    with pytest.raises(ValueError, match="src holds 159 bytes, needs 160"):
+        _cloud_kernels.gather_points(bytes(159), 10, 16, 0, 4, 8, 12, False, points, None)
+    with pytest.raises(ValueError, match="points_out"):
+        _cloud_kernels.gather_points(bytes(160), 10, 16, 0, 4, 8, -1, False, points[:9], None)
+    with pytest.raises(ValueError, match="does not fit"):
+        _cloud_kernels.gather_points(bytes(160), 10, 16, 0, 4, 13, -1, False, points, None)
+    with pytest.raises(ValueError, match="out holds 159 bytes, needs 160"):
+        _cloud_kernels.pack_points(points, np.zeros((10, 3), np.uint8), 10, bytearray(159))
+    with pytest.raises(TypeError):
+        _cloud_kernels.pack_points(points, None, 10, bytes(120))  # read-only output
 
 # ---------------------------------------------------------------------------------------------- core messages
 

@@ -11,7 +11,7 @@ STAMP="$VENV/.hamster-setup.sha256"
 cd "$ROOT"
 
 inputs_checksum() {
-  cat tools/setup.sh requirements/*.txt setup.py setup.cfg package.xml \
+  cat tools/setup.sh requirements/*.txt setup.py setup.cfg package.xml hamster_ros/_cloud_kernels.c \
       msgs/CMakeLists.txt msgs/package.xml msgs/msg/* msgs/srv/* msgs/action/* \
     | sha256sum | cut -d' ' -f1
 }
