@@ -93,6 +93,7 @@ def main(argv=None) -> int:
 
     from hamster_ros import interfaces as topics
     from hamster_ros.episode_client import EpisodeClient, EpisodeError
+    from hamster_ros.spinner import BackgroundSpinner
 
     episodes, memory, stream = [], {}, []
     started = time.monotonic()
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
         node = Node("hamster_soak")
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        spinner = BackgroundSpinner(executor)
         node.create_subscription(
             String, topics.EXECUTOR_STATUS,
             lambda msg: stream.append((time.monotonic() - started, json.loads(msg.data).get("stream", {}))),
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
             error = str(caught) or type(caught).__name__
         finally:
             done.set()
-            executor.shutdown()
+            spinner.stop()
             node.destroy_node()
             rclpy.try_shutdown()
             runner.stop()

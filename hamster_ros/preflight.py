@@ -71,6 +71,7 @@ class Probe:
         from hamster_ros import interfaces as topics
         from hamster_ros.franka_standin import require_franka_msgs
         from hamster_ros.node_main import RuntimeNode
+        from hamster_ros.spinner import BackgroundSpinner
 
         self.franka_msg, self.franka_action = require_franka_msgs()
         self.context = rclpy.Context()
@@ -95,8 +96,7 @@ class Probe:
         # so a loaded machine does not leave the newest robot state queued behind older messages.
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -116,8 +116,7 @@ class Probe:
 
     def close(self):
         # The spin thread must have left rclpy before the interpreter exits, or its C++ side aborts the process.
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=2.0)
+        self.spinner.stop()
         self.node.destroy_node()
         self.context.try_shutdown()
 

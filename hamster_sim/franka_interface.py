@@ -42,6 +42,7 @@ from hamster_core.franka import RobotMode, grasp_succeeded
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import pose_from_msg, pose_to_msg
 from hamster_ros.franka_standin import require_franka_msgs
+from hamster_ros.spinner import BackgroundSpinner
 
 MAX_WIDTH = 0.08
 GRIPPER_GOAL_LIMIT_SEC = 10.0   # a simulated finger move never takes longer; the real driver has its own limits
@@ -90,14 +91,12 @@ class SimFrankaInterface:
         # Goals block their thread; three let a preempted goal wind down while the next one runs.
         self.gripper_executor = MultiThreadedExecutor(num_threads=3, context=context)
         self.gripper_executor.add_node(gripper)
-        self._thread = threading.Thread(target=self.executor.spin, name="franka_interface", daemon=True)
-        self._thread.start()
-        self._gripper_thread = threading.Thread(target=self.gripper_executor.spin, name="franka_gripper", daemon=True)
-        self._gripper_thread.start()
+        self._spinner = BackgroundSpinner(self.executor, "franka_interface")
+        self._gripper_spinner = BackgroundSpinner(self.gripper_executor, "franka_gripper")
 
     def close(self):
-        self.executor.shutdown(timeout_sec=1.0)
-        self.gripper_executor.shutdown(timeout_sec=1.0)
+        self._spinner.stop(timeout=1.0)
+        self._gripper_spinner.stop(timeout=1.0)
         self.node.destroy_node()
         self.gripper_node.destroy_node()
 

@@ -67,6 +67,7 @@ class Monitor:
         from hamster_msgs.msg import GroundingMasks, Path2D
         from hamster_msgs.srv import ResetScene
         from hamster_ros import interfaces as t
+        from hamster_ros.spinner import BackgroundSpinner
 
         self.t, self.RunEpisode, self.SetBool, self.Trigger = t, RunEpisode, SetBool, Trigger
         self.context = rclpy.Context()
@@ -113,8 +114,7 @@ class Monitor:
         self.episode_client = ActionClient(node, RunEpisode, t.RUN_EPISODE)
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     # -- recording ----------------------------------------------------------------------------------------
     def _append(self, records, item):
@@ -195,7 +195,7 @@ class Monitor:
         assert response.success
 
     def close(self):
-        self.executor.shutdown()
+        assert self.spinner.stop(), "the spin thread did not stop"
         self.node.destroy_node()
         self.context.try_shutdown()
 

@@ -61,6 +61,7 @@ class Monitor:
         from hamster_msgs.msg import GripperCommand
         from hamster_ros import interfaces as t
         from hamster_ros.episode_client import EpisodeClient
+        from hamster_ros.spinner import BackgroundSpinner
 
         self.t, self.SetBool, self.Trigger, self.GripperCommand = t, SetBool, Trigger, GripperCommand
         self.context = rclpy.Context()
@@ -91,8 +92,7 @@ class Monitor:
         self.episodes = EpisodeClient(self.node)
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     def _on_equilibrium(self, msg):
         with self.lock:
@@ -151,8 +151,7 @@ class Monitor:
             return [e for e in self.equilibrium if e[0] >= since]
 
     def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=2.0)
+        assert self.spinner.stop(), "the spin thread did not stop"
         self.node.destroy_node()
         self.context.try_shutdown()
 

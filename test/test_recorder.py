@@ -5,7 +5,6 @@ writer holds a Python sqlite3 connection, which refuses use from any thread but 
 subscription callbacks run on the executor's threads, so only the metadata written from the opening thread
 reached the bag. The recorder now owns the writer on one thread of its own.
 """
-import threading
 import time
 
 import pytest
@@ -28,6 +27,7 @@ def test_recorder_writes_every_message_of_a_live_stream(tmp_path, storage):
 
     from hamster_ros import interfaces as t
     from hamster_ros.recorder import EPISODE_METADATA_TOPIC, BagRecorder, RecordedTopic
+    from hamster_ros.spinner import BackgroundSpinner
 
     context = Context()
     rclpy.init(context=context)
@@ -37,8 +37,7 @@ def test_recorder_writes_every_message_of_a_live_stream(tmp_path, storage):
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(recorder_node)
     executor.add_node(publisher_node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = BackgroundSpinner(executor)
     bag = tmp_path / "bag"
     try:
         recorder = BagRecorder(recorder_node, bag, [RecordedTopic(t.EE_POSE, PoseStamped, reliable),
@@ -77,7 +76,7 @@ def test_recorder_writes_every_message_of_a_live_stream(tmp_path, storage):
         recorder.close()
         recorder.close()  # idempotent
     finally:
-        executor.shutdown()
+        assert spinner.stop(), "the spin thread did not stop"
         recorder_node.destroy_node()
         publisher_node.destroy_node()
         rclpy.try_shutdown(context=context)

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -60,6 +59,7 @@ class Collector:
         from rosgraph_msgs.msg import Clock
 
         from hamster_ros.replay import message_class
+        from hamster_ros.spinner import BackgroundSpinner
         rclpy.init()
         self.node = Node("replay_collector")
         self.received, self.clock = [], []
@@ -75,12 +75,11 @@ class Collector:
             (time.monotonic(), msg.clock.sec * 10**9 + msg.clock.nanosec)), deep)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     def close(self):
         import rclpy
-        self.executor.shutdown()
+        assert self.spinner.stop(), "the spin thread did not stop"
         self.node.destroy_node()
         rclpy.try_shutdown()
 

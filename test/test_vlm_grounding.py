@@ -50,7 +50,6 @@ def test_unknown_or_bad_options_name_the_value(tmp_path):
 def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_path):
     """The VLM node as a real process, mode masks: one grounding on the first frame after the instruction."""
     import json
-    import threading
     import time
 
     import rclpy
@@ -64,6 +63,7 @@ def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_pat
     from hamster_ros.conversions import numpy_to_image
     from hamster_ros.graph import CONFIG_DIR, NodeSpec
     from hamster_ros.runner import GraphRunner, ros_environment
+    from hamster_ros.spinner import BackgroundSpinner
 
     spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (str(CONFIG_DIR / "runtime.yaml"),),
                     {"use_sim_time": False, "mode": "masks",
@@ -87,7 +87,7 @@ def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_pat
     node.create_timer(0.1, publish_image)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = BackgroundSpinner(executor)
     with GraphRunner([spec], tmp_path / "logs", ros_environment()) as runner:
         try:
             instruction_pub.publish(String(data=INSTRUCTION))
@@ -104,7 +104,7 @@ def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_pat
             assert status["state"] == "ok" and status["instruction"] == INSTRUCTION
             assert "grounding_sec" in status["timing"] and "grounding_dino" in status["model_id"]
         finally:
-            executor.shutdown()
+            assert spinner.stop(), "the spin thread did not stop"
             node.destroy_node()
             context.try_shutdown()
 

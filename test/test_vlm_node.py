@@ -2,7 +2,6 @@
 failed attempts end the episode with the VLM's message, nothing invalid reaches /hamster/path, replanning
 works, and every output carries the model id."""
 import json
-import threading
 import time
 
 import numpy as np
@@ -32,6 +31,7 @@ class Harness:
         from hamster_msgs.msg import Path2D
         from hamster_ros import interfaces as t
         from hamster_ros.conversions import numpy_to_image
+        from hamster_ros.spinner import BackgroundSpinner
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -54,15 +54,14 @@ class Harness:
         self.RunEpisode, self.Trigger = RunEpisode, Trigger
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     def result(self, future, what):
         wait_until(future.done, what)
         return future.result()
 
     def close(self):
-        self.executor.shutdown()
+        assert self.spinner.stop(), "the spin thread did not stop"
         self.node.destroy_node()
         self.context.try_shutdown()
 

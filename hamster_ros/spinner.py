@@ -1,0 +1,44 @@
+"""An rclpy executor spinning on a thread of its own, stopped by that thread itself.
+
+`threading.Thread(target=executor.spin)` plus `executor.shutdown()` from another thread races: shutdown()
+destroys the executor's guard condition and node list while the spinning thread is inside
+wait_for_ready_callbacks (ros2/rclpy#968). A fresh clone's CI run hung on such a thread, busy and holding the
+GIL after shutdown, which left the main thread unable to reap a node process. Here the spinning thread checks a
+flag between short spin_once() calls and leaves by itself; the executor is shut down only after it has left.
+"""
+from __future__ import annotations
+
+import threading
+
+from rclpy.executors import Executor, ExternalShutdownException
+
+
+class BackgroundSpinner:
+    """Spins `executor` on a daemon thread from construction until stop()."""
+
+    def __init__(self, executor: Executor, name: str = "spin", poll_sec: float = 0.1):
+        if not poll_sec > 0:
+            raise ValueError(f"poll_sec must be positive, got {poll_sec}")
+        self.executor = executor
+        self._poll_sec = poll_sec
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        context = self.executor.context
+        try:
+            while not self._stopping.is_set() and context.ok():
+                self.executor.spin_once(timeout_sec=self._poll_sec)
+        except ExternalShutdownException:  # the context was shut down under us (SIGINT): nothing left to do
+            pass
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Leave the spin loop, then shut the executor down. Returns False, leaving the executor as it is, if
+        the thread is still inside a callback after `timeout` seconds."""
+        self._stopping.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        self.executor.shutdown()
+        return True

@@ -1,0 +1,71 @@
+"""BackgroundSpinner: the spinning thread leaves by itself before the executor is shut down.
+
+Regression: a fresh clone's CI run hung in GraphRunner.stop() because a test's `Thread(target=executor.spin)`
+kept running, busy and holding the GIL, after `executor.shutdown()` was called from the main thread
+(ros2/rclpy#968 races shutdown's clean-up against the spinning thread).
+"""
+import threading
+import time
+
+import pytest
+import rclpy
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+
+from hamster_ros.spinner import BackgroundSpinner
+
+
+@pytest.mark.parametrize("executor_class", [SingleThreadedExecutor, MultiThreadedExecutor])
+def test_spinner_runs_callbacks_and_stops_its_thread(executor_class):
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Node("spinner_test", context=context)
+    ticks = []
+    node.create_timer(0.01, lambda: ticks.append(threading.current_thread().name))
+    executor = executor_class(context=context)
+    executor.add_node(node)
+    spinner = BackgroundSpinner(executor, name="spinner_under_test", poll_sec=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while len(ticks) < 5:
+            assert time.monotonic() < deadline, "the timer never ran"
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert spinner.stop()
+        assert time.monotonic() - started < 2.0
+        assert not any(thread.name == "spinner_under_test" for thread in threading.enumerate())
+        count = len(ticks)
+        time.sleep(0.1)
+        assert len(ticks) == count, "callbacks ran after stop()"
+        if executor_class is SingleThreadedExecutor:
+            assert set(ticks) == {"spinner_under_test"}
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+
+
+def test_spinner_leaves_when_the_context_is_shut_down_first():
+    """SIGINT shuts the default context down before anyone calls stop(): the thread must still end."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Node("spinner_context_test", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = BackgroundSpinner(executor, name="spinner_context", poll_sec=0.05)
+    context.try_shutdown()
+    deadline = time.monotonic() + 5
+    while any(thread.name == "spinner_context" for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "the spin thread outlived its context"
+        time.sleep(0.01)
+    assert spinner.stop()
+    node.destroy_node()
+
+
+def test_spinner_validates_its_poll_period():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(ValueError, match="-1"):
+            BackgroundSpinner(SingleThreadedExecutor(context=context), poll_sec=-1)
+    finally:
+        context.try_shutdown()
