@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from hamster_core.geometry import Pose
 from hamster_core.policies.base import POLICIES
 from hamster_core.policies.conditioning import add_targets, collate, prepare_inputs
 from hamster_core.policies.learned import LearnedPolicy
@@ -48,6 +49,9 @@ class TrainConfig:
     log_every: int = 25
     seed: int = 0                             # batch sampling, point sampling, augmentation, weight init
     num_threads: int = 1                      # torch CPU threads
+    augment_translation: tuple = (0.0, 0.0, 0.0)  # m: per sample the scene, TCP and target move together by up to
+                                              # this much per axis (PerAct/RVT-style; a shift that would take the
+                                              # TCP or target out of the workspace is not applied); 0: off
 
     def __post_init__(self):
         if self.policy not in LEARNED_POLICIES:
@@ -80,6 +84,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        shift = self.augment_translation
+        if isinstance(shift, (str, bytes)) or not hasattr(shift, "__len__") or len(shift) != 3 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in shift):
+            raise ValueError(f"augment_translation must be 3 numbers in [0, 1] m, got {shift!r}")
+        object.__setattr__(self, "augment_translation", tuple(float(v) for v in shift))
 
     @classmethod
     def from_dict(cls, values: dict, **overrides) -> "TrainConfig":
@@ -114,10 +123,31 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def make_batch(samples, indices, policy_config, rng: np.random.Generator) -> dict:
-    inputs = [prepare_inputs(samples[i].observation, policy_config, rng=rng, train=True) for i in indices]
-    return add_targets(collate(inputs), [[samples[i].target] for i in indices], [samples[i].done for i in indices],
+def make_batch(samples, indices, policy_config, rng: np.random.Generator,
+               augment_translation=(0.0, 0.0, 0.0)) -> dict:
+    inputs, targets = [], []
+    for i in indices:
+        sample = samples[i]
+        offset = _translation(sample, policy_config, rng, augment_translation)
+        inputs.append(prepare_inputs(sample.observation, policy_config, rng=rng, train=True, translation=offset))
+        target = sample.target
+        targets.append([replace(target, pose=Pose(target.pose.position + offset, target.pose.orientation))])
+    return add_targets(collate(inputs), targets, [samples[i].done for i in indices],
                        [[samples[i].closed] for i in indices])
+
+
+def _translation(sample, policy_config, rng: np.random.Generator, limits) -> np.ndarray:
+    """A random shift of up to `limits` per axis, or none where it would move the TCP or the target out of the
+    workspace (the views and the predictions cover only that box)."""
+    if not any(limits):
+        return np.zeros(3)
+    offset = rng.uniform(-1.0, 1.0, 3) * np.asarray(limits)
+    low, high = np.asarray(policy_config.workspace_min), np.asarray(policy_config.workspace_max)
+    for position in (sample.observation.tcp_pose.position, sample.target.pose.position):
+        moved = np.asarray(position) + offset
+        if np.any(moved < low) or np.any(moved > high):
+            return np.zeros(3)
+    return offset
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -196,7 +226,7 @@ def train(config: TrainConfig, samples: list, *, resume: bool = False, progress:
         while step < config.steps:
             begun = time.perf_counter()
             indices = rng.choice(len(samples), config.batch_size, replace=len(samples) < config.batch_size)
-            batch = make_batch(samples, indices, policy.config, rng)
+            batch = make_batch(samples, indices, policy.config, rng, config.augment_translation)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             loss, metrics = model.compute_loss(batch)

@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 from hamster_core.executor import Keyframe
 from hamster_core.geometry import Pose, top_down_orientation
 from hamster_core.policies.base import POLICIES, Observation
-from hamster_core.training import TrainConfig, latest_checkpoint, learning_rate, train
+from hamster_core.policies.conditioning import SceneConfig, prepare_inputs
+from hamster_core.training import TrainConfig, latest_checkpoint, learning_rate, make_batch, train
 from test_conditioning import scene_observation
 
 TINY_RVT2 = dict(num_points=128, image_size=16, patch_size=4, dim=16, depth=1, heads=2, rotation_bins=12)
@@ -46,6 +47,8 @@ def config(tmp_path, policy="rvt2", **changes) -> TrainConfig:
     (dict(learning_rate=5.0), "learning_rate"),
     (dict(lr_schedule="step"), "lr_schedule"),
     (dict(data=[""]), "data"),
+    (dict(augment_translation=[0.1, 0.1]), "augment_translation"),
+    (dict(augment_translation=[0.1, -0.1, 0.0]), "augment_translation"),
 ])
 def test_bad_config_values_are_named(changes, named):
     with pytest.raises(ValueError, match=named):
@@ -66,6 +69,41 @@ def test_shipped_configs_are_valid():
         loaded = TrainConfig.load(f"config/{name}.yaml")
         POLICIES.get(loaded.policy).config_class(**loaded.policy_config)   # every field is a valid value
 
+
+
+def test_translated_inputs_move_points_and_tcp_but_keep_image_features():
+    """Augmentation moves the scene and the TCP together; colour/path/mask features stay where the camera saw
+    each point (sampling them at the shifted position would pair features with the wrong points)."""
+    scene = SceneConfig(conditioning="path_channels", num_points=256, workspace_min=(-5.0, -5.0, -5.0),
+                        workspace_max=(5.0, 5.0, 5.0))  # a box that crops nothing, so both keep the same points
+    offset = np.array([0.03, -0.05, 0.01])
+    plain = prepare_inputs(scene_observation(), scene, rng=np.random.default_rng(3))
+    moved = prepare_inputs(scene_observation(), scene, rng=np.random.default_rng(3), translation=offset)
+    np.testing.assert_allclose(moved.points, plain.points + offset, atol=1e-6)
+    np.testing.assert_array_equal(moved.features, plain.features)
+    np.testing.assert_allclose(moved.proprio[:3], plain.proprio[:3] + offset, atol=1e-6)
+    np.testing.assert_array_equal(moved.proprio[3:], plain.proprio[3:])
+
+
+def test_augmented_batches_shift_target_and_tcp_by_the_same_offset():
+    policy_config = POLICIES.get("rvt2").config_class(**TINY_RVT2)
+    data = samples()
+    plain = make_batch(data, [0, 1, 2], policy_config, np.random.default_rng(0))
+    shifted = make_batch(data, [0, 1, 2], policy_config, np.random.default_rng(0), (0.05, 0.05, 0.0))
+    moved_tcp = shifted["proprio"][:, :3] - plain["proprio"][:, :3]
+    moved_target = shifted["target_position"][:, 0] - plain["target_position"][:, 0]
+    torch.testing.assert_close(moved_target, moved_tcp)
+    assert torch.all(moved_tcp[:, 2] == 0) and torch.any(moved_tcp[:, :2].abs() > 1e-3)
+    assert torch.all(moved_tcp[:, :2].abs() <= 0.05 + 1e-6)
+    torch.testing.assert_close(shifted["target_quaternion"], plain["target_quaternion"])
+    # A shift that would push the target out of the workspace is not applied.
+    edge = [Sample(d.observation, Keyframe(Pose(np.array([policy_config.workspace_max[0] - 0.001, 0.0, 0.1]),
+                                                 d.target.pose.orientation)), d.closed, d.done) for d in data]
+    unshifted = [make_batch(edge, [0], policy_config, np.random.default_rng(seed), (0.05, 0.0, 0.0))
+                 ["target_position"][0, 0, 0].item() for seed in range(20)]
+    assert all(abs(x - (policy_config.workspace_max[0] - 0.001)) < 1e-6 or x < policy_config.workspace_max[0]
+               for x in unshifted)
+    assert any(abs(x - (policy_config.workspace_max[0] - 0.001)) < 1e-6 for x in unshifted)
 
 def test_learning_rate_warms_up_then_decays():
     c = TrainConfig(steps=100, warmup_steps=10, learning_rate=1e-3)

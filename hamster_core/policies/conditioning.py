@@ -194,9 +194,11 @@ def _camera_image(observation: Observation) -> np.ndarray:
 
 
 def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random.Generator | None = None,
-                   train: bool = False) -> SceneInputs:
+                   train: bool = False, translation: np.ndarray | None = None) -> SceneInputs:
     """The model inputs for one observation. `rng` drives downsampling (and path noise when `train` and
     `config.path_noise_std` > 0); without one a generator seeded with `config.seed` makes inference repeatable.
+    `translation` (training augmentation) moves the scene and the TCP by that offset in metres before the
+    workspace crop; image features (colour, path, masks) still come from where the camera saw each point.
     Raises PolicyError (a ValueError) naming what the conditioning mode needs and the observation lacks."""
     rng = np.random.default_rng(config.seed) if rng is None else rng
     mode = config.conditioning
@@ -215,7 +217,8 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
             raise PolicyError(f"conditioning 'masks' needs masks {', '.join(missing)}; got "
                               f"{', '.join(observation.masks) or 'none'}")
 
-    inside = crop_to_workspace(points_all, config)
+    offset = np.zeros(3) if translation is None else np.asarray(translation, dtype=np.float64).reshape(3)
+    inside = crop_to_workspace(points_all + offset, config)
     if len(inside) == 0:
         raise PolicyError(f"no point of the cloud is inside the workspace {config.workspace_min}.."
                           f"{config.workspace_max}")
@@ -250,9 +253,11 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
                 raise PolicyError(f"mask {label!r} is {mask.shape}, camera is {camera.height}x{camera.width}")
             stack.append(mask.astype(bool))
         channels.append(_sample_image(np.stack(stack, axis=2).astype(np.float32), pixels)[0])
-    return SceneInputs(points=points.astype(np.float32),
+    proprio = proprioception(observation)
+    proprio[:3] += offset
+    return SceneInputs(points=(points + offset).astype(np.float32),
                        features=np.concatenate(channels, axis=1).astype(np.float32),
-                       proprio=proprioception(observation),
+                       proprio=proprio,
                        tokens=instruction_tokens(observation.instruction, config.max_instruction_tokens,
                                                  config.vocab_buckets),
                        pixels=None if pixels is None else pixels.astype(np.float32))
