@@ -150,6 +150,21 @@ def _translation(sample, policy_config, rng: np.random.Generator, limits) -> np.
     return offset
 
 
+# What a resumed run may change: how long it runs and how it reports; anything else would silently mix two runs.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "num_threads", "out")
+
+
+def _check_resumable(checkpoint: Path, config: TrainConfig) -> None:
+    saved = json.loads((checkpoint / TRAINER_STATE).read_text()).get("train_config", {})
+    current = json.loads(json.dumps(config.to_dict()))  # tuples as lists, like the saved copy
+    changed = sorted(key for key in set(saved) | set(current)
+                     if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key))
+    if changed:
+        details = "; ".join(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in changed)
+        raise ValueError(f"cannot resume {checkpoint.parent} with a changed config ({details}); only "
+                         f"{', '.join(RESUMABLE_CHANGES)} may change")
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     found = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]) if
                    p.name.split("-")[1].isdigit() else -1)
@@ -204,6 +219,8 @@ def train(config: TrainConfig, samples: list, *, resume: bool = False, progress:
     checkpoint = latest_checkpoint(out) if resume else None
     if resume and checkpoint is None:
         raise ValueError(f"nothing to resume in {out}: no checkpoint-<step> folder with {TRAINER_STATE}")
+    if checkpoint is not None:
+        _check_resumable(checkpoint, config)
     if not resume and out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty: resume the run (--resume) or choose another out")
     out.mkdir(parents=True, exist_ok=True)

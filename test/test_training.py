@@ -140,6 +140,17 @@ def test_checkpoints_load_as_policies_and_runs_do_not_clobber(tmp_path):
     assert len(log) == 2 and all(np.isfinite(_loss(line)) for line in log)
 
 
+def test_resume_refuses_a_changed_config(tmp_path):
+    """Regression: --resume with another learning rate or augmentation silently continued the old run."""
+    train(config(tmp_path, steps=2), samples(), progress=False)
+    with pytest.raises(ValueError, match="changed config .*learning_rate: 0.001 -> 0.01"):
+        train(config(tmp_path, learning_rate=1e-2), samples(), resume=True, progress=False)
+    with pytest.raises(ValueError, match="augment_translation"):
+        train(config(tmp_path, augment_translation=(0.05, 0.05, 0.0)), samples(), resume=True, progress=False)
+    resumed = train(config(tmp_path, steps=3, log_every=3), samples(), resume=True, progress=False)
+    assert resumed["steps"] == 3
+
+
 def _loss(line: str) -> float:
     import json
     return float(json.loads(line)["loss"])
