@@ -39,7 +39,7 @@ def record(out: Path, episodes: int, seed: int = 0, variation_set: str = "base",
         raise ValueError(f"{existing[0]} already exists: choose another --out or --seed")
     settings = RolloutSettings(pause_sec=pause_sec)
     records, started = [], time.monotonic()
-    world = None
+    world, stopped = None, None
     try:
         for i in tqdm(range(episodes), desc=f"demos {variation_set}", unit="episode", disable=not progress):
             episode_seed = seed + i
@@ -59,14 +59,28 @@ def record(out: Path, episodes: int, seed: int = 0, variation_set: str = "base",
                                episode_seconds=round(result.sim_seconds, 3))
             records.append({"bag": str(bag), "seed": episode_seed, **result.to_json(),
                             "wall_seconds": round(time.monotonic() - begun, 2)})
+    except BaseException as error:  # Ctrl-C or a failing episode: the bags already written stay listed
+        stopped = f"episode {seed + len(records)}: {type(error).__name__}: {error}"
+        raise
     finally:
         if world is not None:
             world.close()
-    wall = time.monotonic() - started
-    summary = {"variation_set": variation_set, "episodes": episodes, "successes": sum(r["success"] for r in records),
-               "wall_seconds": round(wall, 1), "wall_seconds_per_episode": round(wall / episodes, 2),
-               "sim_seconds_per_episode": round(sum(r["sim_seconds"] for r in records) / episodes, 2),
+        summary = _write_index(out, records, episodes, variation_set, camera_hz, pause_sec, storage,
+                               time.monotonic() - started, stopped)
+    return summary
+
+
+def _write_index(out: Path, records: list, episodes: int, variation_set: str, camera_hz: float, pause_sec: float,
+                 storage: str, wall: float, stopped: str | None) -> dict:
+    """Append this run to OUT/index.json (the bags it wrote, and why it stopped early if it did)."""
+    done = max(1, len(records))
+    summary = {"variation_set": variation_set, "episodes": episodes, "recorded": len(records),
+               "successes": sum(r["success"] for r in records),
+               "wall_seconds": round(wall, 1), "wall_seconds_per_episode": round(wall / done, 2),
+               "sim_seconds_per_episode": round(sum(r["sim_seconds"] for r in records) / done, 2),
                "camera_hz": camera_hz, "pause_sec": pause_sec, "storage": storage, "records": records}
+    if stopped:
+        summary["stopped"] = stopped
     index = out / "index.json"
     previous = json.loads(index.read_text()) if index.is_file() else {"runs": []}
     previous["runs"].append(summary)

@@ -113,6 +113,25 @@ def test_record_command_writes_bags_and_an_index(tmp_path):
         record(tmp_path, episodes=1, seed=7, progress=False)
 
 
+
+def test_an_interrupted_recording_still_lists_the_bags_it_wrote(tmp_path, monkeypatch):
+    """Regression: an exception in the second episode left the first bag on disk but no index.json."""
+    import hamster_sim.rollout as rollout
+    real, calls = rollout.run_episode, []
+
+    def second_episode_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("Ctrl-C")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(rollout, "run_episode", second_episode_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        record(tmp_path, episodes=3, seed=7, progress=False)
+    run = json.loads((tmp_path / "index.json").read_text())["runs"][0]
+    assert run["recorded"] == 1 and [r["seed"] for r in run["records"]] == [7]
+    assert run["stopped"] == "episode 8: KeyboardInterrupt: Ctrl-C"
+    assert not (tmp_path / "episode-00008").exists()
+
 def test_a_failed_demonstration_is_not_a_training_sample(demo, tmp_path):
     scene = scene_for("base", SEED)
     writer = BagEpisodeWriter(tmp_path / "failed", camera_rate_hz=0.0)
