@@ -21,12 +21,13 @@ import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
-from hamster_msgs.msg import GroundingMasks
+from hamster_msgs.msg import GripperCommand, GroundingMasks
 from hamster_msgs.msg import Path2D as Path2DMsg
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
 from hamster_core.camera import PinholeCamera
+from hamster_core.executor import GripperGoal
 from hamster_core.geometry import Pose
 from hamster_core.path2d import Path2D, PathError
 from hamster_ros import _cloud_kernels
@@ -384,6 +385,13 @@ def pose_to_msg(pose: Pose, header: Header) -> PoseStamped:
     orientation = msg.pose.orientation
     orientation.x, orientation.y, orientation.z, orientation.w = (float(v) for v in pose.orientation)
     return msg
+
+
+def gripper_goal_to_msg(goal: GripperGoal, header: Header) -> GripperCommand:
+    """The executor's gripper goal -> hamster_msgs/GripperCommand (GRASP when closing on an object, else MOVE)."""
+    return GripperCommand(header=header, command=GripperCommand.GRASP if goal.grasp else GripperCommand.MOVE,
+                          width=float(goal.width), speed=float(goal.speed), force=float(goal.force),
+                          epsilon_inner=float(goal.epsilon_inner), epsilon_outer=float(goal.epsilon_outer))
 
 
 def pose_from_msg(msg) -> Pose:

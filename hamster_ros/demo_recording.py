@@ -145,18 +145,13 @@ class BagEpisodeWriter(EpisodeObserver):
                 np.array([box_of(mask) for _, mask in present], dtype=np.int64)))
 
     def on_command(self, time: float, command: ExecutorCommand) -> None:
-        from hamster_msgs.msg import GripperCommand
-
-        from hamster_ros.conversions import pose_to_msg
+        from hamster_ros.conversions import gripper_goal_to_msg, pose_to_msg
         header = self._header(BASE_FRAME, time)
         if command.target is not None:
             self._add(t.CARTESIAN_TARGET, t.COMMAND, time, pose_to_msg(command.target, header))
         if command.gripper is not None:
-            goal = command.gripper
-            self._gripper_closed = goal.grasp
-            self._add(t.GRIPPER_COMMAND, t.EVENTS, time, GripperCommand(
-                header=header, command=GripperCommand.GRASP if goal.grasp else GripperCommand.MOVE,
-                width=goal.width, speed=goal.speed, force=goal.force, epsilon_inner=0.08, epsilon_outer=0.08))
+            self._gripper_closed = command.gripper.grasp
+            self._add(t.GRIPPER_COMMAND, t.EVENTS, time, gripper_goal_to_msg(command.gripper, header))
 
     def on_status(self, time: float, status: ExecutorStatus) -> None:
         from std_msgs.msg import String

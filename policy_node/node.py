@@ -36,8 +36,8 @@ from hamster_core.timing import IntervalStats
 from hamster_msgs.action import RunEpisode
 from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
 from hamster_ros import interfaces as topics, realtime
-from hamster_ros.conversions import (ConversionError, masks_from_msg, path_from_msg, pose_from_msg, pose_to_msg,
-                                     stamp_to_seconds)
+from hamster_ros.conversions import (ConversionError, gripper_goal_to_msg, masks_from_msg, path_from_msg,
+                                     pose_from_msg, pose_to_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
 from hamster_ros.observation import observation_from_messages
 from hamster_ros.node_main import RuntimeNode, declare, run_node
@@ -350,11 +350,7 @@ class PolicyNode(RuntimeNode):
             if plan_frame_stamp is not None:  # the first target of a new plan: how old its camera frame is
                 self._frame_to_command_ms = round(1e3 * (stamp_to_seconds(header.stamp) - plan_frame_stamp), 1)
         if command.gripper is not None:
-            goal = command.gripper
-            self.gripper_pub.publish(GripperCommand(
-                header=header, command=GripperCommand.GRASP if goal.grasp else GripperCommand.MOVE,
-                width=goal.width, speed=goal.speed, force=goal.force, epsilon_inner=goal.epsilon_inner,
-                epsilon_outer=goal.epsilon_outer))
+            self.gripper_pub.publish(gripper_goal_to_msg(command.gripper, header))
         if status_changed:
             text = f"executor: {command.status.value}" + (f": {self._status_detail}" if self._status_detail else "")
             # (one call site per severity: rclpy refuses a call site whose severity changes)

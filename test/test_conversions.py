@@ -14,10 +14,10 @@ from hamster_core.camera import PinholeCamera
 from hamster_core.geometry import Pose
 from hamster_core.path2d import Path2D, PathError
 from hamster_ros.conversions import (
-    ConversionError, camera_from_msg, camera_info_to_msg, grounding_from_msg, image_encoding_format,
-    image_to_numpy, image_to_rgb, masks_from_msg, masks_to_msg, numpy_to_image, numpy_to_pointcloud2,
-    path_from_msg, path_to_msg, pointcloud2_to_numpy, pose_from_msg, pose_to_msg, seconds_to_stamp,
-    stamp_to_seconds,
+    ConversionError, camera_from_msg, camera_info_to_msg, gripper_goal_to_msg, grounding_from_msg,
+    image_encoding_format, image_to_numpy, image_to_rgb, masks_from_msg, masks_to_msg, numpy_to_image,
+    numpy_to_pointcloud2, path_from_msg, path_to_msg, pointcloud2_to_numpy, pose_from_msg, pose_to_msg,
+    seconds_to_stamp, stamp_to_seconds,
 )
 
 RNG = np.random.default_rng(7)
@@ -352,6 +352,17 @@ def test_cloud_kernels_refuse_buffers_that_are_too_short():
         _cloud_kernels.pack_points(points, None, 10, bytes(120))  # read-only output
 
 # ---------------------------------------------------------------------------------------------- core messages
+
+def test_gripper_goals_keep_the_configured_grasp_tolerances():
+    """Regression: recorded demonstrations wrote epsilon 0.08 whatever the executor's gripper settings said."""
+    from hamster_core.executor import GripperGoal
+    from hamster_msgs.msg import GripperCommand
+    grasp = gripper_goal_to_msg(GripperGoal(0.02, 0.1, 40.0, grasp=True, epsilon_inner=0.005, epsilon_outer=0.01),
+                                HEADER)
+    assert (grasp.command, grasp.width, grasp.force) == (GripperCommand.GRASP, pytest.approx(0.02), 40.0)
+    assert (grasp.epsilon_inner, grasp.epsilon_outer) == (pytest.approx(0.005), pytest.approx(0.01))
+    release = gripper_goal_to_msg(GripperGoal(0.08, 0.1, 0.0, grasp=False), HEADER)
+    assert release.command == GripperCommand.MOVE and release.header.frame_id == HEADER.frame_id
 
 def test_path_round_trip():
     path = Path2D([[0.1, 0.2], [0.5, 0.25], [1.0, 0.0]], [0, 1, 0])

@@ -159,8 +159,12 @@ def test_train_command_trains_on_the_bags_and_resumes(demo, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["samples"] == 6 and summary["steps"] == 2 and summary["conditioning"] == "masks"
     assert RVT2Policy.from_pretrained(out / "final").config.conditioning == "masks"
+    with pytest.raises(SystemExit):  # resuming without the override would be another run: refused, named
+        main([str(tmp_path / "train.yaml"), "--data", str(bag), "--out", str(out), "--steps", "3", "--resume",
+              "--no-progress"])
+    assert "policy_config" in capsys.readouterr().err
     assert main([str(tmp_path / "train.yaml"), "--data", str(bag), "--out", str(out), "--steps", "3", "--resume",
-                 "--no-progress"]) == 0
+                 "--conditioning", "masks", "--no-progress"]) == 0
     resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert resumed["steps"] == 3 and resumed["resumed_from"].endswith("checkpoint-000002")
 
