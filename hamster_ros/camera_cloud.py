@@ -5,7 +5,8 @@ Subscribes to the (remappable) RealSense-style topics /camera/depth/image_raw (a
 32FC1 m), /camera/color/image_raw and /camera/color/camera_info. Each depth frame becomes one PointCloud2 in
 the calibration's base frame, coloured by the colour frame with the same stamp (or the newest one within
 `max_color_offset_sec`). Frames whose sizes disagree with camera_info or the calibration are refused, with
-the reason logged and on /diagnostics. The core is hamster_core.calibration.
+the reason logged and on /diagnostics (ERROR); a cloud without a colour frame close enough is published
+uncoloured, with a WARN there. The core is hamster_core.calibration.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from hamster_ros.node_main import RuntimeNode, declare, run_node
 
 
 class CameraCloud(RuntimeNode):
-    def __init__(self):
-        super().__init__("camera_cloud")
+    def __init__(self, **node_options):
+        super().__init__("camera_cloud", **node_options)
         path = declare(self, "calibration_file", "", "Camera-to-base calibration YAML (hamster_core.calibration).")
         if not path:
             raise ValueError("calibration_file is not set: write one with `python -m hamster_core.calibration write "
@@ -63,12 +64,15 @@ class CameraCloud(RuntimeNode):
     def _on_color(self, msg: Image):
         self._color = msg
 
-    def _report(self, problem: str | None):
+    def _report(self, problem: str | None, level: bytes = DiagnosticStatus.ERROR):
+        """Log and publish on /diagnostics when the state changes (not on every frame)."""
         if problem != self._problem:
             self._problem = problem
-            if problem:
+            if problem and level == DiagnosticStatus.ERROR:
                 self.get_logger().error(f"not publishing points: {problem}")
-            status = DiagnosticStatus(level=DiagnosticStatus.ERROR if problem else DiagnosticStatus.OK,
+            elif problem:
+                self.get_logger().warning(problem)
+            status = DiagnosticStatus(level=level if problem else DiagnosticStatus.OK,
                                       name=self.get_name(), hardware_id="camera", message=problem or "ok")
             array = DiagnosticArray(status=[status])
             array.header.stamp = self.get_clock().now().to_msg()
@@ -97,7 +101,11 @@ class CameraCloud(RuntimeNode):
             points, point_colors = self._projector.points(depth, colors)
         except (CalibrationError, ConversionError, ValueError) as error:
             return self._report(str(error))
-        self._report(None)
+        if colors is None:
+            self._report(f"publishing clouds without colour: no colour frame within max_color_offset_sec "
+                         f"({self.max_color_offset:g} s) of the depth stamp", DiagnosticStatus.WARN)
+        else:
+            self._report(None)
         header = Header(frame_id=self.calibration.base_frame, stamp=msg.header.stamp)
         self.points_pub.publish(numpy_to_pointcloud2(points, point_colors, header))
         if not self._pose_published:  # latched: once, stamped like the first cloud
