@@ -24,6 +24,12 @@ MISSING_MESSAGE = ("franka_msgs is not importable: install franka_ros2 (it provi
                    "workspace (source ~/franka_ros2_ws/install/setup.bash) before starting the franka adapter")
 
 
+STANDIN_ON_REAL_ROBOT_MESSAGE = (
+    "this shell has the franka_msgs TEST STAND-IN on its paths (HAMSTER_FRANKA_MSGS_STANDIN={prefix}): a real robot "
+    "needs franka_ros2's franka_msgs; start from a shell without the stand-in's exports, or add --franka-sim for the "
+    "simulator")
+
+
 class StandinError(RuntimeError):
     """The stand-in could not be built (its log tail is in the message)."""
 

@@ -144,10 +144,12 @@ def main(argv=None):
         parser.error(str(error))
     env = ros_environment()
     if args.robot == "franka":
-        from hamster_ros.franka_standin import MISSING_MESSAGE, franka_msgs_available
+        from hamster_ros.franka_standin import MISSING_MESSAGE, STANDIN_ON_REAL_ROBOT_MESSAGE, franka_msgs_available
         if args.franka_sim:  # the simulator behind the franka interface: the test stand-in where franka_msgs is missing
             from hamster_ros.demo import franka_environment
             env = franka_environment(env)
+        elif os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
+            parser.error(STANDIN_ON_REAL_ROBOT_MESSAGE.format(prefix=os.environ["HAMSTER_FRANKA_MSGS_STANDIN"]))
         elif not franka_msgs_available():
             parser.error(MISSING_MESSAGE)
     stop_on_signals()

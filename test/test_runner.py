@@ -8,6 +8,10 @@ import time
 
 import pytest
 
+from hamster_ros.graph import CONFIG_DIR
+
+CALIBRATION = CONFIG_DIR / "calibration_sim.yaml"
+
 
 def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
@@ -52,3 +56,12 @@ def test_runner_rejects_unknown_policy_with_its_name():
     run = subprocess.run([sys.executable, "-m", "hamster_ros.runner", "--policy", "nope"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and "unknown policy 'nope'" in run.stderr
+
+
+def test_runner_refuses_a_real_robot_with_the_franka_msgs_stand_in_on_its_paths(tmp_path):
+    """A shell left with the stand-in's exports (hamster-franka-standin) must not start the real-robot graph."""
+    env = dict(os.environ, HAMSTER_FRANKA_MSGS_STANDIN=str(tmp_path / "standin"))
+    run = subprocess.run([sys.executable, "-m", "hamster_ros.runner", "--robot", "franka", "--vlm-backend", "openai",
+                          "--perception-backend", "pipeline", "--calibration", str(CALIBRATION)], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert run.returncode == 2 and "TEST STAND-IN" in run.stderr and str(tmp_path / "standin") in run.stderr
