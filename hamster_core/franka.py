@@ -262,6 +262,7 @@ class GripperRequest:
     force: float = 0.0
     epsilon_inner: float = 0.005
     epsilon_outer: float = 0.005
+    command_stamp: float | None = None   # stamp of the GripperCommand asking for it (s), carried to its result
 
     def __post_init__(self):
         if self.action == GripperAction.HOMING:
@@ -285,10 +286,11 @@ class GripperResult:
     error: str
     seconds: float
     width: float = 0.0               # the goal width (0 for homing)
+    command_stamp: float | None = None   # the answered GripperCommand's stamp: which episode the result belongs to
 
     def as_dict(self) -> dict:
         return {"action": self.action, "success": self.success, "error": self.error,
-                "seconds": round(self.seconds, 3), "width": self.width}
+                "seconds": round(self.seconds, 3), "width": self.width, "command_stamp": self.command_stamp}
 
 
 @dataclass
@@ -318,7 +320,7 @@ class GripperGoals:
         if self._current is not None:
             _, old, started = self._current
             preempted = GripperResult(old.action.value, False, f"preempted by a {request.action.value} goal",
-                                      now - started, old.width)
+                                      now - started, old.width, old.command_stamp)
         self._next_id += 1
         self._current = (self._next_id, request, now)
         return self._next_id, preempted
@@ -328,7 +330,8 @@ class GripperGoals:
             return None  # preempted or timed out already: reported then
         _, request, started = self._current
         self._current = None
-        return GripperResult(request.action.value, bool(success), str(error), now - started, request.width)
+        return GripperResult(request.action.value, bool(success), str(error), now - started, request.width,
+                             request.command_stamp)
 
     def expired(self, now: float) -> tuple[int, GripperResult] | None:
         """(goal id to cancel, its timeout result) once the goal in flight passed its deadline."""
@@ -338,8 +341,8 @@ class GripperGoals:
         if now - started <= self.timeout_sec:
             return None
         self._current = None
-        return goal_id, GripperResult(request.action.value, False,
-                                      f"no result within {self.timeout_sec:g} s", now - started, request.width)
+        return goal_id, GripperResult(request.action.value, False, f"no result within {self.timeout_sec:g} s",
+                                      now - started, request.width, request.command_stamp)
 
 
 def grasp_succeeded(final_width: float, goal_width: float, epsilon_inner: float, epsilon_outer: float) -> bool:

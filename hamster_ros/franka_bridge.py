@@ -258,19 +258,21 @@ class FrankaBridge(RuntimeNode):
     def _on_gripper(self, msg: GripperCommand):
         kinds = {GripperCommand.MOVE: GripperAction.MOVE, GripperCommand.GRASP: GripperAction.GRASP,
                  GripperCommand.HOMING: GripperAction.HOMING}
+        stamp = stamp_to_seconds(msg.header.stamp)
         try:
             kind = kinds[msg.command]
             request = GripperRequest(kind, width=msg.width, speed=msg.speed, force=msg.force,
-                                     epsilon_inner=msg.epsilon_inner, epsilon_outer=msg.epsilon_outer)
+                                     epsilon_inner=msg.epsilon_inner, epsilon_outer=msg.epsilon_outer,
+                                     command_stamp=stamp)
         except (KeyError, ValueError) as error:
             text = f"unknown gripper command {msg.command}" if isinstance(error, KeyError) else str(error)
-            self._report(GripperResult(str(msg.command), False, f"rejected: {text}", 0.0, float(msg.width)))
+            self._report(GripperResult(str(msg.command), False, f"rejected: {text}", 0.0, float(msg.width), stamp))
             return
         with self._lock:
             gate, reason = self.gate.state, self.gate.reason
         if gate != GateState.STREAMING:  # nothing moves before an explicit enable, the fingers included
             self._report(GripperResult(request.action.value, False, f"not sent: {gate.value}: {reason}", 0.0,
-                                       request.width))
+                                       request.width, request.command_stamp))
             return
         self._send_gripper(request)
 
@@ -278,7 +280,8 @@ class FrankaBridge(RuntimeNode):
         client = self._gripper_clients[request.action]
         if not client.server_is_ready():
             self._report(GripperResult(request.action.value, False,
-                                       f"the action server {client._action_name} is not available", 0.0, request.width))
+                                       f"the action server {client._action_name} is not available", 0.0, request.width,
+                                       request.command_stamp))
             return
         if request.action == GripperAction.MOVE:
             goal = self.action.Move.Goal(width=request.width, speed=request.speed)

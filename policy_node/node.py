@@ -139,7 +139,7 @@ class PolicyNode(RuntimeNode):
         self._halt_count = 0                                     # halts the adapter has reported (status halt_count)
         self._last_halt: tuple[float, str] | None = None         # (ROS time seen, reason) of the newest one
         self._episode_thread: threading.Thread | None = None
-        self._gripper_failure: tuple[float, str] | None = None   # (ROS time received, message)
+        self._gripper_failure: tuple[float, str] | None = None   # (its command's stamp, message)
         self.create_subscription(String, topics.ROBOT_STATUS, self._on_robot_status, topics.LATCHED,
                                  callback_group=inputs)
         self.create_subscription(String, topics.GRIPPER_RESULT, self._on_gripper_result, topics.EVENTS,
@@ -269,7 +269,11 @@ class PolicyNode(RuntimeNode):
         except (ValueError, KeyError, TypeError):
             return
         if failed:
-            self._gripper_failure = (self._now(), f"gripper {result.get('action')} failed: {result.get('error')}")
+            # Timed by the command it answers, not by arrival: a late failure of the previous episode's command
+            # must not end the next episode.
+            stamp = result.get("command_stamp")
+            when = float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else self._now()
+            self._gripper_failure = (when, f"gripper {result.get('action')} failed: {result.get('error')}")
 
     def _on_stop(self, request, response):
         self._stop_requested.set()

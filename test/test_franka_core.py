@@ -189,7 +189,20 @@ def test_gripper_goal_results_timeouts_and_preemption():
     third, _ = goals.start(GripperRequest(GripperAction.HOMING), 4.0)
     result = goals.finish(third, False, "homing failed", 4.8)
     assert result.as_dict() == {"action": "homing", "success": False, "error": "homing failed", "seconds": 0.8,
-                                "width": 0.0}
+                                "width": 0.0, "command_stamp": None}
+
+
+def test_every_gripper_result_names_the_command_it_answers():
+    """Regression: the policy node timed a gripper failure by its arrival, so a late failure of the previous
+    episode's command ended the next episode; the result now carries its command's stamp."""
+    goals = GripperGoals(timeout_sec=2.0)
+    first, _ = goals.start(GripperRequest(GripperAction.GRASP, 0.05, 0.05, 20.0, command_stamp=10.0), 0.0)
+    second, preempted = goals.start(GripperRequest(GripperAction.MOVE, 0.08, 0.05, command_stamp=11.0), 1.0)
+    assert preempted.command_stamp == 10.0
+    _, timed_out = goals.expired(3.5)
+    assert timed_out.command_stamp == 11.0 and timed_out.as_dict()["command_stamp"] == 11.0
+    third, _ = goals.start(GripperRequest(GripperAction.MOVE, 0.08, 0.05, command_stamp=12.5), 4.0)
+    assert goals.finish(third, True, "", 4.5).command_stamp == 12.5
 
 
 @pytest.mark.parametrize("kwargs,name", [
