@@ -175,7 +175,7 @@ static uint32_t pack_with_colors_scalar(const uint32_t *point, const uint8_t *rg
  * into four 16-byte records. ~3x the scalar loop (which the compiler does not vectorize). */
 __attribute__((target("ssse3")))
 static uint32_t pack_with_colors_ssse3(const uint32_t *point, const uint8_t *rgb, uint32_t *record,
-                                             Py_ssize_t count) {
+                                       Py_ssize_t count) {
     const __m128i exponent = _mm_set1_epi32(0x7f800000);
     const __m128i first_three = _mm_set_epi32(0, -1, -1, -1);
     /* Colour k's R, G, B bytes -> lane 3 as the little-endian word 0x00RRGGBB (bytes B, G, R, 0). */
@@ -211,7 +211,6 @@ static uint32_t pack_with_colors_ssse3(const uint32_t *point, const uint8_t *rgb
     uint32_t all_finite = _mm_movemask_epi8(non_finite) == 0;
     return all_finite & pack_with_colors_scalar(point, rgb, record, count - index);
 }
-
 #endif
 
 static uint32_t pack_with_colors(const uint32_t *point, const uint8_t *rgb, uint32_t *record, Py_ssize_t count) {
