@@ -112,6 +112,26 @@ def evaluate(models: list[ModelSpec], sets: list[str], episodes: int, seed: int,
             "results": results, "wall_seconds": round(time.monotonic() - started, 1)}
 
 
+def merge(reports: list[dict]) -> dict:
+    """One report from evaluations of different models on the same scenes (one process per core): the same
+    seed, episodes, sets and timeout, each model in one of them only."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    first = reports[0]
+    for key in ("seed", "episodes", "sets", "timeout_sec"):
+        values = [r[key] for r in reports]
+        if any(v != values[0] for v in values):
+            raise ValueError(f"cannot merge evaluations with different {key}: {values}")
+    names = [name for r in reports for name in r["models"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a model is in more than one evaluation: {names}")
+    return {**{key: first[key] for key in ("command", "seed", "episodes", "sets", "timeout_sec")},
+            "models": {name: model for r in reports for name, model in r["models"].items()},
+            "results": {name: result for r in reports for name, result in r["results"].items()},
+            "wall_seconds": max(r["wall_seconds"] for r in reports),
+            "merged_from": [{"argv": r.get("argv"), "wall_seconds": r["wall_seconds"]} for r in reports]}
+
+
 def plot(report: dict, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -142,14 +162,18 @@ def plot(report: dict, path: Path) -> Path:
 
 
 def markdown(report: dict) -> str:
-    """The success table: one row per model, one column per set, "successes/episodes (rate)"."""
+    """The success table: one row per model, one column per set ("successes/episodes"), and the sum over the
+    held-out sets (all but `base`, the training set's distribution)."""
     sets = report["sets"]
-    lines = ["| model | policy | conditioning | parameters | " + " | ".join(sets) + " |",
-             "|---|---|---|---|" + "---|" * len(sets)]
+    held_out = [s for s in sets if s != "base"]
+    lines = ["| model | policy | conditioning | parameters | " + " | ".join(sets) + " | held-out |",
+             "|---|---|---|---|" + "---|" * (len(sets) + 1)]
     for name, model in report["models"].items():
         cells = [f"{c['successes']}/{c['episodes']}" for c in (report["results"][name][s] for s in sets)]
+        totals = [report["results"][name][s] for s in held_out]
+        total = f"{sum(c['successes'] for c in totals)}/{sum(c['episodes'] for c in totals)}" if totals else "-"
         lines.append(f"| {name} | {model['policy']} | {model['conditioning']} | {model.get('parameters', '-')} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {total} |")
     return "\n".join(lines) + "\n"
 
 
@@ -157,7 +181,10 @@ def main(argv=None) -> int:
     from hamster_sim.variations import VARIATIONS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True, help="NAME=POLICY[:CHECKPOINT]; repeatable")
+    parser.add_argument("--model", action="append", help="NAME=POLICY[:CHECKPOINT]; repeatable")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                        help="instead of evaluating: merge the results.json of these runs (same scenes, other "
+                             "models) into --out")
     parser.add_argument("--sets", nargs="+", default=["base"], choices=sorted(VARIATIONS), metavar="SET",
                         help=f"variation sets: {', '.join(VARIATIONS)}")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per set and model")
@@ -168,11 +195,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if bool(args.model) == bool(args.merge):
+        parser.error("give --model (to evaluate) or --merge (to combine earlier runs), not both")
     try:
-        models = [ModelSpec.parse(text) for text in args.model]
-        report = evaluate(models, args.sets, args.episodes, args.seed, timeout_sec=args.timeout,
-                          max_keyframes=args.max_keyframes, progress=not args.no_progress)
-    except ValueError as error:
+        if args.merge:
+            report = merge([json.loads((folder / "results.json").read_text()) for folder in args.merge])
+        else:
+            models = [ModelSpec.parse(text) for text in args.model]
+            report = evaluate(models, args.sets, args.episodes, args.seed, timeout_sec=args.timeout,
+                              max_keyframes=args.max_keyframes, progress=not args.no_progress)
+    except (OSError, ValueError) as error:
         parser.error(str(error))
     report["argv"] = sys.argv[1:] if argv is None else list(argv)
     args.out.mkdir(parents=True, exist_ok=True)

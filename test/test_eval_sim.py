@@ -80,9 +80,27 @@ def test_eval_command_writes_results_and_a_plot(checkpoint, tmp_path):
     # The training-free follower with the oracle path is the reference: it must solve a plain episode.
     assert report["results"]["follower"]["base"]["successes"] == 1
     table = (tmp_path / "results.md").read_text().splitlines()
-    assert table[0].endswith("| base | camera_shift |") and table[3].startswith("| follower | path_follower |")
-    assert table[3].endswith(f"| {report['results']['follower']['base']['successes']}/1 | "
-                             f"{report['results']['follower']['camera_shift']['successes']}/1 |")
+    shifted = report['results']['follower']['camera_shift']['successes']
+    assert table[0].endswith("| base | camera_shift | held-out |") and table[3].startswith("| follower | path_follower |")
+    assert table[3].endswith(f"| {report['results']['follower']['base']['successes']}/1 | {shifted}/1 | {shifted}/1 |")
     png = (tmp_path / "success.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert np.isfinite(report["wall_seconds"])
+
+    # Runs of other models on the same scenes (one process per core) merge into one table; other scenes do not.
+    other = tmp_path / "other"
+    assert main(["--model", "follower_2=path_follower", "--sets", "base", "camera_shift", "--episodes", "1",
+                 "--seed", "1001", "--timeout", "25", "--out", str(other), "--no-progress"]) == 0
+    merged = tmp_path / "merged"
+    assert main(["--merge", str(tmp_path), str(other), "--out", str(merged)]) == 0
+    combined = json.loads((merged / "results.json").read_text())
+    assert list(combined["models"]) == ["tiny", "follower", "follower_2"] and len(combined["merged_from"]) == 2
+    assert combined["results"]["follower_2"] == json.loads((other / "results.json").read_text())["results"][
+        "follower_2"]
+    assert len((merged / "results.md").read_text().splitlines()) == 5
+    elsewhere = json.loads((other / "results.json").read_text()) | {"seed": 7}
+    (other / "results.json").write_text(json.dumps(elsewhere))
+    with pytest.raises(SystemExit):
+        main(["--merge", str(tmp_path), str(other), "--out", str(merged)])
+    with pytest.raises(SystemExit):  # twice the same model
+        main(["--merge", str(tmp_path), str(tmp_path), "--out", str(merged)])
