@@ -528,6 +528,7 @@ class PolicyNode(RuntimeNode):
                 return f"timed out after {timeout:.0f} s"
             return None
 
+        plans = executed = 0  # policy calls and keyframes over the whole episode
         while True:
             self._feedback(goal_handle, "waiting_for_inputs")
             observation, waiting_for = None, None
@@ -557,7 +558,8 @@ class PolicyNode(RuntimeNode):
             except (PolicyError, ValueError) as error:
                 self._halt()
                 return False, f"cannot plan: {error}"
-            self.get_logger().info(f"plan: {len(output.keyframes)} keyframes {output.info}")
+            plans += 1
+            self.get_logger().info(f"plan {plans}: {len(output.keyframes)} keyframes {output.info}")
             self._publish_plan_markers(observation, output.keyframes)
 
             while True:
@@ -570,8 +572,10 @@ class PolicyNode(RuntimeNode):
                     break
                 self._feedback(goal_handle, "executing", self._progress)
                 time.sleep(0.05)
+            executed += len(output.keyframes)
             if output.done:
-                return True, f"executed {len(output.keyframes)} keyframes"
+                # Over the episode: a keyframe policy plans one keyframe at a time.
+                return True, f"executed {executed} keyframes" + (f" from {plans} plans" if plans > 1 else "")
 
     def _newest_observation(self, ready: Observation, instruction: str, episode_start: float) -> Observation:
         """Plan on the next camera frame rather than one that may be a camera period old: waiting for it costs
