@@ -155,7 +155,8 @@ RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "num_threads", "o
 
 
 def _check_resumable(checkpoint: Path, config: TrainConfig) -> None:
-    saved = json.loads((checkpoint / TRAINER_STATE).read_text()).get("train_config", {})
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))  # keys added since the run started: defaults
+    saved = {**defaults, **json.loads((checkpoint / TRAINER_STATE).read_text()).get("train_config", {})}
     current = json.loads(json.dumps(config.to_dict()))  # tuples as lists, like the saved copy
     changed = sorted(key for key in set(saved) | set(current)
                      if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key))

@@ -1,4 +1,5 @@
 """hamster-train's core: config validation, periodic checkpoints policy_node can load, and exact resume."""
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,6 +148,11 @@ def test_resume_refuses_a_changed_config(tmp_path):
         train(config(tmp_path, learning_rate=1e-2), samples(), resume=True, progress=False)
     with pytest.raises(ValueError, match="augment_translation"):
         train(config(tmp_path, augment_translation=(0.05, 0.05, 0.0)), samples(), resume=True, progress=False)
+    # A run saved before a config key existed resumes with that key at its default.
+    state_file = latest_checkpoint(tmp_path) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["train_config"]["augment_translation"]
+    state_file.write_text(json.dumps(state))
     resumed = train(config(tmp_path, steps=3, log_every=3), samples(), resume=True, progress=False)
     assert resumed["steps"] == 3
 
