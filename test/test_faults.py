@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import array
 import json
+import re
 import threading
 import time
 
@@ -625,7 +626,7 @@ def test_perception_killed_bad_masks_rejected_policy_plans_without_masks(graph):
     log = graph.log("policy_node")
     assert "ignoring masks of size [(10, 10), (10, 10)]: the camera's images are 320x240" in log
     assert "ignoring invalid masks:" in log
-    last_plan = [line for line in log.splitlines() if "plan: " in line][-1]
+    last_plan = [line for line in log.splitlines() if re.search(r"\[policy_node\]: plan \d+: ", line)][-1]
     assert "'refined_with': []" in last_plan, last_plan  # planned from the path and cloud alone
     restarted = time.monotonic()
     graph.runner.restart("perception_node")
