@@ -55,8 +55,7 @@ class Monitor:
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
         from rclpy.action import ActionClient
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.node import Node
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
@@ -68,12 +67,13 @@ class Monitor:
         from hamster_msgs.msg import GroundingMasks, Path2D
         from hamster_msgs.srv import ResetScene
         from hamster_ros import interfaces as t
+        from hamster_ros.node_main import RuntimeNode
         from hamster_ros.spinner import BackgroundSpinner
 
         self.t, self.RunEpisode, self.SetBool, self.Trigger = t, RunEpisode, SetBool, Trigger
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.node = Node("fault_monitor", context=self.context,
+        self.node = RuntimeNode("fault_monitor", context=self.context,
                          parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
         self.lock = threading.Lock()
         self.targets: list[tuple] = []    # (received, position, quaternion, header stamp in s)
@@ -113,7 +113,10 @@ class Monitor:
         self.reset_client = node.create_client(ResetScene, t.SIM_RESET)
         self.ResetScene = ResetScene
         self.episode_client = ActionClient(node, RunEpisode, t.RUN_EPISODE)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        # One thread over RuntimeNode: every callback only records (service calls and goals wait on futures in the
+        # test's thread), and a multi-threaded executor fell behind its queues on a loaded machine, so the
+        # monitor's clock lagged and the messages it injected arrived stale.
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(node)
         self.spinner = BackgroundSpinner(self.executor)
 
@@ -550,6 +553,7 @@ def test_vlm_killed_bad_paths_rejected_then_restarted_vlm_resumes_the_episode(gr
     from std_msgs.msg import Header
 
     from hamster_ros import interfaces as t
+    from hamster_ros.conversions import seconds_to_stamp, stamp_to_seconds
 
     m = graph.monitor
     graph.kill("hamster_vlm_node")
@@ -560,25 +564,29 @@ def test_vlm_killed_bad_paths_rejected_then_restarted_vlm_resumes_the_episode(gr
     try:
         # Only once the episode waits for nothing but the path is each bad one looked at within its 0.3 s (on a
         # loaded machine the first one used to be replaced before the policy had its other inputs).
-        wait_until(lambda: m.status_since(start, predicate=lambda r: r.get("waiting_for") ==
-                                          f"a path for {instruction!r}"), "the episode to wait for a path", 30)
-        for x, y, gripper in (([0.2, 1.5, 0.6], [0.3, 0.4, 0.5], [0, 1, 0]),      # x outside [0, 1]
-                              ([0.2, 0.4, 0.6], [0.3, 0.4], [0, 1, 0]),            # arrays of different lengths
-                              ([0.2, float("nan")], [0.3, 0.4], [0, 1]),           # not finite
-                              ([0.2, 0.4], [0.3, 0.4], [0, 7])):                   # gripper neither open nor closed
-            msg = m.Path2D(header=Header(frame_id="camera", stamp=m.now_stamp()), image_width=320, image_height=240,
-                           instruction=instruction, model_id="fault-injection")
+        _, waiting_status = wait_until(lambda: m.status_since(start, predicate=lambda r: r.get("waiting_for") ==
+                                                              f"a path for {instruction!r}"),
+                                       "the episode to wait for a path", 30)
+        expected = "ignoring invalid path: point 1 (1.5, 0.4000000059604645) is outside the normalized range [0, 1]"
+        for k, (x, y, gripper) in enumerate((([0.2, 1.5, 0.6], [0.3, 0.4, 0.5], [0, 1, 0]),  # x outside [0, 1]
+                                            ([0.2, 0.4, 0.6], [0.3, 0.4], [0, 1, 0]),        # different lengths
+                                            ([0.2, float("nan")], [0.3, 0.4], [0, 1]),       # not finite
+                                            ([0.2, 0.4], [0.3, 0.4], [0, 7]))):              # gripper not 0/1
+            # Stamped no earlier than the policy's own status: a monitor clock behind the policy's would make the
+            # path older than the episode, and it would be ignored without a word.
+            stamp = max(stamp_to_seconds(m.now_stamp()), waiting_status["stamp"] + 0.001)
+            msg = m.Path2D(header=Header(frame_id="camera", stamp=seconds_to_stamp(stamp)), image_width=320,
+                           image_height=240, instruction=instruction, model_id="fault-injection")
             msg.x, msg.y, msg.gripper = array.array("f", x), array.array("f", y), array.array("B", gripper)
             path_pub.publish(msg)
+            if k == 0:  # the log is throttled: wait for the first rejection instead of assuming a window
+                wait_until(lambda: expected in graph.log("policy_node"), "the first bad path's rejection", 10)
             time.sleep(0.3)
         rejected = time.monotonic()
         waiting = wait_until(lambda: m.status_since(rejected, predicate=lambda r: r.get("waiting_for") ==
                                                     f"a path for {instruction!r}"), "still waiting for a path", 10)
         assert waiting
         time.sleep(0.5)
-        # (the log is throttled: the first rejection is logged; the status shows the latest is rejected too)
-        assert "ignoring invalid path: point 1 (1.5, 0.4000000059604645) is outside the normalized range [0, 1]" \
-            in graph.log("policy_node")
         assert_holds_after(m, start, time.monotonic())
     finally:
         m.node.destroy_publisher(path_pub)  # the latched bad path must not reach later subscribers

@@ -51,8 +51,7 @@ class Monitor:
     def __init__(self):
         import rclpy
         from geometry_msgs.msg import PoseStamped
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.node import Node
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from std_msgs.msg import String
@@ -61,12 +60,13 @@ class Monitor:
         from hamster_msgs.msg import GripperCommand
         from hamster_ros import interfaces as t
         from hamster_ros.episode_client import EpisodeClient
+        from hamster_ros.node_main import RuntimeNode
         from hamster_ros.spinner import BackgroundSpinner
 
         self.t, self.SetBool, self.Trigger, self.GripperCommand = t, SetBool, Trigger, GripperCommand
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.node = Node("franka_test_monitor", context=self.context,
+        self.node = RuntimeNode("franka_test_monitor", context=self.context,
                          parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.lock = threading.Lock()
         self.equilibrium: list[tuple[float, float, tuple, tuple]] = []  # (received wall, stamp, position, quaternion)
@@ -90,7 +90,10 @@ class Monitor:
         self.PoseStamped = PoseStamped
         self.clients = {}
         self.episodes = EpisodeClient(self.node)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        # One thread over RuntimeNode: every callback only records (service calls and goals wait on futures in the
+        # test's thread), and a multi-threaded executor fell behind its queues on a loaded machine, so the
+        # monitor's clock lagged and the messages it injected arrived stale.
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.spinner = BackgroundSpinner(self.executor)
 
