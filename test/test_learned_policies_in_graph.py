@@ -15,9 +15,11 @@ from rosbags.highlevel import AnyReader
 
 from hamster_core.policies.base import POLICIES
 from hamster_ros.graph import CONFIG_DIR
+from test_policy_dda import TINY as TINY_DDA
+from test_policy_rvt2 import TINY as TINY_RVT2
 
-TINY = {"rvt2": dict(num_points=256, image_size=16, patch_size=4, dim=32, depth=1, heads=2, rotation_bins=12),
-        "3dda": dict(num_points=128, dim=48, heads=2, scene_layers=1, denoiser_layers=2, inference_steps=2)}
+# The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode.
+TINY = {"rvt2": TINY_RVT2, "3dda": {**TINY_DDA, "inference_steps": 2}}
 
 
 @pytest.mark.parametrize("policy", ["rvt2", "3dda"])
