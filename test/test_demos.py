@@ -113,7 +113,6 @@ def test_record_command_writes_bags_and_an_index(tmp_path):
         record(tmp_path, episodes=1, seed=7, progress=False)
 
 
-
 def test_an_interrupted_recording_still_lists_the_bags_it_wrote(tmp_path, monkeypatch):
     """Regression: an exception in the second episode left the first bag on disk but no index.json."""
     import hamster_sim.rollout as rollout
@@ -131,6 +130,7 @@ def test_an_interrupted_recording_still_lists_the_bags_it_wrote(tmp_path, monkey
     assert run["recorded"] == 1 and [r["seed"] for r in run["records"]] == [7]
     assert run["stopped"] == "episode 8: KeyboardInterrupt: Ctrl-C"
     assert not (tmp_path / "episode-00008").exists()
+
 
 def test_a_failed_demonstration_is_not_a_training_sample(demo, tmp_path):
     scene = scene_for("base", SEED)

@@ -74,7 +74,7 @@ class Monitor:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = RuntimeNode("fault_monitor", context=self.context,
-                         parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
+                                parameter_overrides=[Parameter("use_sim_time", value=use_sim_time)])
         self.lock = threading.Lock()
         self.targets: list[tuple] = []    # (received, position, quaternion, header stamp in s)
         self.statuses: list[tuple[float, dict]] = []
@@ -562,8 +562,8 @@ def test_vlm_killed_bad_paths_rejected_then_restarted_vlm_resumes_the_episode(gr
     result = m.start_episode(instruction, 60, lambda: graph.alive("hamster_vlm_node"))
     path_pub = m.node.create_publisher(m.Path2D, t.PATH, t.LATCHED)
     try:
-        # Only once the episode waits for nothing but the path is each bad one looked at within its 0.3 s (on a
-        # loaded machine the first one used to be replaced before the policy had its other inputs).
+        # Only once the episode waits for nothing but the path are the bad ones looked at (on a loaded machine the
+        # first one used to be replaced before the policy had its other inputs).
         _, waiting_status = wait_until(lambda: m.status_since(start, predicate=lambda r: r.get("waiting_for") ==
                                                               f"a path for {instruction!r}"),
                                        "the episode to wait for a path", 30)

@@ -67,7 +67,7 @@ class Monitor:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = RuntimeNode("franka_test_monitor", context=self.context,
-                         parameter_overrides=[Parameter("use_sim_time", value=True)])
+                                parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.lock = threading.Lock()
         self.equilibrium: list[tuple[float, float, tuple, tuple]] = []  # (received wall, stamp, position, quaternion)
         self.ee_pose = None                                           # the adapter's newest /robot/ee_pose (position)
