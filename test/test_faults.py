@@ -165,7 +165,13 @@ class Monitor:
 
     # -- acting -------------------------------------------------------------------------------------------
     def now_stamp(self):
-        return self.node.get_clock().now().to_msg()
+        """The monitor's time, or the newest target's stamp when that is later: in fresh-clone CI runs the
+        monitor's own clock lagged the policy node's, and what it injected was older than the episode."""
+        from hamster_ros.conversions import seconds_to_stamp
+        now = self.node.get_clock().now().nanoseconds * 1e-9
+        with self.lock:
+            newest_target = self.targets[-1][3] if self.targets else now
+        return seconds_to_stamp(max(now, newest_target))
 
     def call(self, client, request, timeout: float = 30.0):
         wait_until(client.service_is_ready, f"the service {client.srv_name}", timeout)
