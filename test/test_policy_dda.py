@@ -59,6 +59,18 @@ def test_forward_and_sample_shapes(horizon):
     assert prediction["gripper"].shape == (2, horizon) and prediction["done"].shape == (2,)
 
 
+def test_pointer_head_reads_positions_off_the_scene_points():
+    model = DDAModel(DDAConfig(**TINY))
+    torch.nn.init.zeros_(model.action_out.weight)        # no offset: the position is a mean of scene points
+    torch.nn.init.zeros_(model.action_out.bias)
+    batch = collate([prepare_inputs(scene_observation(), model.config)])
+    scene = torch.cat([batch["points"][0], batch["proprio"][:, :3]])
+    position = model.predict(batch, torch.Generator().manual_seed(0))["position"][0, 0]
+    assert torch.all(position >= scene.min(0).values - 1e-5) and torch.all(position <= scene.max(0).values + 1e-5)
+    regression = DDAModel(DDAConfig(**TINY, position_head="regression"))
+    assert not hasattr(regression, "pointer_query")
+
+
 def test_sampling_is_deterministic_under_a_seed():
     model = DDAModel(DDAConfig(**TINY))
     batch = collate([prepare_inputs(scene_observation(), model.config)])
@@ -141,7 +153,7 @@ def test_overfits_one_keyframe():
 
 
 def test_epsilon_prediction_trains():
-    first, last, _, _ = overfit(DDAConfig(**TINY, prediction="epsilon"), 40)
+    first, last, _, _ = overfit(DDAConfig(**TINY, prediction="epsilon", position_head="regression"), 40)
     assert last < first / 4
 
 
@@ -151,6 +163,8 @@ def test_epsilon_prediction_trains():
     (dict(horizon=0), "horizon"),
     (dict(prediction="v"), "prediction"),
     (dict(max_wavelength=0.0), "max_wavelength"),
+    (dict(position_head="voxels"), "position_head"),
+    (dict(prediction="epsilon"), "position_head pointer"),
     (dict(workspace_max=(0.8, 0.45)), "workspace_max"),
 ])
 def test_bad_config_values_are_named(changes, named):

@@ -7,6 +7,11 @@ every query-scene attention score depend only on *relative* position, which make
 equivariant like the paper's. The instruction, proprioception and diffusion timestep condition every layer
 (adaptive layer norm); the current gripper is also a scene token at the TCP position. The gripper state is
 denoised with the pose (+1 closed / -1 open); a separate logit says whether the task is done.
+
+With `position_head` pointer the clean position is not regressed in absolute coordinates: a final attention
+over the scene tokens picks where the keyframe is (the object to grasp, the container, the gripper itself) and
+the denoiser adds an offset (above it, beside it). Regressing the position made the model ~2x less precise than
+rvt2's heatmaps on the same demonstrations; pointing at measured points keeps the depth camera's precision.
 """
 from __future__ import annotations
 
@@ -140,6 +145,8 @@ class DDAModel(nn.Module):
         self.action_norm = AdaptiveNorm(dim)
         self.action_out = nn.Linear(dim, ACTION_DIM)
         self.done_head = mlp([3 * dim, dim, 1])
+        if config.position_head == "pointer":
+            self.pointer_query, self.pointer_key = nn.Linear(dim, dim), nn.Linear(dim, dim)
 
     def encode(self, batch: dict) -> dict:
         """Per denoiser layer the rotated keys and values of the scene tokens (the N points and the current
@@ -154,7 +161,10 @@ class DDAModel(nn.Module):
         language, state = self.instruction(batch["tokens"]), self.proprio(proprio)
         done = self.done_head(torch.cat([scene.mean(1), language, state], dim=1))[:, 0]
         keys_values = [layer.cross_attention.keys_values(scene, positions) for layer in self.denoiser]
-        return {"scene_keys_values": keys_values, "condition": language + state, "done": done}
+        encoded = {"scene_keys_values": keys_values, "condition": language + state, "done": done}
+        if self.config.position_head == "pointer":
+            encoded["pointer_keys"], encoded["scene_positions"] = self.pointer_key(scene), positions
+        return encoded
 
     def denoise(self, noisy: torch.Tensor, t: torch.Tensor, encoded: dict) -> torch.Tensor:
         """The clean actions or the noise (config.prediction), (B, H, 10), for noisy actions (B, H, 10) at
@@ -164,7 +174,14 @@ class DDAModel(nn.Module):
         condition = encoded["condition"] + self.time(timestep_embedding(t, self.config.dim))
         for layer, keys_values in zip(self.denoiser, encoded["scene_keys_values"]):
             x = layer(x, positions, condition, keys_values)
-        return self.action_out(self.action_norm(x, condition))
+        x = self.action_norm(x, condition)
+        out = self.action_out(x)
+        if self.config.position_head == "pointer":
+            scores = self.pointer_query(x) @ encoded["pointer_keys"].transpose(1, 2) / math.sqrt(x.shape[-1])
+            anchor = scores.softmax(-1) @ encoded["scene_positions"]                  # (B, H, 3) metres
+            out = torch.cat([normalize_position(anchor, self.box_min, self.box_max) + out[..., :3],
+                             out[..., 3:]], dim=-1)
+        return out
 
     def actions_from_targets(self, batch: dict) -> torch.Tensor:
         """Targets (from add_targets) -> clean actions (B, H, 10) in the denoiser's normalised space."""
