@@ -16,6 +16,10 @@ from hamster_core.geometry import Pose, quaternion_angle
 from hamster_core.path2d import GripperState
 
 
+#: Which recorded frames become training samples (hamster_ros.demo_dataset.load_demo_samples documents them).
+SAMPLE_FRAMES = ("keyframes", "moving")
+
+
 @dataclass(frozen=True)
 class KeyframeSettings:
     stop_speed: float = 0.01          # m/s: slower than this counts as stopped

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hamster_core.geometry import Pose
+from hamster_core.keyframes import SAMPLE_FRAMES
 from hamster_core.policies.base import POLICIES
 from hamster_core.policies.conditioning import add_targets, collate, prepare_inputs
 from hamster_core.policies.learned import LearnedPolicy
@@ -37,6 +38,7 @@ class TrainConfig:
     policy: str = "rvt2"                      # rvt2 | 3dda
     policy_config: dict = field(default_factory=dict)   # fields of the policy's config (RVT2Config / DDAConfig)
     data: tuple = ()                          # bag folders, or folders of bags (hamster-record-demos output)
+    sample_frames: str = "keyframes"          # keyframes | moving (also the frames on the way to each keyframe)
     out: str = "runs/train"                   # run folder: checkpoints, final/, logs
     steps: int = 2000                         # optimizer steps in total (a resumed run continues to this)
     batch_size: int = 16
@@ -70,6 +72,8 @@ class TrainConfig:
         if not all(isinstance(d, str) and d for d in data):
             raise ValueError(f"data must be a list of bag folders, got {self.data!r}")
         object.__setattr__(self, "data", data)
+        if self.sample_frames not in SAMPLE_FRAMES:
+            raise ValueError(f"sample_frames must be one of {', '.join(SAMPLE_FRAMES)}, got {self.sample_frames!r}")
         if not isinstance(self.out, str) or not self.out:
             raise ValueError(f"out must be a folder path, got {self.out!r}")
         for name, low, high in (("steps", 1, 10_000_000), ("batch_size", 1, 4096), ("warmup_steps", 0, 10_000_000),

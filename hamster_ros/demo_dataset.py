@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hamster_core.executor import Keyframe
-from hamster_core.keyframes import KeyframeSettings, extract_keyframes
+from hamster_core.keyframes import SAMPLE_FRAMES, KeyframeSettings, extract_keyframes
 from hamster_core.policies.base import Observation
 from hamster_ros import interfaces as t
 from hamster_ros.bag_episode import BagError, EpisodeBag, load_episode, stamp_seconds
@@ -58,9 +58,16 @@ def drop_repeated(keyframes: list) -> list:
 
 
 def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = KeyframeSettings(),
-                      require_success: bool = True) -> list[DemoSample]:
+                      require_success: bool = True, frames: str = "keyframes") -> list[DemoSample]:
     """The samples of one recorded episode. A bag whose metadata says the episode failed raises BagError
-    when `require_success` (failed demonstrations teach failure)."""
+    when `require_success` (failed demonstrations teach failure).
+
+    `frames`: keyframes = one sample per keyframe, observed where the previous one was reached (RVT/PerAct);
+    moving = also every frame recorded on the way there, with the same target. Only keyframe observations let
+    a policy learn "the grasp is straight below where I stand" (the expert always comes down vertically), a
+    shortcut that fails as soon as it stands 2 cm off in closed loop; the frames in between break it."""
+    if frames not in SAMPLE_FRAMES:
+        raise ValueError(f"frames must be one of {', '.join(SAMPLE_FRAMES)}, got {frames!r}")
     with EpisodeBag(bag_path) as bag:
         episode = load_episode(bag)
         if require_success and episode.metadata.get("success") is False:
@@ -84,21 +91,7 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
         joint_stamps = np.array([stamp_seconds(m.header) for m in joints])
         frame_stamps = np.array(sorted(clouds))
 
-        samples = []
-        origins = [0] + [index for index, _ in keyframes[:-1]]
-        for k, (origin, (target_index, target)) in enumerate(zip(origins, keyframes)):
-            arrived = times[origin]
-            moved = np.flatnonzero(np.linalg.norm(trajectory.positions[origin:] - trajectory.positions[origin],
-                                                  axis=1) > LEAVE_DISTANCE)
-            leaves = times[origin + moved[0]] if len(moved) else times[-1]
-            during = frame_stamps[(frame_stamps >= arrived - 1e-6) & (frame_stamps <= leaves + 1e-6)]
-            after = frame_stamps[frame_stamps >= arrived - 1e-6]
-            if len(during):
-                stamp = float(during[-1])
-            elif len(after) and after[0] < times[target_index]:
-                stamp = float(after[0])
-            else:
-                continue                                    # no frame of this pose was recorded
+        def sample(stamp: float, target: Keyframe, target_index: int, done: bool) -> DemoSample:
             key = round(stamp, 6)
             width = gripper_width_from_joints(_last_at_or_before(joint_stamps, joints, stamp), GRIPPER_JOINTS)
             observation = observation_from_messages(
@@ -106,8 +99,29 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
                                                                                                 stamp),
                 gripper_width=width if width is not None else 0.08, camera_info=infos.get(key),
                 camera_pose=camera_pose, path=path_msg, masks=masks.get(key))
-            samples.append(DemoSample(observation, target, bool(trajectory.closed[target_index]),
-                                      k == len(keyframes) - 1, f"{bag.path}@{stamp:.3f}"))
+            return DemoSample(observation, target, bool(trajectory.closed[target_index]), done,
+                              f"{bag.path}@{stamp:.3f}")
+
+        samples = []
+        origins = [0] + [index for index, _ in keyframes[:-1]]
+        for k, (origin, (target_index, target)) in enumerate(zip(origins, keyframes)):
+            arrived, reached = times[origin], times[target_index]
+            done = k == len(keyframes) - 1
+            moved = np.flatnonzero(np.linalg.norm(trajectory.positions[origin:] - trajectory.positions[origin],
+                                                  axis=1) > LEAVE_DISTANCE)
+            leaves = times[origin + moved[0]] if len(moved) else times[-1]
+            during = frame_stamps[(frame_stamps >= arrived - 1e-6) & (frame_stamps <= leaves + 1e-6)]
+            after = frame_stamps[frame_stamps >= arrived - 1e-6]
+            if len(during):
+                stamp = float(during[-1])
+            elif len(after) and after[0] < reached:
+                stamp = float(after[0])
+            else:
+                continue                                    # no frame of this pose was recorded
+            samples.append(sample(stamp, target, target_index, done))
+            if frames == "moving":
+                on_the_way = frame_stamps[(frame_stamps > stamp + 1e-6) & (frame_stamps < reached - 1e-6)]
+                samples.extend(sample(float(s), target, target_index, done) for s in on_the_way)
         return samples
 
 
@@ -124,9 +138,10 @@ def demo_bags(paths) -> list[Path]:
     return sorted(dict.fromkeys(bags))
 
 
-def load_demos(paths, settings: KeyframeSettings = KeyframeSettings(), progress: bool = False
-               ) -> tuple[list[DemoSample], dict]:
-    """Samples of every successful demonstration under `paths`; a summary with the skipped ones and why."""
+def load_demos(paths, settings: KeyframeSettings = KeyframeSettings(), progress: bool = False,
+               frames: str = "keyframes") -> tuple[list[DemoSample], dict]:
+    """Samples of every successful demonstration under `paths` (`frames` as in load_demo_samples); a summary
+    with the skipped ones and why."""
     from tqdm import tqdm
 
     bags = demo_bags(paths)
@@ -135,7 +150,7 @@ def load_demos(paths, settings: KeyframeSettings = KeyframeSettings(), progress:
     samples, skipped = [], {}
     for bag in tqdm(bags, desc="loading demos", unit="bag", disable=not progress):
         try:
-            samples.extend(load_demo_samples(bag, settings))
+            samples.extend(load_demo_samples(bag, settings, frames=frames))
         except BagError as error:
             skipped[str(bag)] = str(error)
     return samples, {"bags": len(bags), "used": len(bags) - len(skipped), "samples": len(samples),

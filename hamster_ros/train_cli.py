@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                 **config.policy_config, "conditioning": args.conditioning}})
         if not config.data:
             raise ValueError("no data: give bag folders in the config's data or with --data")
-        samples, summary = load_demos(config.data, progress=not args.no_progress)
+        samples, summary = load_demos(config.data, progress=not args.no_progress, frames=config.sample_frames)
         result = train(config, samples, resume=args.resume, progress=not args.no_progress, data_summary={
             k: v for k, v in summary.items() if k != "skipped"} | {"skipped": len(summary["skipped"])})
     except ValueError as error:

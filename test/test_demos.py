@@ -74,6 +74,23 @@ def test_samples_follow_the_expert_keyframes(demo):
     assert samples[2].observation.gripper_width < 0.07                  # holding the object after the grasp
 
 
+def test_moving_frames_add_observations_on_the_way_with_the_same_targets(demo):
+    # Regression: 3dda trained on keyframe observations only learned "grasp straight below me" and in closed
+    # loop went down wherever it stood; the frames in between show the arm elsewhere with the same target.
+    bag, _, _ = demo
+    keyframes, moving = load_demo_samples(bag), load_demo_samples(bag, frames="moving")
+    assert len(moving) > 2 * len(keyframes)
+    assert all(any(m.source == k.source for m in moving) for k in keyframes)
+    targets = {tuple(k.target.pose.position) for k in keyframes}
+    assert {tuple(m.target.pose.position) for m in moving} == targets
+    approach = [m for m in moving if np.array_equal(m.target.pose.position, keyframes[0].target.pose.position)]
+    distances = [np.linalg.norm(m.observation.tcp_pose.position - m.target.pose.position) for m in approach]
+    assert max(distances) > 0.1 and len(set(np.round(distances, 3))) > 2      # the arm at several places
+    assert [m.done for m in moving][-1] and sum(m.done for m in moving) < len(moving) / 2
+    with pytest.raises(ValueError, match="frames must be one of keyframes, moving"):
+        load_demo_samples(bag, frames="all")
+
+
 def _live_messages(messages, stamp_ns):
     """The newest message per topic at stamp_ns, as policy_node's latest-message cache would hold them."""
     latest = {}

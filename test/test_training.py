@@ -50,6 +50,7 @@ def config(tmp_path, policy="rvt2", **changes) -> TrainConfig:
     (dict(data=[""]), "data"),
     (dict(augment_translation=[0.1, 0.1]), "augment_translation"),
     (dict(augment_translation=[0.1, -0.1, 0.0]), "augment_translation"),
+    (dict(sample_frames="all"), "sample_frames"),
 ])
 def test_bad_config_values_are_named(changes, named):
     with pytest.raises(ValueError, match=named):
