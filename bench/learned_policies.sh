@@ -7,6 +7,8 @@
 # Results: $RUNS/eval/results.{json,md} and success.png (copied to bench/results_learned_policies.*).
 # The shipped configs set augment_translation. The committed run also trained rvt2 c2f on 120 demonstrations
 # (seeds 0-119 in four recorders' halves, --steps 3000) and, for the ablation, with augment_translation: [0, 0, 0].
+# Its 3dda rows predate the pointer head (position_head: regression, the default until 2026-12-01); the pointer
+# head and moving-frame samples are in bench/results_learned_policies_ablation.md (base set only).
 set -euo pipefail
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl
 BIN=${BIN:-.venv/bin}

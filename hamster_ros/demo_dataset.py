@@ -26,6 +26,9 @@ from hamster_ros.observation import gripper_width_from_joints, observation_from_
 
 LEAVE_DISTANCE = 0.005     # m from a keyframe's position that counts as having left it
 GRIPPER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
+# m: frames on the way closer than this to their target are left out: there the arm has all but arrived, and
+# "the next keyframe is where I stand" taught rvt2 to predict its own pose again and loop.
+MOVING_MIN_REMAINING = 0.03
 
 
 @dataclass
@@ -120,8 +123,11 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
                 continue                                    # no frame of this pose was recorded
             samples.append(sample(stamp, target, target_index, done))
             if frames == "moving":
-                on_the_way = frame_stamps[(frame_stamps > stamp + 1e-6) & (frame_stamps < reached - 1e-6)]
-                samples.extend(sample(float(s), target, target_index, done) for s in on_the_way)
+                for later in frame_stamps[(frame_stamps > stamp + 1e-6) & (frame_stamps < reached - 1e-6)]:
+                    tcp = _last_at_or_before(pose_stamps, poses, float(later)).pose.position
+                    remaining = np.linalg.norm(np.array([tcp.x, tcp.y, tcp.z]) - target.pose.position)
+                    if remaining >= MOVING_MIN_REMAINING:
+                        samples.append(sample(float(later), target, target_index, done))
         return samples
 
 
