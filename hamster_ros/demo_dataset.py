@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from hamster_core.executor import Keyframe
+from hamster_core.geometry import Pose
 from hamster_core.keyframes import SAMPLE_FRAMES, KeyframeSettings, extract_keyframes
 from hamster_core.policies.base import Observation
 from hamster_ros import interfaces as t
 from hamster_ros.bag_episode import BagError, EpisodeBag, load_episode, stamp_seconds
+from hamster_ros.conversions import pose_from_msg
 from hamster_ros.observation import gripper_width_from_joints, observation_from_messages
 
 LEAVE_DISTANCE = 0.005     # m from a keyframe's position that counts as having left it
@@ -95,12 +97,14 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
         joint_stamps = np.array([stamp_seconds(m.header) for m in joints])
         frame_stamps = np.array(sorted(clouds))
 
-        def sample(stamp: float, target: Keyframe, target_index: int, done: bool) -> DemoSample:
+        def tcp_at(stamp: float) -> Pose:
+            return pose_from_msg(_last_at_or_before(pose_stamps, poses, stamp))
+
+        def sample(stamp: float, tcp_pose: Pose, target: Keyframe, target_index: int, done: bool) -> DemoSample:
             key = round(stamp, 6)
             width = gripper_width_from_joints(_last_at_or_before(joint_stamps, joints, stamp), GRIPPER_JOINTS)
             observation = observation_from_messages(
-                instruction=episode.instruction, cloud=clouds[key], tcp_pose=_last_at_or_before(pose_stamps, poses,
-                                                                                                stamp),
+                instruction=episode.instruction, cloud=clouds[key], tcp_pose=tcp_pose,
                 gripper_width=width if width is not None else 0.08, camera_info=infos.get(key),
                 camera_pose=camera_pose, path=path_msg, masks=masks.get(key))
             return DemoSample(observation, target, bool(trajectory.closed[target_index]), done,
@@ -122,13 +126,12 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
                 stamp = float(after[0])
             else:
                 continue                                    # no frame of this pose was recorded
-            samples.append(sample(stamp, target, target_index, done))
+            samples.append(sample(stamp, tcp_at(stamp), target, target_index, done))
             if frames == "moving":
-                for later in frame_stamps[(frame_stamps > stamp + 1e-6) & (frame_stamps < reached - 1e-6)]:
-                    tcp = _last_at_or_before(pose_stamps, poses, float(later)).pose.position
-                    remaining = np.linalg.norm(np.array([tcp.x, tcp.y, tcp.z]) - target.pose.position)
-                    if remaining >= MOVING_MIN_REMAINING:
-                        samples.append(sample(float(later), target, target_index, done))
+                for later in map(float, frame_stamps[(frame_stamps > stamp + 1e-6) & (frame_stamps < reached - 1e-6)]):
+                    tcp = tcp_at(later)
+                    if np.linalg.norm(tcp.position - target.pose.position) >= MOVING_MIN_REMAINING:
+                        samples.append(sample(later, tcp, target, target_index, done))
         return samples
 
 
