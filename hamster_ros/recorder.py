@@ -20,8 +20,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
 from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
@@ -202,8 +204,8 @@ class BagRecorder:
         min_interval_ns = int(1e9 / topic.max_rate_hz) if topic.max_rate_hz else 0
         last = [-min_interval_ns]
 
-        def callback(data: bytes):
-            now = self._node.get_clock().now().nanoseconds
+        def callback(data: bytes, info: MessageInfo):
+            now = self._receive_time(info)
             if now - last[0] < min_interval_ns:
                 return
             last[0] = now
@@ -211,6 +213,17 @@ class BagRecorder:
                 if not self._closed:
                     self._post(self._write, topic.name, connection, now, data)
         return callback
+
+    def _receive_time(self, info: MessageInfo) -> int:
+        """When the middleware received the message, on the recorder's clock. The executor takes pending
+        messages of different topics in no particular order and late when it falls behind, so callback time
+        can put a message ahead of one that arrived before it (test_recorder pins this). rmw's receive stamp
+        is system time: with ROS time active (use_sim_time) the callback time is the only one on that clock."""
+        clock = self._node.get_clock()
+        received = info.get("received_timestamp") or 0
+        if received > 0 and not (clock.clock_type == ClockType.ROS_TIME and clock.ros_time_is_active):
+            return received
+        return clock.now().nanoseconds
 
     def add_metadata(self, **fields) -> None:
         """Merge fields into the episode's metadata: custom_data now, one more latched JSON message in the bag.

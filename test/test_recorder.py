@@ -112,3 +112,53 @@ def test_recorder_refuses_an_existing_bag_and_an_unknown_storage(tmp_path):
         BagRecorder(None, tmp_path / "bag", [], storage="rosbag1")
     with pytest.raises(ValueError, match="already exists"):
         BagRecorder(None, tmp_path, [])
+
+
+def test_recorder_stamps_when_a_message_arrived_not_when_its_callback_ran(tmp_path):
+    """Regression: stamped at callback time, a /clock message published before a path could be written after it
+    when the executor fell behind, and replay evaluation measured a negative path latency (test_replay)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    from hamster_ros.recorder import BagRecorder, RecordedTopic
+
+    context = Context()
+    rclpy.init(context=context)
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    node = Node("recorder_under_test", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    bag = tmp_path / "bag"
+    try:
+        recorder = BagRecorder(node, bag, [RecordedTopic("/first", String, reliable),
+                                           RecordedTopic("/second", String, reliable)])
+        first = node.create_publisher(String, "/first", reliable)
+        second = node.create_publisher(String, "/second", reliable)
+        deadline = time.monotonic() + 10
+        while first.get_subscription_count() < 1 or second.get_subscription_count() < 1:
+            assert time.monotonic() < deadline, "the recorder never matched the publishers"
+            time.sleep(0.05)
+        first.publish(String(data="a"))
+        time.sleep(0.1)
+        second.publish(String(data="b"))
+        time.sleep(0.1)
+        callbacks_start = time.time_ns()  # nothing has been taken yet: the executor was not spinning
+        deadline = time.monotonic() + 10
+        while sum(recorder.counts.get(topic, 0) for topic in ("/first", "/second")) < 2:
+            assert time.monotonic() < deadline, f"recorder wrote only {recorder.counts}"
+            executor.spin_once(timeout_sec=0.05)
+        recorder.close()
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+    with Reader(bag) as reader:
+        stamps = {connection.topic: stamp for connection, stamp, _ in reader.messages()
+                  if connection.topic in ("/first", "/second")}
+    assert stamps["/second"] < callbacks_start - 50_000_000, (stamps, callbacks_start)
+    assert 50e6 < stamps["/second"] - stamps["/first"] < 1e9, stamps
