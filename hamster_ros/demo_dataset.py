@@ -31,6 +31,7 @@ GRIPPER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
 # m: frames on the way closer than this to their target are left out: there the arm has all but arrived, and
 # "the next keyframe is where I stand" taught rvt2 to predict its own pose again and loop.
 MOVING_MIN_REMAINING = 0.03
+PLAN_MATCH_DISTANCE = 0.015   # m: an extracted keyframe belongs to the executed expert keyframe this close to it
 
 
 @dataclass
@@ -62,6 +63,32 @@ def drop_repeated(keyframes: list) -> list:
     return kept
 
 
+def planned_targets(keyframes: list, plan: list[dict], source: str) -> list:
+    """The extracted keyframes with the expert's planned poses in place of the measured ones: a perturbed
+    demonstration (ExpertPolicy's `perturbation`) executes noisy keyframes, and the policy must learn the
+    planned ones. `plan` is the bag's `expert_keyframes` metadata. Each extracted keyframe goes to the first
+    executed keyframe, at or after the previous one's, within PLAN_MATCH_DISTANCE and with the same gripper
+    change; extra stops by one planned keyframe (the arm pausing just above a grasp, settling after a release)
+    become one target, at the last of them, with the gripper change among them."""
+    groups: list[list] = []         # [plan index, last keyframe index, gripper change]
+    j = 0
+    for index, keyframe in keyframes:
+        while j < len(plan) and not (
+                np.linalg.norm(np.asarray(plan[j]["executed_position"], float) - keyframe.pose.position)
+                <= PLAN_MATCH_DISTANCE and keyframe.gripper in (None, plan[j]["gripper"])):
+            j += 1
+        if j == len(plan):
+            raise BagError(f"{source}: the keyframe at {np.round(keyframe.pose.position, 3).tolist()} is no "
+                           f"executed expert keyframe (expert_keyframes metadata)")
+        if groups and groups[-1][0] == j:
+            groups[-1][1] = index
+            groups[-1][2] = groups[-1][2] if groups[-1][2] is not None else keyframe.gripper
+        else:
+            groups.append([j, index, keyframe.gripper])
+    return [(index, Keyframe(Pose(plan[j]["position"], plan[j]["orientation"]), gripper))
+            for j, index, gripper in groups]
+
+
 def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = KeyframeSettings(),
                       require_success: bool = True, frames: str = "keyframes") -> list[DemoSample]:
     """The samples of one recorded episode. A bag whose metadata says the episode failed raises BagError
@@ -85,6 +112,8 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
         times = trajectory.times + t0                       # header stamps (simulated time)
         keyframes = drop_repeated(extract_keyframes(trajectory.times, trajectory.positions,
                                                     trajectory.orientations, trajectory.closed, settings))
+        if episode.metadata.get("expert_keyframes"):
+            keyframes = planned_targets(keyframes, episode.metadata["expert_keyframes"], str(bag.path))
         clouds = _by_stamp(bag, t.POINTS)
         infos = _by_stamp(bag, t.COLOR_INFO)
         masks = _by_stamp(bag, t.MASKS)

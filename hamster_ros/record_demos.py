@@ -1,14 +1,15 @@
 """hamster-record-demos: scripted-expert demonstrations in the simulator, one rosbag2 per episode on the topics
 of a live run, recorded in-process (world + expert + the real executor core, no DDS).
 
-    hamster-record-demos --out runs/demos/base --episodes 50 [--seed 0] [--set base] [--camera-hz 2]
+    hamster-record-demos --out runs/demos/base --episodes 50 [--seed 0] [--set base] [--camera-hz 2] [--perturb 0.02]
 
 Episode i uses the scene `hamster_sim.variations.scene_for(set, seed + i)` and goes to OUT/episode-<seed+i>/.
 The expert's keyframes run one at a time through CartesianExecutor, holding `--pause` seconds at each so that
 hamster_core.keyframes finds every one as a stop; the bag's /hamster/path is the executed trajectory projected
 into the first frame (RDP-simplified), its /hamster/masks the simulator's segmentation. OUT/index.json lists
 every episode (success, keyframes, simulated and wall seconds); failed ones are kept but marked, and
-hamster-train skips them.
+hamster-train skips them. With `--perturb SIGMA` the expert executes noisy keyframes (ExpertPolicy) and the
+bag's metadata lists them with their planned poses (`expert_keyframes`), which training uses as targets.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 
 def record(out: Path, episodes: int, seed: int = 0, variation_set: str = "base", camera_hz: float = 2.0,
-           pause_sec: float = 0.4, storage: str = "mcap", progress: bool = True) -> dict:
+           pause_sec: float = 0.4, storage: str = "mcap", progress: bool = True, perturbation: float = 0.0) -> dict:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from tqdm import tqdm
 
@@ -33,6 +34,7 @@ def record(out: Path, episodes: int, seed: int = 0, variation_set: str = "base",
     spec = variation(variation_set)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    ExpertPolicy(scene_for(variation_set, seed), perturbation=perturbation)  # a bad value fails before any bag
     out.mkdir(parents=True, exist_ok=True)
     existing = [out / f"episode-{seed + i:05d}" for i in range(episodes) if (out / f"episode-{seed + i:05d}").exists()]
     if existing:
@@ -53,10 +55,12 @@ def record(out: Path, episodes: int, seed: int = 0, variation_set: str = "base",
                                       metadata=dict(command="hamster-record-demos", policy="expert",
                                                     variation_set=variation_set, seed=episode_seed,
                                                     scene_seed=scene.seed, pause_sec=pause_sec,
+                                                    perturbation=perturbation,
                                                     camera_hz=camera_hz, scene=json.loads(scene.to_json())))
-            result = run_episode(world, ExpertPolicy(scene), settings=settings, observer=writer)
+            expert = ExpertPolicy(scene, perturbation=perturbation, seed=episode_seed)
+            result = run_episode(world, expert, settings=settings, observer=writer)
             bag = writer.close(success=result.success, message=result.message, instruction=result.instruction,
-                               episode_seconds=round(result.sim_seconds, 3))
+                               episode_seconds=round(result.sim_seconds, 3), expert_keyframes=expert.plan_record())
             records.append({"bag": str(bag), "seed": episode_seed, **result.to_json(),
                             "wall_seconds": round(time.monotonic() - begun, 2)})
     except BaseException as error:  # Ctrl-C or a failing episode: the bags already written stay listed
@@ -100,12 +104,15 @@ def main(argv=None) -> int:
     parser.add_argument("--camera-hz", type=float, default=2.0,
                         help="camera frames per simulated second besides the one at every keyframe")
     parser.add_argument("--pause", type=float, default=0.4, help="hold at each keyframe (s)")
+    parser.add_argument("--perturb", type=float, default=0.0, metavar="SIGMA",
+                        help="DART-style noise (m) on the expert's keyframes without a gripper change; "
+                             "training samples keep the planned keyframes as targets (0 = none)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         summary = record(args.out, args.episodes, args.seed, args.variation_set, args.camera_hz, args.pause,
-                         args.storage, progress=not args.no_progress)
+                         args.storage, progress=not args.no_progress, perturbation=args.perturb)
     except ValueError as error:
         parser.error(str(error))
     print(json.dumps({k: v for k, v in summary.items() if k != "records"}), flush=True)

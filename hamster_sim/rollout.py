@@ -21,6 +21,7 @@ import numpy as np
 from hamster_core.camera import PinholeCamera
 from hamster_core.executor import (CartesianExecutor, ExecutorCommand, ExecutorStatus, GripperSettings, Keyframe,
                                    SafetyLimits)
+from hamster_core.geometry import Pose
 from hamster_core.path2d import GripperState, Path2D, simplify_rdp
 from hamster_core.policies.base import Observation, Policy, PolicyError, PolicyOutput
 from hamster_sim.expert import expert_keyframes
@@ -98,17 +99,38 @@ def oracle_vlm_path(world: FrankaWorld, frame: Frame, instruction: str) -> Path2
 
 class ExpertPolicy(Policy):
     """The scripted expert (hamster_sim.expert) behind the policy interface, one keyframe per call like the
-    learned keyframe policies, so demonstrations are executed exactly as those policies' predictions are."""
+    learned keyframe policies, so demonstrations are executed exactly as those policies' predictions are.
+
+    perturbation: standard deviation (m) of noise added to every keyframe without a gripper change (above the
+    object, lift, above the container, retreat), clipped to 2 sigma per axis; grasp and release stay exact.
+    While an object is held the noise never lowers the hand, so it still clears the container walls. As in
+    DART, the noise is executed but `executed` keeps each keyframe's planned pose beside it: trained on the
+    planned ones, a policy sees the arm off the demonstrated poses with targets that are still right (without
+    it, a learned policy learns "the grasp is straight below where I stand"). `seed` makes the noise repeatable.
+    """
 
     required_inputs = frozenset()
 
-    def __init__(self, scene: SceneDescription):
+    def __init__(self, scene: SceneDescription, *, perturbation: float = 0.0, seed: int = 0):
+        if not (isinstance(perturbation, (int, float)) and math.isfinite(perturbation) and 0 <= perturbation <= 0.05):
+            raise ValueError(f"perturbation must be a standard deviation in [0, 0.05] m, got {perturbation!r}")
         self.scene = scene
+        self.perturbation = float(perturbation)
+        self._rng = np.random.default_rng(seed)
         self._plan: list[Keyframe] | None = None
         self._next = 0
+        self.executed: list[tuple[Keyframe, Keyframe]] = []   # (as executed, as planned), in order
 
     def reset(self) -> None:
-        self._plan, self._next = None, 0
+        self._plan, self._next, self.executed = None, 0, []
+
+    def _perturbed(self, keyframe: Keyframe, holding: bool) -> Keyframe:
+        if self.perturbation == 0 or keyframe.gripper is not None:
+            return keyframe
+        noise = np.clip(self._rng.normal(0.0, self.perturbation, 3), -2 * self.perturbation, 2 * self.perturbation)
+        if holding:
+            noise[2] = abs(noise[2])
+        return Keyframe(Pose(keyframe.pose.position + noise, keyframe.pose.orientation), keyframe.gripper)
 
     def select_action(self, observation: Observation) -> PolicyOutput:
         if self._plan is None:
@@ -119,9 +141,20 @@ class ExpertPolicy(Policy):
                 state = new_state
         if self._next >= len(self._plan):
             raise PolicyError("the expert has no keyframes left")
-        keyframe = self._plan[self._next]
+        planned = self._plan[self._next]
+        changes = [k.gripper for k in self._plan[:self._next] if k.gripper is not None]
+        keyframe = self._perturbed(planned, holding=bool(changes) and changes[-1] == GripperState.CLOSED)
+        self.executed.append((keyframe, planned))
         self._next += 1
         return PolicyOutput([keyframe], done=self._next == len(self._plan), info={"policy": "expert"})
+
+    def plan_record(self) -> list[dict]:
+        """The executed keyframes with their planned poses, JSON-ready (hamster-record-demos' metadata)."""
+        return [{"executed_position": [round(float(v), 6) for v in executed.pose.position],
+                 "position": [round(float(v), 6) for v in planned.pose.position],
+                 "orientation": [round(float(v), 6) for v in planned.pose.orientation],
+                 "gripper": None if planned.gripper is None else int(planned.gripper)}
+                for executed, planned in self.executed]
 
 
 class EpisodeObserver:

@@ -134,6 +134,57 @@ def test_record_command_writes_bags_and_an_index(tmp_path):
         record(tmp_path, episodes=1, seed=7, progress=False)
 
 
+def test_perturbed_demonstrations_teach_the_planned_keyframes_from_off_plan_poses(tmp_path):
+    # Regression: trained where the arm always stood exactly on the demonstrated pre-grasp, 3dda learned "the
+    # grasp is straight below me" and, 2 cm off in closed loop, grasped 5-8 cm too high.
+    summary = record(tmp_path, episodes=1, seed=7, progress=False, perturbation=0.02)
+    assert summary["successes"] == 1
+    bag = tmp_path / "episode-00007"
+    with EpisodeBag(bag) as episode_bag:
+        plan = json.loads(list(episode_bag.messages("/hamster/episode_metadata"))[-1][1].data)["expert_keyframes"]
+    samples = load_demo_samples(bag)
+    assert len(samples) == len(plan) == 6
+    offsets = []
+    for sample, planned in zip(samples, plan):
+        np.testing.assert_allclose(sample.target.pose.position, planned["position"])
+        np.testing.assert_allclose(sample.target.pose.orientation, planned["orientation"], atol=1e-6)
+        offsets.append(np.linalg.norm(np.subtract(planned["executed_position"], planned["position"])))
+    assert offsets[1] == offsets[4] == 0 and min(offsets[0], offsets[2], offsets[3]) > 0   # grasp, release exact
+    # The sample after the perturbed pre-grasp is observed off the plan, with the planned grasp as its target.
+    observed = samples[1].observation.tcp_pose.position
+    assert np.linalg.norm(observed - np.asarray(plan[0]["position"])) > 0.5 * offsets[0]
+    assert np.linalg.norm(observed - np.asarray(plan[0]["executed_position"])) < 0.01
+
+
+def test_extra_stops_by_a_planned_keyframe_become_one_target():
+    # Regression: the arm pausing 1 cm above a grasp, or settling after a release, is a keyframe of its own;
+    # matched one to one, it took the grasp's plan entry and the grasp itself matched nothing.
+    from hamster_core.executor import Keyframe
+    from hamster_core.geometry import TOP_DOWN, Pose
+    from hamster_ros.demo_dataset import planned_targets
+
+    def entry(executed, planned, gripper=None):
+        return {"executed_position": executed, "position": planned, "orientation": list(TOP_DOWN), "gripper": gripper}
+    plan = [entry([0.52, 0.0, 0.15], [0.50, 0.0, 0.14]), entry([0.50, 0.0, 0.04], [0.50, 0.0, 0.04], 1),
+            entry([0.50, 0.0, 0.19], [0.50, 0.0, 0.19]), entry([0.40, 0.2, 0.09], [0.40, 0.2, 0.09], 0),
+            entry([0.41, 0.2, 0.20], [0.40, 0.2, 0.19])]
+
+    def at(x, y, z, gripper=None):
+        return Keyframe(Pose([x, y, z], TOP_DOWN), gripper)
+    extracted = [(10, at(0.52, 0.0, 0.15)), (20, at(0.50, 0.0, 0.05)), (25, at(0.50, 0.0, 0.045, GripperState.CLOSED)),
+                 (28, at(0.50, 0.0, 0.04)), (40, at(0.50, 0.0, 0.19)), (50, at(0.40, 0.2, 0.095, GripperState.OPEN)),
+                 (55, at(0.40, 0.2, 0.088)), (70, at(0.41, 0.2, 0.20))]
+    relabelled = planned_targets(extracted, plan, "bag")
+    assert [index for index, _ in relabelled] == [10, 28, 40, 55, 70]     # the last stop of each group
+    assert [k.gripper for _, k in relabelled] == [None, GripperState.CLOSED, None, GripperState.OPEN, None]
+    for (_, keyframe), planned in zip(relabelled, plan):
+        np.testing.assert_allclose(keyframe.pose.position, planned["position"])
+    with pytest.raises(BagError, match=r"bag: the keyframe at \[0.7, 0.0, 0.3\] is no executed expert keyframe"):
+        planned_targets(extracted[:2] + [(30, at(0.7, 0.0, 0.3))], plan, "bag")
+    with pytest.raises(BagError, match="no executed expert keyframe"):     # a grasp where the plan has none
+        planned_targets([(10, at(0.52, 0.0, 0.15, GripperState.CLOSED))], plan, "bag")
+
+
 def test_an_interrupted_recording_still_lists_the_bags_it_wrote(tmp_path, monkeypatch):
     """Regression: an exception in the second episode left the first bag on disk but no index.json."""
     import hamster_sim.rollout as rollout

@@ -208,3 +208,42 @@ def test_grasp_yaw_is_a_quarter_turn_equivalent_of_the_cube_yaw(cube_yaw):
 def test_expert_rejects_bad_heights():
     with pytest.raises(ValueError, match="lift_height"):
         expert_keyframes(sample_scene(0), START, lift_height=-0.1)
+
+
+def _perturbed_plan(perturbation: float, seed: int):
+    from hamster_core.policies.base import Observation
+    from hamster_sim.rollout import ExpertPolicy
+
+    expert = ExpertPolicy(sample_scene(4), perturbation=perturbation, seed=seed)
+    observation = Observation(stamp=0.0, instruction="", tcp_pose=START, gripper_width=0.08,
+                              points=np.zeros((1, 3), np.float32))
+    while not expert.select_action(observation).done:
+        pass
+    return expert.executed
+
+
+def test_perturbed_expert_keeps_grasp_and_release_exact_and_never_lowers_a_held_object():
+    sigma = 0.02
+    executed = _perturbed_plan(sigma, seed=7)
+    clean = _perturbed_plan(0.0, seed=7)
+    for (_, planned), (unperturbed, _) in zip(executed, clean, strict=True):  # the plan itself is not noisy
+        np.testing.assert_array_equal(planned.pose.position, unperturbed.pose.position)
+    names = ["above", "grasp", "lift", "over", "release", "retreat"]
+    offsets = {name: done.pose.position - planned.pose.position for name, (done, planned) in zip(names, executed)}
+    assert np.all(offsets["grasp"] == 0) and np.all(offsets["release"] == 0)
+    for name in ("above", "lift", "over", "retreat"):
+        assert 0 < np.linalg.norm(offsets[name]) and np.all(np.abs(offsets[name]) <= 2 * sigma), (name, offsets)
+    assert offsets["lift"][2] >= 0 and offsets["over"][2] >= 0           # holding: only ever higher
+    for done, planned in executed:
+        np.testing.assert_array_equal(done.pose.orientation, planned.pose.orientation)
+        assert done.gripper == planned.gripper
+    again = _perturbed_plan(sigma, seed=7)
+    assert all(np.array_equal(a.pose.position, b.pose.position) for (a, _), (b, _) in zip(executed, again))
+
+
+@pytest.mark.parametrize("bad", [-0.01, 0.2, float("nan"), "0.02"])
+def test_perturbed_expert_rejects_a_bad_perturbation(bad):
+    from hamster_sim.rollout import ExpertPolicy
+
+    with pytest.raises(ValueError, match="perturbation"):
+        ExpertPolicy(sample_scene(0), perturbation=bad)
