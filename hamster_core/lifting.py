@@ -1,10 +1,14 @@
-"""Between the image and the point cloud: which 3D point a pixel sees, and which points a mask covers."""
+"""Between the image and the point cloud: which 3D point a pixel sees, which points a mask covers, and a 2D path
+lifted into 3D."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from hamster_core.camera import PinholeCamera
+from hamster_core.path2d import GripperState, Path2D, resample
 
 
 class ProjectedCloud:
@@ -59,3 +63,50 @@ class ProjectedCloud:
             raise ValueError(f"mask is {mask.shape}, camera image is {self.index.shape}")
         ids = self.index[mask]
         return self.points[ids[ids >= 0]]
+
+
+LIFTED_PATH_POINTS = 64          # samples of a lifted path: fixed, so batches of observations stack
+LIFT_HOLE_RADIUS_PX = 25         # as the path follower's default max_hole_radius_px
+
+
+@dataclass(frozen=True)
+class LiftedPath:
+    """A 2D path lifted into 3D on one camera frame: `points` (K, 3) in the base frame, and per point the
+    path channels of hamster_core.drawing.PATH_CHANNELS in `channels` (K, 3): progress along the path (0..1),
+    gripper open, gripper closed."""
+
+    points: np.ndarray
+    channels: np.ndarray
+
+    def __post_init__(self):
+        points = np.asarray(self.points, dtype=np.float64)
+        channels = np.asarray(self.channels, dtype=np.float32)
+        if points.ndim != 2 or points.shape[1] != 3 or channels.shape != (len(points), 3) or len(points) == 0:
+            raise ValueError(f"a lifted path needs points (K, 3) and channels (K, 3), K >= 1; got "
+                             f"{points.shape} and {channels.shape}")
+        if not np.all(np.isfinite(points)):
+            raise ValueError("lifted path points must be finite")
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "channels", channels)
+
+
+def lift_path(path: Path2D, points: np.ndarray, camera: PinholeCamera, count: int = LIFTED_PATH_POINTS,
+              max_hole_radius_px: float = LIFT_HOLE_RADIUS_PX) -> LiftedPath:
+    """`path` resampled to `count` points by arc length, each lifted to the 3D point the camera sees at its
+    pixel in this frame's cloud. Meant for the frame the path was drawn on, before the arm moves into its way:
+    on later frames the hand covers the pixels of the path's end, and a per-pixel lookup puts the path on the
+    hand. Pixels without 3D support are dropped and the rest repeated to `count`; raises ValueError when no
+    pixel has support."""
+    forced = len(path.gripper_change_indices()) + 2
+    samples = resample(path, max(count, forced)) if len(path) > 1 else path
+    arc = samples.arc_length()
+    progress = arc / arc[-1] if arc[-1] > 0 else np.zeros(len(samples))
+    channels = np.stack([progress, samples.gripper == GripperState.OPEN, samples.gripper == GripperState.CLOSED],
+                        axis=1).astype(np.float32)
+    lifted, found = ProjectedCloud(points, camera).lift(samples.to_pixels(camera.width, camera.height),
+                                                        max_hole_radius_px)
+    if not np.any(found):
+        raise ValueError("no pixel of the path has a 3D point in this frame's cloud")
+    keep = np.flatnonzero(found)
+    keep = keep[np.round(np.linspace(0, len(keep) - 1, count)).astype(int)]   # even over what was found
+    return LiftedPath(lifted[keep], channels[keep])

@@ -12,13 +12,14 @@ proprioceptive projection when hamster-record-demos wrote it), the masks the /ha
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from hamster_core.executor import Keyframe
 from hamster_core.geometry import Pose
+from hamster_core.lifting import lift_path
 from hamster_core.keyframes import SAMPLE_FRAMES, KeyframeSettings, extract_keyframes
 from hamster_core.policies.base import Observation
 from hamster_ros import interfaces as t
@@ -129,14 +130,27 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
         def tcp_at(stamp: float) -> Pose:
             return pose_from_msg(_last_at_or_before(pose_stamps, poses, stamp))
 
-        def sample(stamp: float, tcp_pose: Pose, target: Keyframe, target_index: int, done: bool) -> DemoSample:
+        def observe(stamp: float, tcp_pose: Pose) -> Observation:
             key = round(stamp, 6)
             width = gripper_width_from_joints(_last_at_or_before(joint_stamps, joints, stamp), GRIPPER_JOINTS)
             observation = observation_from_messages(
                 instruction=episode.instruction, cloud=clouds[key], tcp_pose=tcp_pose,
                 gripper_width=width if width is not None else 0.08, camera_info=infos.get(key),
                 camera_pose=camera_pose, path=path_msg, masks=masks.get(key))
-            return DemoSample(observation, target, bool(trajectory.closed[target_index]), done,
+            return replace(observation, path_points=lifted)
+
+        lifted = None
+        if path_msg is not None and len(frame_stamps):      # on the frame the path was drawn on, as policies do
+            path_stamp = stamp_seconds(path_msg.header)
+            drawn_on = frame_stamps[frame_stamps <= path_stamp + 1e-6]
+            first = observe(float(drawn_on[-1] if len(drawn_on) else frame_stamps[0]), tcp_at(path_stamp))
+            try:
+                lifted = lift_path(first.path, first.points, first.camera)
+            except ValueError as error:
+                raise BagError(f"{bag.path}: cannot lift the path: {error}") from error
+
+        def sample(stamp: float, tcp_pose: Pose, target: Keyframe, target_index: int, done: bool) -> DemoSample:
+            return DemoSample(observe(stamp, tcp_pose), target, bool(trajectory.closed[target_index]), done,
                               f"{bag.path}@{stamp:.3f}")
 
         samples = []

@@ -31,7 +31,8 @@ def pixel_of(points):
     return np.where(inside[:, None], pixels, 0).T, inside
 
 
-@pytest.mark.parametrize("mode, channels", [("none", 3), ("path_overlay", 3), ("path_channels", 6), ("masks", 5)])
+@pytest.mark.parametrize("mode, channels", [("none", 3), ("path_overlay", 3), ("path_channels", 6), ("masks", 5),
+                                           ("path_points", 6)])
 def test_each_mode_gives_fixed_size_points_in_the_box_with_its_channels(mode, channels):
     config = SceneConfig(conditioning=mode, num_points=512)
     inputs = prepare_inputs(scene_observation(), config)
@@ -133,6 +134,7 @@ def test_instruction_tokens_are_stable_hashed_words():
 
 @pytest.mark.parametrize("mode, changes, named", [
     ("path_channels", dict(path=None), "path"),
+    ("path_points", dict(path=None), "path"),
     ("path_overlay", dict(camera=None), "camera"),
     ("masks", dict(masks={}), "masks"),
     ("masks", dict(masks={"target_object": MASKS["target_object"]}), "placement_area"),
@@ -158,6 +160,7 @@ def test_a_cloud_outside_the_workspace_is_refused():
     (dict(path_noise_std=-1.0), "path_noise_std"),
     (dict(mask_labels=()), "mask_labels"),
     (dict(max_keyframes=0), "max_keyframes"),
+    (dict(conditioning="path_points", num_points=100), "at least 128 with conditioning path_points"),
 ])
 def test_bad_config_values_are_named(changes, named):
     with pytest.raises(ValueError, match=named):
@@ -183,3 +186,64 @@ def test_path_thickness_widens_the_path_channels_only():
     assert on_path(thick) > 2 * on_path(thin) > 0
     with pytest.raises(ValueError, match="path_thickness"):
         SceneConfig(path_thickness=-1)
+
+
+def test_path_points_are_the_lifted_path_appended_to_the_scene():
+    from hamster_core.lifting import LIFTED_PATH_POINTS, lift_path
+
+    config = SceneConfig(conditioning="path_points", num_points=512)
+    lifted = lift_path(PATH, POINTS, CAMERA)
+    inputs = prepare_inputs(scene_observation(path_points=lifted), config)
+    scene, path = slice(0, 512 - LIFTED_PATH_POINTS), slice(512 - LIFTED_PATH_POINTS, 512)
+    in_box = np.clip(lifted.points, config.workspace_min, config.workspace_max)   # clipped like the scene
+    np.testing.assert_allclose(inputs.points[path], in_box, atol=1e-6)
+    np.testing.assert_array_equal(inputs.features[path, 3:], lifted.channels)
+    assert np.all(inputs.features[path, :3] == 0) and np.all(inputs.features[scene, 3:] == 0)
+    assert np.any(inputs.features[scene, :3] > 0)
+    # Without a lifted path the observation's own frame is used; with one, its points whatever the cloud shows.
+    own = prepare_inputs(scene_observation(), config)
+    np.testing.assert_array_equal(own.features, inputs.features)
+    moved = dataclasses.replace(lifted, points=lifted.points + [0.0, 0.0, 0.05])
+    np.testing.assert_allclose(prepare_inputs(scene_observation(path_points=moved), config).points[path],
+                               in_box + [0.0, 0.0, 0.05], atol=1e-6)
+    # Translation augmentation moves the lifted path with the scene; training noise is metres on the points.
+    shifted = prepare_inputs(scene_observation(path_points=lifted), config, translation=np.array([0.02, 0, 0]))
+    np.testing.assert_allclose(shifted.points[path], np.clip(lifted.points + [0.02, 0, 0], config.workspace_min,
+                                                             config.workspace_max), atol=1e-6)
+    noisy = prepare_inputs(scene_observation(path_points=lifted), config, rng=np.random.default_rng(0), train=True)
+    assert 0.003 < np.abs(noisy.points[path] - in_box).mean() < 0.03
+
+
+def test_lifted_path_lies_on_the_surfaces_the_camera_sees_with_progress_and_gripper():
+    from hamster_core.lifting import LIFTED_PATH_POINTS, lift_path
+
+    lifted = lift_path(PATH, POINTS, CAMERA)
+    assert lifted.points.shape == (LIFTED_PATH_POINTS, 3) and lifted.channels.shape == (LIFTED_PATH_POINTS, 3)
+    nearest = np.min(np.linalg.norm(lifted.points[:, None] - POINTS[None, ::4], axis=2), axis=1)
+    assert nearest.max() < 0.02                                    # each one a point of the cloud
+    progress, opened, closed = lifted.channels.T
+    assert progress[0] < 0.05 and progress[-1] == 1 and np.all(np.diff(progress) >= 0)
+    np.testing.assert_array_equal(opened + closed, 1)
+    assert closed.any() and opened[0] == 1 and opened[-1] == 1     # open, closed over the cube's stretch, open
+    with pytest.raises(ValueError, match="no pixel of the path has a 3D point"):
+        lift_path(PATH, POINTS + [0, 0, -50.0], CAMERA)             # the cloud behind the camera
+
+
+def test_learned_policy_lifts_the_path_once_per_episode_and_again_for_a_new_path():
+    # Regression: looked up per pixel on later frames, path_channels put the path's end on the hand (which by
+    # then stands between the camera and the container) and 3dda never found the container.
+    from hamster_core.policies.base import POLICIES
+
+    policy = POLICIES.create("3dda", conditioning="path_points", num_points=256, dim=24, heads=2, denoiser_layers=1,
+                             scene_layers=0, diffusion_steps=10, inference_steps=2)
+    first = scene_observation()
+    policy.select_action(first)
+    lifted = policy._lifted[1]
+    later = scene_observation(points=POINTS + [0.0, 0.0, 0.03])     # the scene moved under the path's pixels
+    policy.select_action(later)
+    assert policy._lifted[1] is lifted                               # still the first frame's
+    other = path_through([[0.40, 0.0, 0.30], [*TRAY_CENTER, 0.10]], [0, 0])
+    policy.select_action(scene_observation(path=other))
+    assert policy._lifted[1] is not lifted and policy._lifted[0] == other
+    policy.reset()
+    assert policy._lifted is None

@@ -1,6 +1,7 @@
 """Demonstrations: hamster-record-demos writes a readable rosbag2 on the live topics, the bag -> samples
 conversion finds the expert's keyframes, and an observation from the bag equals the one policy_node builds from
 the same (live, rclpy) messages. One recorded expert episode is shared by the module (~5 s)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -72,6 +73,10 @@ def test_samples_follow_the_expert_keyframes(demo):
         assert observation.path is not None and set(observation.masks) == {"target_object", "placement_area"}
         assert observation.camera is not None and len(observation.points) > 1000
     assert samples[2].observation.gripper_width < 0.07                  # holding the object after the grasp
+    # One lifted path per episode, from the frame the path was drawn on (arm up at its start, out of the way).
+    lifted = samples[0].observation.path_points
+    assert lifted is not None and all(s.observation.path_points is lifted for s in samples)
+    assert np.all(lifted.points[lifted.channels[:, 0] > 0.5, 2] < 0.1)   # the path's end on table and container
 
 
 def test_moving_frames_add_observations_on_the_way_with_the_same_targets(demo):
@@ -104,18 +109,28 @@ def _live_messages(messages, stamp_ns):
     return latest
 
 
-@pytest.mark.parametrize("mode", ["none", "path_overlay", "path_channels", "masks"])
-def test_live_and_bag_observations_give_the_same_model_inputs(demo, mode):
-    bag, messages, _ = demo
-    sample = load_demo_samples(bag)[3]                   # mid-episode: holding the object
-    stamp_ns = round(sample.observation.stamp * 1e9)
+def _live_observation(messages, stamp_ns):
+    """What policy_node builds from its latest messages at stamp_ns."""
     live = _live_messages(messages, stamp_ns)
-    assert live[t.POINTS].header.stamp.sec + live[t.POINTS].header.stamp.nanosec * 1e-9 == pytest.approx(
-        sample.observation.stamp)
-    observation = observation_from_messages(
+    return observation_from_messages(
         instruction=live[t.INSTRUCTION].data, cloud=live[t.POINTS], tcp_pose=live[t.EE_POSE],
         gripper_width=gripper_width_from_joints(live[t.JOINT_STATES], ("fr3_finger_joint1", "fr3_finger_joint2")),
         camera_info=live[t.COLOR_INFO], camera_pose=live[t.CAMERA_POSE], path=live[t.PATH], masks=live[t.MASKS])
+
+
+@pytest.mark.parametrize("mode", ["none", "path_overlay", "path_channels", "masks", "path_points"])
+def test_live_and_bag_observations_give_the_same_model_inputs(demo, mode):
+    from hamster_core.lifting import lift_path
+
+    bag, messages, _ = demo
+    sample = load_demo_samples(bag)[3]                   # mid-episode: holding the object
+    stamp_ns = round(sample.observation.stamp * 1e9)
+    observation = _live_observation(messages, stamp_ns)
+    assert observation.stamp == pytest.approx(sample.observation.stamp)
+    # The live policy lifts the path on its first observation with the path: the frame the path was drawn on.
+    path_ns = min(ns for ns, topic, _ in messages if topic == t.PATH)
+    first = _live_observation(messages, path_ns)
+    observation = dataclasses.replace(observation, path_points=lift_path(first.path, first.points, first.camera))
     config = SceneConfig(conditioning=mode, num_points=512)
     a, b = prepare_inputs(observation, config), prepare_inputs(sample.observation, config)
     for name in ("points", "features", "proprio", "tokens", "pixels"):

@@ -10,6 +10,7 @@ import numpy as np
 from hamster_core.camera import PinholeCamera
 from hamster_core.executor import Keyframe
 from hamster_core.geometry import Pose
+from hamster_core.lifting import LiftedPath
 from hamster_core.path2d import Path2D
 from hamster_core.registry import Registry
 
@@ -28,6 +29,7 @@ class Observation:
     rgb: np.ndarray | None = None           # (H, W, 3) uint8
     path: Path2D | None = None              # normalized to the camera image
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # label -> (H, W) bool
+    path_points: LiftedPath | None = None   # the path lifted on the episode's first frame (path_points mode)
 
 
 @dataclass

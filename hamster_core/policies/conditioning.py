@@ -8,7 +8,12 @@ every point features = RGB in [0, 1] followed by the conditioning channels that 
                    whose pixel the drawing covers take its colour (the image is the RGB image, or the cloud's
                    colours splatted into the camera when there is none);
 - `path_channels`  `draw_path_channels` (progress, gripper open, gripper closed) at each point's pixel;
-- `masks`          one channel per label of `mask_labels`: 1 where the point's pixel is in that mask.
+- `masks`          one channel per label of `mask_labels`: 1 where the point's pixel is in that mask;
+- `path_points`    the path lifted into 3D on the episode's first frame (`observation.path_points`, see
+                   hamster_core.lifting.lift_path) and added as LIFTED_PATH_POINTS points with black RGB and the
+                   path channels; scene points carry zeros there. Looked up per pixel on a later frame, the
+                   path's end lands on the hand, which by then stands between the camera and the container
+                   (`path_channels` on seed 0 of the base set: every point past 80 % progress on the arm).
 A point's pixel is its projection into `observation.camera` (no occlusion test: a point hidden behind another
 one gets the same pixel's values, as lifting an image with depth would not, but the cloud comes from that
 camera so hidden points are rare).
@@ -17,21 +22,21 @@ Proprioception is the TCP position, its quaternion (x, y, z, w) and the gripper 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from hamster_core.drawing import PATH_CHANNELS, draw_path, draw_path_channels
-from hamster_core.lifting import ProjectedCloud
+from hamster_core.lifting import LIFTED_PATH_POINTS, LiftedPath, ProjectedCloud, lift_path
 from hamster_core.path2d import Path2D
 from hamster_core.policies.base import Observation, PolicyError
 
-CONDITIONING_MODES = ("none", "path_overlay", "path_channels", "masks")
+CONDITIONING_MODES = ("none", "path_overlay", "path_channels", "masks", "path_points")
 SAMPLING_MODES = ("voxel", "random")
 PROPRIO_DIM = 8
 #: Inputs each conditioning mode needs besides `points` (and colours or an RGB image).
 MODE_INPUTS = {"none": (), "path_overlay": ("camera", "path"), "path_channels": ("camera", "path"),
-               "masks": ("camera", "masks")}
+               "masks": ("camera", "masks"), "path_points": ("camera", "path")}
 
 
 @dataclass(frozen=True)
@@ -43,14 +48,15 @@ class SceneConfig:
     field has a plain default: the policy node exposes each one as a `<policy>.<field>` ROS parameter.
     """
 
-    conditioning: str = "path_channels"       # none | path_overlay | path_channels | masks
+    conditioning: str = "path_channels"       # none | path_overlay | path_channels | masks | path_points
     mask_labels: tuple = ("target_object", "placement_area")   # channels of `masks` mode, in this order
     workspace_min: tuple = (0.20, -0.45, -0.02)
     workspace_max: tuple = (0.80, 0.45, 0.60)
     num_points: int = 1024                    # points per observation after downsampling (GPU: 4096-8192)
     sampling: str = "voxel"                   # voxel (one point per voxel, then random) | random
     voxel_size: float = 0.01                  # m
-    path_noise_std: float = 0.01              # training-time N(0, std) on normalized path points (0: off)
+    path_noise_std: float = 0.01              # training-time N(0, std) on normalized path points (0: off);
+                                              # path_points: on the lifted points, in metres
     path_thickness: int = 0                   # px of the path in path_channels; 0 = draw_path's line for the image
                                               # size (1 px at 320x240: only ~2 % of 1024 sampled points touch it)
     max_instruction_tokens: int = 16          # words of the instruction the language embedding reads
@@ -78,6 +84,9 @@ class SceneConfig:
         object.__setattr__(self, "workspace_min", tuple(float(v) for v in low))
         object.__setattr__(self, "workspace_max", tuple(float(v) for v in high))
         check_int(self, "num_points", 16, 1_000_000)
+        if self.conditioning == "path_points" and self.num_points < 2 * LIFTED_PATH_POINTS:
+            raise ValueError(f"num_points must be at least {2 * LIFTED_PATH_POINTS} with conditioning path_points "
+                             f"({LIFTED_PATH_POINTS} of them are the lifted path), got {self.num_points}")
         check_int(self, "max_instruction_tokens", 1, 512)
         check_int(self, "vocab_buckets", 2, 10_000_000)
         check_int(self, "seed", 0, 2**63 - 1)
@@ -103,7 +112,8 @@ def check_int(config, name: str, low: int, high: int) -> None:
 
 def feature_channels(config: SceneConfig) -> int:
     """Per-point feature size: RGB plus the conditioning channels."""
-    extra = {"none": 0, "path_overlay": 0, "path_channels": len(PATH_CHANNELS), "masks": len(config.mask_labels)}
+    extra = {"none": 0, "path_overlay": 0, "path_channels": len(PATH_CHANNELS), "masks": len(config.mask_labels),
+             "path_points": len(PATH_CHANNELS)}
     return 3 + extra[config.conditioning]
 
 
@@ -193,6 +203,15 @@ def _camera_image(observation: Observation) -> np.ndarray:
     return image
 
 
+def lifted_path(observation: Observation) -> LiftedPath:
+    """The observation's path lifted on the observation's own frame. Policies lift once per episode, on their
+    first observation (LearnedPolicy), and training samples carry their episode's (hamster_ros.demo_dataset)."""
+    try:
+        return lift_path(observation.path, observation.points, observation.camera)
+    except ValueError as error:
+        raise PolicyError(f"conditioning 'path_points': {error}") from error
+
+
 def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random.Generator | None = None,
                    train: bool = False, translation: np.ndarray | None = None) -> SceneInputs:
     """The model inputs for one observation. `rng` drives downsampling (and path noise when `train` and
@@ -222,7 +241,11 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
     if len(inside) == 0:
         raise PolicyError(f"no point of the cloud is inside the workspace {config.workspace_min}.."
                           f"{config.workspace_max}")
-    keep = inside[downsample(points_all[inside], config, rng)]
+    lifted = None
+    if mode == "path_points":
+        lifted = observation.path_points or lifted_path(observation)
+        scene_config = replace(config, num_points=config.num_points - len(lifted.points))
+    keep = inside[downsample(points_all[inside], scene_config if lifted else config, rng)]
     points = points_all[keep]
     camera = observation.camera
     pixels = camera.project(points)[0] if camera is not None else None
@@ -253,6 +276,16 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
                 raise PolicyError(f"mask {label!r} is {mask.shape}, camera is {camera.height}x{camera.width}")
             stack.append(mask.astype(bool))
         channels.append(_sample_image(np.stack(stack, axis=2).astype(np.float32), pixels)[0])
+    elif mode == "path_points":   # the lifted path's points: black, with the path channels; the scene's: zeros
+        path_xyz = lifted.points
+        if train and config.path_noise_std > 0:
+            path_xyz = path_xyz + rng.normal(0.0, config.path_noise_std, path_xyz.shape)
+        path_xyz = np.clip(path_xyz + offset, config.workspace_min, config.workspace_max) - offset
+        path_features = np.zeros((len(points) + len(path_xyz), len(PATH_CHANNELS)), np.float32)
+        path_features[len(points):] = lifted.channels
+        channels = [np.concatenate([rgb, np.zeros((len(path_xyz), 3), np.float32)]), path_features]
+        points = np.concatenate([points, path_xyz])
+        pixels = np.concatenate([pixels, camera.project(path_xyz)[0]])
     proprio = proprioception(observation)
     proprio[:3] += offset
     return SceneInputs(points=(points + offset).astype(np.float32),

@@ -21,7 +21,8 @@ from hamster_core.executor import Keyframe
 from hamster_core.geometry import Pose, matrix_to_quaternion
 from hamster_core.path2d import GripperState
 from hamster_core.policies.base import Observation, Policy, PolicyError, PolicyOutput
-from hamster_core.policies.conditioning import collate, gripper_is_closed, prepare_inputs, required_inputs
+from hamster_core.policies.conditioning import (collate, gripper_is_closed, lifted_path, prepare_inputs,
+                                               required_inputs)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -127,9 +128,20 @@ class LearnedPolicy(Policy):
             logger.warning(self.init_note)
         self.model.eval()
         self._steps = 0
+        self._lifted: tuple | None = None     # (path, its LiftedPath) for conditioning path_points
 
     def reset(self) -> None:
         self._steps = 0
+        self._lifted = None
+
+    def _with_lifted_path(self, observation: Observation) -> Observation:
+        """path_points: the path lifted once per episode, on the first observation that has it (the arm still
+        at its start, out of the path's way), and again whenever a new path arrives."""
+        if self.config.conditioning != "path_points" or observation.path_points is not None:
+            return observation
+        if self._lifted is None or self._lifted[0] != observation.path:
+            self._lifted = (observation.path, lifted_path(observation))
+        return replace(observation, path_points=self._lifted[1])
 
     def select_action(self, observation: Observation) -> PolicyOutput:
         missing = self.missing_inputs(observation)
@@ -139,7 +151,7 @@ class LearnedPolicy(Policy):
         if self._steps >= config.max_keyframes:
             raise PolicyError(f"{self.name} predicted {self._steps} keyframes without finishing "
                               f"(max_keyframes={config.max_keyframes})")
-        batch = collate([prepare_inputs(observation, config)])
+        batch = collate([prepare_inputs(self._with_lifted_path(observation), config)])
         generator = torch.Generator().manual_seed(config.seed)
         with torch.inference_mode():
             prediction = self.model.predict(batch, generator=generator)
