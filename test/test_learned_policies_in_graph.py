@@ -18,13 +18,15 @@ from hamster_ros.graph import CONFIG_DIR
 from test_policy_dda import TINY as TINY_DDA
 from test_policy_rvt2 import TINY as TINY_RVT2
 
-# The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode.
-TINY = {"rvt2": TINY_RVT2, "3dda": {**TINY_DDA, "inference_steps": 2}}
+# The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode. Each
+# with its best path conditioning (bench/results_learned_policies*): 3dda lifts the path in policy_node.
+TINY = {"rvt2": {**TINY_RVT2, "conditioning": "path_channels"},
+        "3dda": {**TINY_DDA, "inference_steps": 2, "conditioning": "path_points"}}
 
 
 @pytest.mark.parametrize("policy", ["rvt2", "3dda"])
 def test_a_learned_policy_checkpoint_drives_an_episode_in_the_graph(policy, tmp_path):
-    checkpoint = POLICIES.create(policy, **TINY[policy], conditioning="path_channels").save_pretrained(
+    checkpoint = POLICIES.create(policy, **TINY[policy]).save_pretrained(
         tmp_path / "checkpoint")
     params = tmp_path / "params.yaml"
     # always_done: the first prediction ends the episode (random weights would otherwise wander to the limit).

@@ -22,7 +22,7 @@ Proprioception is the TCP position, its quaternion (x, y, z, w) and the gripper 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -145,8 +145,9 @@ def crop_to_workspace(points: np.ndarray, config: SceneConfig) -> np.ndarray:
     return np.flatnonzero(inside)
 
 
-def downsample(points: np.ndarray, config: SceneConfig, rng: np.random.Generator) -> np.ndarray:
-    """Exactly `num_points` indices into `points` (non-empty). `voxel` keeps one random point per occupied
+def downsample(points: np.ndarray, config: SceneConfig, rng: np.random.Generator,
+               count: int | None = None) -> np.ndarray:
+    """Exactly `count` (default `num_points`) indices into `points` (non-empty). `voxel` keeps one random point per occupied
     voxel first, so dense surfaces near the camera do not crowd out far ones; either mode then draws without
     replacement, or repeats points when there are too few (repeats change neither rendering nor attention
     much, and fixed sizes batch)."""
@@ -159,7 +160,7 @@ def downsample(points: np.ndarray, config: SceneConfig, rng: np.random.Generator
         keys = (cells[:, 0] * extent[1] + cells[:, 1]) * extent[2] + cells[:, 2]   # one integer per voxel
         _, first = np.unique(keys, return_index=True)                          # first in random order
         candidates = np.sort(order[first])
-    n = config.num_points
+    n = config.num_points if count is None else count
     if len(candidates) >= n:
         return np.sort(rng.choice(candidates, n, replace=False))
     return np.concatenate([candidates, rng.choice(candidates, n - len(candidates), replace=True)])
@@ -243,9 +244,9 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
                           f"{config.workspace_max}")
     lifted = None
     if mode == "path_points":
-        lifted = observation.path_points or lifted_path(observation)
-        scene_config = replace(config, num_points=config.num_points - len(lifted.points))
-    keep = inside[downsample(points_all[inside], scene_config if lifted else config, rng)]
+        lifted = observation.path_points if observation.path_points is not None else lifted_path(observation)
+    keep = inside[downsample(points_all[inside], config, rng,
+                             config.num_points - (len(lifted.points) if lifted is not None else 0))]
     points = points_all[keep]
     camera = observation.camera
     pixels = camera.project(points)[0] if camera is not None else None
