@@ -160,7 +160,6 @@ def test_a_cloud_outside_the_workspace_is_refused():
     (dict(path_noise_std=-1.0), "path_noise_std"),
     (dict(mask_labels=()), "mask_labels"),
     (dict(max_keyframes=0), "max_keyframes"),
-    (dict(conditioning="path_points", num_points=100), "at least 128 with conditioning path_points"),
 ])
 def test_bad_config_values_are_named(changes, named):
     with pytest.raises(ValueError, match=named):
@@ -212,6 +211,11 @@ def test_path_points_are_the_lifted_path_appended_to_the_scene():
                                                              config.workspace_max), atol=1e-6)
     noisy = prepare_inputs(scene_observation(path_points=lifted), config, rng=np.random.default_rng(0), train=True)
     assert 0.003 < np.abs(noisy.points[path] - in_box).mean() < 0.03
+    # Few points: a quarter of them for the path, evenly along it from its start to its end.
+    small = prepare_inputs(scene_observation(path_points=lifted), dataclasses.replace(config, num_points=64))
+    assert small.points.shape == (64, 3)
+    np.testing.assert_array_equal(small.features[48:, 3:], lifted.channels[[0, 4, 8, 13, 17, 21, 25, 29, 34, 38, 42,
+                                                                            46, 50, 55, 59, 63]])
 
 
 def test_lifted_path_lies_on_the_surfaces_the_camera_sees_with_progress_and_gripper():

@@ -10,8 +10,8 @@ every point features = RGB in [0, 1] followed by the conditioning channels that 
 - `path_channels`  `draw_path_channels` (progress, gripper open, gripper closed) at each point's pixel;
 - `masks`          one channel per label of `mask_labels`: 1 where the point's pixel is in that mask;
 - `path_points`    the path lifted into 3D on the episode's first frame (`observation.path_points`, see
-                   hamster_core.lifting.lift_path) and added as LIFTED_PATH_POINTS points with black RGB and the
-                   path channels; scene points carry zeros there. Looked up per pixel on a later frame, the
+                   hamster_core.lifting.lift_path) and added as points (its 64, at most num_points / 4) with
+                   black RGB and the path channels; scene points carry zeros there. Looked up per pixel on a later frame, the
                    path's end lands on the hand, which by then stands between the camera and the container
                    (`path_channels` on seed 0 of the base set: every point past 80 % progress on the arm).
 A point's pixel is its projection into `observation.camera` (no occlusion test: a point hidden behind another
@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from hamster_core.drawing import PATH_CHANNELS, draw_path, draw_path_channels
-from hamster_core.lifting import LIFTED_PATH_POINTS, LiftedPath, ProjectedCloud, lift_path
+from hamster_core.lifting import LiftedPath, ProjectedCloud, lift_path
 from hamster_core.path2d import Path2D
 from hamster_core.policies.base import Observation, PolicyError
 
@@ -84,9 +84,6 @@ class SceneConfig:
         object.__setattr__(self, "workspace_min", tuple(float(v) for v in low))
         object.__setattr__(self, "workspace_max", tuple(float(v) for v in high))
         check_int(self, "num_points", 16, 1_000_000)
-        if self.conditioning == "path_points" and self.num_points < 2 * LIFTED_PATH_POINTS:
-            raise ValueError(f"num_points must be at least {2 * LIFTED_PATH_POINTS} with conditioning path_points "
-                             f"({LIFTED_PATH_POINTS} of them are the lifted path), got {self.num_points}")
         check_int(self, "max_instruction_tokens", 1, 512)
         check_int(self, "vocab_buckets", 2, 10_000_000)
         check_int(self, "seed", 0, 2**63 - 1)
@@ -242,11 +239,13 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
     if len(inside) == 0:
         raise PolicyError(f"no point of the cloud is inside the workspace {config.workspace_min}.."
                           f"{config.workspace_max}")
-    lifted = None
-    if mode == "path_points":
+    path_xyz = path_features = None
+    if mode == "path_points":   # up to a quarter of the points, evenly along the lifted path
         lifted = observation.path_points if observation.path_points is not None else lifted_path(observation)
+        along = np.round(np.linspace(0, len(lifted.points) - 1, min(len(lifted.points), config.num_points // 4)))
+        path_xyz, path_features = lifted.points[along.astype(int)], lifted.channels[along.astype(int)]
     keep = inside[downsample(points_all[inside], config, rng,
-                             config.num_points - (len(lifted.points) if lifted is not None else 0))]
+                             config.num_points - (len(path_xyz) if path_xyz is not None else 0))]
     points = points_all[keep]
     camera = observation.camera
     pixels = camera.project(points)[0] if camera is not None else None
@@ -278,13 +277,11 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
             stack.append(mask.astype(bool))
         channels.append(_sample_image(np.stack(stack, axis=2).astype(np.float32), pixels)[0])
     elif mode == "path_points":   # the lifted path's points: black, with the path channels; the scene's: zeros
-        path_xyz = lifted.points
         if train and config.path_noise_std > 0:
             path_xyz = path_xyz + rng.normal(0.0, config.path_noise_std, path_xyz.shape)
         path_xyz = np.clip(path_xyz + offset, config.workspace_min, config.workspace_max) - offset
-        path_features = np.zeros((len(points) + len(path_xyz), len(PATH_CHANNELS)), np.float32)
-        path_features[len(points):] = lifted.channels
-        channels = [np.concatenate([rgb, np.zeros((len(path_xyz), 3), np.float32)]), path_features]
+        channels = [np.concatenate([rgb, np.zeros((len(path_xyz), 3), np.float32)]),
+                    np.concatenate([np.zeros((len(points), len(PATH_CHANNELS)), np.float32), path_features])]
         points = np.concatenate([points, path_xyz])
         pixels = np.concatenate([pixels, camera.project(path_xyz)[0]])
     proprio = proprioception(observation)

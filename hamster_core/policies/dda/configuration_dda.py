@@ -13,6 +13,8 @@ class DDAConfig(SceneConfig):
     this CPU (~0.6 M parameters); on a GPU scale toward the paper: dim 192, scene_layers 2-4,
     denoiser_layers 4-6, num_points 4096+, diffusion_steps 100 with inference_steps 25-100."""
 
+    conditioning: str = "path_points"  # its best measured mode: 6/20 on base against 0/20 with path_channels
+                                      # (bench/results_learned_policies_ablation.md)
     dim: int = 96                     # token width; dim / heads must be a multiple of 6 (3D rotary pairs)
     heads: int = 4
     scene_layers: int = 1             # relative self-attention layers over the scene points
