@@ -7,8 +7,10 @@
 # Results: $RUNS/eval/results.{json,md} and success.png (copied to bench/results_learned_policies.*).
 # The shipped configs set augment_translation. The committed run also trained rvt2 c2f on 120 demonstrations
 # (seeds 0-119 in four recorders' halves, --steps 3000) and, for the ablation, with augment_translation: [0, 0, 0].
-# Its 3dda rows predate the pointer head (position_head: regression, the default until 2026-12-01); the pointer
-# head and moving-frame samples are in bench/results_learned_policies_ablation.md (base set only).
+# The 3dda rows use the pointer position head (the default since 2026-12-01; the regression head's rows, all
+# 0/20, are in git history). The path_points rows were added on 2026-12-01 with the same data and settings.
+# Other 3dda experiments (moving-frame samples, perturbed demonstrations, 120 demonstrations) are in
+# bench/results_learned_policies_ablation.md.
 set -euo pipefail
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl
 BIN=${BIN:-.venv/bin}
@@ -31,8 +33,10 @@ RUNS_TO_TRAIN=(
   "rvt2_c2f_aug_path_channels train_rvt2_c2f path_channels 1500"
   "rvt2_c2f_aug_none train_rvt2_c2f none 1500"
   "rvt2_c2f_aug_masks train_rvt2_c2f masks 1500"
+  "rvt2_c2f_aug_path_points train_rvt2_c2f path_points 1500"
   "3dda_aug_path_channels train_3dda path_channels 2500"
   "3dda_aug_none train_3dda none 2500"
+  "3dda_aug_path_points train_3dda path_points 2500"
 )
 train() {
   local name=$1 config=$2 mode=$3 steps=$4
