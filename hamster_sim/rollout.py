@@ -105,8 +105,9 @@ class ExpertPolicy(Policy):
     object, lift, above the container, retreat), clipped to 2 sigma per axis; grasp and release stay exact.
     While an object is held the noise never lowers the hand, so it still clears the container walls. As in
     DART, the noise is executed but `executed` keeps each keyframe's planned pose beside it: trained on the
-    planned ones, a policy sees the arm off the demonstrated poses with targets that are still right (without
-    it, a learned policy learns "the grasp is straight below where I stand"). `seed` makes the noise repeatable.
+    planned ones, a policy sees the arm off the demonstrated poses with targets that are still right. Meant to
+    break 3dda's "the grasp is straight below where I stand"; with 60 perturbed demonstrations it did not raise
+    closed-loop success (bench/results_learned_policies_ablation.md). `seed` makes the noise repeatable.
     """
 
     required_inputs = frozenset()

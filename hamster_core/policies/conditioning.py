@@ -11,9 +11,10 @@ every point features = RGB in [0, 1] followed by the conditioning channels that 
 - `masks`          one channel per label of `mask_labels`: 1 where the point's pixel is in that mask;
 - `path_points`    the path lifted into 3D on the episode's first frame (`observation.path_points`, see
                    hamster_core.lifting.lift_path) and added as points (its 64, at most num_points / 4) with
-                   black RGB and the path channels; scene points carry zeros there. Looked up per pixel on a later frame, the
-                   path's end lands on the hand, which by then stands between the camera and the container
-                   (`path_channels` on seed 0 of the base set: every point past 80 % progress on the arm).
+                   black RGB and the path channels; scene points carry zeros there. Looked up per pixel on a
+                   later frame, the path's end lands on the hand, which by then stands between the camera and
+                   the container (`path_channels` on seed 0 of the base set: every point past 80 % progress on
+                   the arm).
 A point's pixel is its projection into `observation.camera` (no occlusion test: a point hidden behind another
 one gets the same pixel's values, as lifting an image with depth would not, but the cloud comes from that
 camera so hidden points are rare).
@@ -144,9 +145,9 @@ def crop_to_workspace(points: np.ndarray, config: SceneConfig) -> np.ndarray:
 
 def downsample(points: np.ndarray, config: SceneConfig, rng: np.random.Generator,
                count: int | None = None) -> np.ndarray:
-    """Exactly `count` (default `num_points`) indices into `points` (non-empty). `voxel` keeps one random point per occupied
-    voxel first, so dense surfaces near the camera do not crowd out far ones; either mode then draws without
-    replacement, or repeats points when there are too few (repeats change neither rendering nor attention
+    """Exactly `count` (default `num_points`) indices into `points` (non-empty). `voxel` keeps one random point
+    per occupied voxel first, so dense surfaces near the camera do not crowd out far ones; either mode then draws
+    without replacement, or repeats points when there are too few (repeats change neither rendering nor attention
     much, and fixed sizes batch)."""
     candidates = np.arange(len(points))
     if config.sampling == "voxel":
