@@ -66,7 +66,7 @@ class ProjectedCloud:
 
 
 LIFTED_PATH_POINTS = 64          # samples of a lifted path: fixed, so batches of observations stack
-LIFT_HOLE_RADIUS_PX = 25         # as the path follower's default max_hole_radius_px
+LIFT_HOLE_RADIUS_PX = 25         # px: how far a path pixel in a depth hole looks for 3D support
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,11 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hamster_core.camera import PinholeCamera
 from hamster_core.executor import Keyframe
 from hamster_core.geometry import Pose
-from hamster_core.lifting import ProjectedCloud
+from hamster_core.lifting import LIFT_HOLE_RADIUS_PX, ProjectedCloud
 from hamster_core.path2d import GripperState, Path2D
 
 NAMESPACE = "hamster"
 PATH_ID, GRASP_ID, PLACE_ID, KEYFRAMES_ID, WORKSPACE_ID, TARGET_ID = range(6)
-MAX_HOLE_RADIUS_PX = 25
 
 
 def _colour(r, g, b, a=1.0) -> ColorRGBA:
@@ -35,7 +34,7 @@ def _marker(header: Header, marker_id: int, kind: int, scale, colour: ColorRGBA)
 
 def lift_path(path: Path2D, camera: PinholeCamera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """3D points of the path's pixels in the cloud (holes filled from nearby pixels); (points, found)."""
-    return ProjectedCloud(points, camera).lift(path.to_pixels(camera.width, camera.height), MAX_HOLE_RADIUS_PX)
+    return ProjectedCloud(points, camera).lift(path.to_pixels(camera.width, camera.height), LIFT_HOLE_RADIUS_PX)
 
 
 def path_marker(header: Header, lifted: np.ndarray, gripper: np.ndarray) -> Marker:

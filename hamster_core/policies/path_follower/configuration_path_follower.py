@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hamster_core.lifting import LIFT_HOLE_RADIUS_PX
+
 
 @dataclass(frozen=True)
 class PathFollowerConfig:
@@ -18,7 +20,7 @@ class PathFollowerConfig:
     min_grasp_height: float = 0.01     # never grasp lower than this above the support surface
     max_via_points: int = 3            # path points kept between grasp and release
     via_max_deviation: float = 0.10    # m; via points farther from the grasp-release line are dropped
-    max_hole_radius_px: int = 25       # how far to look for 3D support of a path pixel in a hole
+    max_hole_radius_px: int = LIFT_HOLE_RADIUS_PX   # how far to look for 3D support of a path pixel in a hole
     min_mask_points: int = 20          # fewer 3D points in a mask than this and the mask is ignored
     use_masks: bool = True             # refine grasp and placement with grounding masks when present
     target_label: str = "target_object"
