@@ -12,7 +12,7 @@ setup:
 	@HAMSTER_VENV=$(VENV) bash tools/setup.sh
 
 demo: setup
-	$(PY) -m hamster_ros.demo $(DEMO_ARGS)
+	$(PY) -m hamster_apps.demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -8,11 +8,9 @@ PACKAGE = "hamster_runtime"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=[
-        "hamster_core", "hamster_core.*", "hamster_ros", "hamster_ros.*", "hamster_sim", "hamster_sim.*",
-        "hamster_vlm_node", "hamster_vlm_node.*", "perception_node", "perception_node.*",
-        "policy_node", "policy_node.*",
-    ]),
+    packages=find_packages(include=[f"{name}*" for name in (
+        "hamster_core", "hamster_ros", "hamster_franka", "hamster_sim", "hamster_vlm_node", "perception_node",
+        "policy_node", "hamster_bag", "hamster_apps")]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -29,22 +27,48 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "sim_node = hamster_sim.sim_node:main",
+            # nodes
             "hamster_vlm_node = hamster_vlm_node.node:main",
             "perception_node = perception_node.node:main",
             "policy_node = policy_node.node:main",
-            "franka_bridge = hamster_ros.franka_bridge:main",
-            "camera_cloud = hamster_ros.camera_cloud:main",
-            "hamster-preflight = hamster_ros.preflight:main",
-            "hamster-run = hamster_ros.runner:main",
-            "hamster-demo = hamster_ros.demo:main",
-            "hamster-plan = hamster_vlm_node.plan_cli:main",
-            "hamster-perceive = perception_node.perceive_cli:main",
-            "hamster-replay = hamster_ros.replay:main",
-            "hamster-replay-eval = hamster_ros.replay_eval:main",
-            "hamster-record-demos = hamster_ros.record_demos:main",
-            "hamster-train = hamster_ros.train_cli:main",
-            "hamster-eval-sim = hamster_sim.eval_sim:main",
+            "franka_bridge = hamster_franka.franka_bridge:main",
+            "camera_cloud = hamster_franka.camera_cloud:main",
+            "sim_node = hamster_sim.sim_node:main",
+            # applications
+            "hamster-run = hamster_apps.runner:main",
+            "hamster-demo = hamster_apps.demo:main",
+            "hamster-plan = hamster_apps.plan:main",
+            "hamster-perceive = hamster_apps.perceive:main",
+            "hamster-preflight = hamster_franka.preflight:main",
+            "hamster-record-demonstrations = hamster_apps.record_demonstrations:main",
+            "hamster-train = hamster_apps.train:main",
+            "hamster-eval-sim = hamster_apps.eval_sim:main",
+            "hamster-replay = hamster_bag.replay:main",
+            "hamster-replay-eval = hamster_bag.replay_eval:main",
         ],
+        # Plug-ins, one group per kind (hamster_core.registry): name = module that registers it on import.
+        # A lab's package adds its own entries to these groups; no node package names them.
+        "hamster_runtime.policies": [
+            "path_follower = hamster_core.policies.path_follower",
+            "rvt2 = hamster_core.policies.rvt2",
+            "3dda = hamster_core.policies.dda",
+        ],
+        "hamster_runtime.vlm_backends": [
+            "openai = hamster_vlm_node.backends.openai_compatible",
+            "transformers = hamster_vlm_node.backends.transformers_vlm",
+            "oracle = hamster_sim.oracle_vlm",
+        ],
+        "hamster_runtime.perception_backends": [
+            "pipeline = perception_node.backends.pipeline",
+            "sim_ground_truth = hamster_sim.ground_truth_perception",
+        ],
+        "hamster_runtime.detectors": [
+            "grounding_dino = perception_node.detectors",
+            "owlv2 = perception_node.detectors",
+            "sim_ground_truth = hamster_sim.ground_truth_perception",
+        ],
+        "hamster_runtime.segmenters": [f"{name} = perception_node.segmenters"
+                                       for name in ("box", "sam", "sam2", "segment_anything")],
+        "hamster_runtime.trackers": [f"{name} = perception_node.trackers" for name in ("csrt", "kcf", "mil")],
     },
 )

@@ -23,7 +23,7 @@ def main():
     episodes = []
     with tempfile.TemporaryDirectory() as out:
         for seed in args.seeds:
-            run = subprocess.run([sys.executable, "-m", "hamster_ros.demo", "--seed", str(seed), "--out", out],
+            run = subprocess.run([sys.executable, "-m", "hamster_apps.demo", "--seed", str(seed), "--out", out],
                                  env=env, capture_output=True, text=True, timeout=600)
             result = json.loads(run.stdout.strip().splitlines()[-1])
             for key in ("bag", "overlay", "logs", "pids", "bag_messages"):

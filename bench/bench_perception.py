@@ -33,9 +33,9 @@ from hamster_core.tiny_checkpoints.perception import build_all  # noqa: E402
 from hamster_sim.expert import expert_keyframes  # noqa: E402
 from hamster_sim.ground_truth import encode_scene_payload  # noqa: E402
 from hamster_sim.scene import sample_scene  # noqa: E402
-from perception_node.backends.base import PerceptionFrame  # noqa: E402
-from perception_node.pipeline import PerceptionPipeline  # noqa: E402
-from perception_node.stages import DETECTORS, SEGMENTERS, TRACKERS, box_iou, mask_box  # noqa: E402
+from hamster_core.perception.backend import PerceptionFrame  # noqa: E402
+from hamster_core.perception.pipeline import PerceptionPipeline  # noqa: E402
+from hamster_core.perception.stages import DETECTORS, SEGMENTERS, TRACKERS, box_iou, mask_box  # noqa: E402
 
 TRACKER_NAMES = ("csrt", "kcf", "mil")
 IOU_THRESHOLD = 0.5        # the done-when bar for the best tracker's minimum IoU through the episode

@@ -81,8 +81,8 @@ def main(argv=None) -> int:
     if args.minutes <= 0:
         parser.error(f"--minutes must be positive, got {args.minutes}")
 
-    from hamster_ros.graph import describe_graph
-    from hamster_ros.runner import GraphRunner, ros_environment, stop_on_signals
+    from hamster_apps.graph import describe_graph
+    from hamster_apps.runner import GraphRunner, ros_environment, stop_on_signals
     stop_on_signals()
     env = ros_environment(int(os.environ.get("ROS_DOMAIN_ID", 20 + os.getpid() % 40)))
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     from std_msgs.msg import String
 
     from hamster_ros import interfaces as topics
-    from hamster_ros.episode_client import EpisodeClient, EpisodeError
+    from hamster_apps.episode_client import EpisodeClient, EpisodeError
     from hamster_ros.spinner import BackgroundSpinner
 
     episodes, memory, stream = [], {}, []

@@ -22,7 +22,7 @@ mkdir -p "$RUNS"
 # Two recorders in parallel: seeds 0-29 and 30-59 (60 demonstrations).
 for half in 0 30; do
   [ -f "$RUNS/demos_$half/index.json" ] || \
-    "$BIN/hamster-record-demos" --out "$RUNS/demos_$half" --episodes 30 --seed "$half" --set base --no-progress \
+    "$BIN/hamster-record-demonstrations" --out "$RUNS/demos_$half" --episodes 30 --seed "$half" --set base --no-progress \
       > "$RUNS/demos_$half.log" 2>&1 &
 done
 wait

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from hamster_core.policies.base import POLICIES
-from hamster_ros.demo_dataset import load_demos
+from hamster_bag.demonstration_dataset import load_demonstrations
 
 
 def main(data: str, episodes: int, models: list[str]) -> None:
     torch.set_num_threads(1)
-    samples, _ = load_demos(sorted(Path(data).glob("episode-*"))[:episodes])
+    samples, _ = load_demonstrations(sorted(Path(data).glob("episode-*"))[:episodes])
     print(f"{len(samples)} samples from {episodes} episodes of {data}")
     for spec in models:
         name, checkpoint = spec.split("=", 1)

@@ -21,11 +21,12 @@ WORKSPACE_TOLERANCE = 0.01  # m a measured pose may stray outside the box (contr
 
 @dataclass(frozen=True)
 class SafetyLimits:
-    workspace_min: tuple = (0.20, -0.45, 0.02)
-    workspace_max: tuple = (0.80, 0.45, 0.60)
-    max_linear_speed: float = 0.25       # m/s
-    max_angular_speed: float = 1.0       # rad/s
-    max_tracking_error: float = 0.08     # m between command and measurement before holding
+    workspace_min: tuple = field(default=(0.20, -0.45, 0.02), metadata={"doc": "Workspace box min (m)."})
+    workspace_max: tuple = field(default=(0.80, 0.45, 0.60), metadata={"doc": "Workspace box max (m)."})
+    max_linear_speed: float = field(default=0.25, metadata={"doc": "Target speed limit (m/s)."})
+    max_angular_speed: float = field(default=1.0, metadata={"doc": "Target angular speed limit (rad/s)."})
+    max_tracking_error: float = field(default=0.08, metadata={
+        "doc": "Hold when the measured pose is farther than this from the target (m)."})
 
     def __post_init__(self):
         low = np.asarray(self.workspace_min, dtype=float)
@@ -56,15 +57,16 @@ MIN_GRIPPER_DWELL_SEC = 0.2
 
 @dataclass(frozen=True)
 class GripperSettings:
-    open_width: float = 0.08
-    speed: float = 0.1
-    grasp_force: float = 20.0
-    dwell_sec: float = 1.0       # time the arm holds still after a gripper command (the real hand takes ~1 s)
+    open_width: float = field(default=0.08, metadata={"doc": "Opening width (m)."})
+    speed: float = field(default=0.1, metadata={"doc": "Finger speed (m/s)."})
+    grasp_force: float = field(default=20.0, metadata={"doc": "Grasp force (N)."})
+    # The real hand takes ~1 s.
+    dwell_sec: float = field(default=1.0, metadata={"doc": "Arm holds still this long after a gripper command."})
     # franka_gripper's grasp succeeds when the fingers stop within grasp_width - epsilon_inner .. + epsilon_outer:
     # set them to the objects of the task (the defaults accept any width, so a grasp never fails).
-    grasp_width: float = 0.0
-    epsilon_inner: float = 0.08
-    epsilon_outer: float = 0.08
+    grasp_width: float = field(default=0.0, metadata={"doc": "Grasp goal width (m): the task's object width."})
+    epsilon_inner: float = field(default=0.08, metadata={"doc": "A grasp succeeds down to width - this (m)."})
+    epsilon_outer: float = field(default=0.08, metadata={"doc": "A grasp succeeds up to width + this (m)."})
 
     def __post_init__(self):
         if not 0 < self.open_width <= 0.08:
@@ -322,3 +324,20 @@ class CartesianExecutor:
         if angle > max_angle:
             orientation = slerp(previous.orientation, orientation, max_angle / angle)
         return Pose(position, orientation)
+
+
+def describe_status(status: ExecutorStatus, now: float, measured: Pose | None, measured_stamp: float | None,
+                    stale_after_sec: float, pose_source: str = "the robot state") -> str:
+    """Why the executor is in `status`, for people (status JSON, diagnostics, logs); "" when nothing to say."""
+    if status == ExecutorStatus.HOLDING_STALE:
+        if measured is None or measured_stamp is None:
+            return f"no end-effector pose on {pose_source}"
+        age = now - measured_stamp
+        if age < 0:
+            return f"the end-effector pose is stamped {-age:.3f} s in the future (clock jumped back?)"
+        return f"the end-effector pose is {age:.3f} s old (stale_after_sec {stale_after_sec:g})"
+    if status == ExecutorStatus.OUTSIDE_WORKSPACE and measured is not None:
+        return f"the robot is at {[round(float(v), 3) for v in measured.position]}, outside the workspace"
+    if status == ExecutorStatus.HOLDING_TRACKING:
+        return "the arm is not where it was sent: holding where it is"
+    return ""

@@ -1,7 +1,7 @@
 """The Franka side of the robot interface, ROS-free: what franka_ros2's robot state means for the stream, which
 targets may reach the Cartesian impedance controller, and the bookkeeping of franka_gripper action goals.
 
-Used by hamster_ros.franka_bridge (the thin rclpy adapter) and tested with plain pytest.
+Used by hamster_franka.franka_bridge (the thin rclpy adapter) and tested with plain pytest.
 
 Robot modes are libfranka's (franka_msgs/FrankaRobotState.robot_mode). Only IDLE and MOVE let targets through:
 REFLEX (a collision or limit reflex), USER_STOPPED (the external activation device / user stop is pressed),

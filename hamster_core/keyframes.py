@@ -16,7 +16,7 @@ from hamster_core.geometry import Pose, quaternion_angle
 from hamster_core.path2d import GripperState
 
 
-#: Which recorded frames become training samples (hamster_ros.demo_dataset.load_demo_samples documents them).
+#: Which recorded frames become training samples (hamster_bag.demonstration_dataset.load_demonstration_samples documents them).
 SAMPLE_FRAMES = ("keyframes", "moving")
 
 

@@ -1,5 +1,5 @@
 """Pre-flight checks before a real episode, ROS-free: each takes what a probe recorded and returns a named
-pass/fail row. hamster_ros.preflight collects the data from a running robot (or the simulator) and prints the
+pass/fail row. hamster_franka.preflight collects the data from a running robot (or the simulator) and prints the
 table.
 """
 from __future__ import annotations

@@ -1,27 +1,33 @@
-"""Name -> factory registries, so a parameter or launch argument picks a backend or policy."""
+"""Name -> factory registries, so a parameter or launch argument picks a backend or policy.
+
+Entries are found through Python entry points: each kind has a group (e.g. `hamster_runtime.policies`) whose
+entries map a name to the module that registers it. This package declares its own in setup.py; a lab's package
+declares its policy or backend the same way and is found without any change here. The module of an entry is
+imported on first lookup only, so importing a registry stays cheap (the training-free policy never pays for
+torch) and the core names no package above it.
+"""
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
+ENTRY_POINT_PREFIX = "hamster_runtime."
+
 
 class Registry(Generic[T]):
-    """`builtin_modules` register the built-in entries when imported; they load on first lookup, so
-    importing a registry stays cheap and free of import cycles. As a mapping (name -> module), only the module of
-    the entry looked up is imported: the training-free policy never pays for torch (~1 s, ~200 MB)."""
-
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] | dict[str, str] = ()):
+    def __init__(self, kind: str, group: str):
+        if not group.startswith(ENTRY_POINT_PREFIX):
+            raise ValueError(f"entry point group must start with {ENTRY_POINT_PREFIX!r}, got {group!r}")
         self.kind = kind
+        self.group = group
         self._factories: dict[str, Callable[..., T]] = {}
-        self._lazy: dict[str, str] = dict(builtin_modules) if isinstance(builtin_modules, dict) else {}
-        self._builtin_modules = () if isinstance(builtin_modules, dict) else tuple(builtin_modules)
 
-    def _load_builtins(self) -> None:
-        modules, self._builtin_modules = self._builtin_modules, ()
-        for module in modules:
-            importlib.import_module(module)
+    def _declared(self) -> dict[str, str]:
+        """name -> module, from the installed distributions' entry points of this group."""
+        return {entry.name: entry.value.split(":")[0] for entry in entry_points(group=self.group)}
 
     def register(self, name: str):
         def decorator(factory: Callable[..., T]) -> Callable[..., T]:
@@ -32,18 +38,18 @@ class Registry(Generic[T]):
         return decorator
 
     def names(self) -> list[str]:
-        self._load_builtins()
-        return sorted(set(self._factories) | set(self._lazy))
+        return sorted(set(self._factories) | set(self._declared()))
 
     def get(self, name: str) -> Callable[..., T]:
-        self._load_builtins()
-        if name not in self._factories and name in self._lazy:
-            module = self._lazy[name]
+        if name not in self._factories:
+            module = self._declared().get(name)
+            if module is None:
+                raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'} "
+                                 f"(entry point group {self.group})")
             importlib.import_module(module)
             if name not in self._factories:
-                raise ValueError(f"{self.kind} {name!r}: importing {module} did not register it")
-        if name not in self._factories:
-            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'}")
+                raise ValueError(f"{self.kind} {name!r}: importing {module} (entry point group {self.group}) "
+                                 f"did not register it")
         return self._factories[name]
 
     def create(self, name: str, **config) -> T:

@@ -28,3 +28,21 @@ class IntervalStats:
                 "interval_p50_ms": round(float(np.percentile(intervals, 50) * 1e3), 3),
                 "interval_p99_ms": round(float(np.percentile(intervals, 99) * 1e3), 3),
                 "interval_max_ms": round(float(intervals.max() * 1e3), 3)}
+
+
+class ClockWatchdog:
+    """Notices a clock that stopped advancing. Sim time stands still when /clock stops (the simulator died):
+    staleness measured in it would never show, so the runtime watches it against wall time."""
+
+    def __init__(self, timeout_sec: float):
+        if not timeout_sec > 0:
+            raise ValueError(f"timeout_sec must be positive, got {timeout_sec!r}")
+        self.timeout_sec = float(timeout_sec)
+        self._seen: tuple[float | None, float] | None = None   # (clock reading, wall time it was first read)
+
+    def stopped_for(self, clock_now: float, wall_now: float) -> float:
+        """Seconds the clock has stood still, when that exceeds the timeout; else 0."""
+        if self._seen is None or clock_now != self._seen[0]:
+            self._seen = (clock_now, wall_now)
+        still = wall_now - self._seen[1]
+        return still if still > self.timeout_sec else 0.0

@@ -37,7 +37,7 @@ class TrainConfig:
 
     policy: str = "rvt2"                      # rvt2 | 3dda
     policy_config: dict = field(default_factory=dict)   # fields of the policy's config (RVT2Config / DDAConfig)
-    data: tuple = ()                          # bag folders, or folders of bags (hamster-record-demos output)
+    data: tuple = ()                          # bag folders, or folders of bags (hamster-record-demonstrations output)
     sample_frames: str = "keyframes"          # keyframes | moving (also the frames on the way to each keyframe;
                                               # 60 demos: rvt2 masks base 6/20 vs 8/20, 3dda loops; see
                                               # bench/results_learned_policies_ablation.md)
@@ -215,7 +215,7 @@ def _restore(folder: Path, optimizer, rng: np.random.Generator) -> int:
 
 def train(config: TrainConfig, samples: list, *, resume: bool = False, progress: bool = True,
           data_summary: dict | None = None) -> dict:
-    """Train on `samples` (hamster_ros.demo_dataset.DemoSample or anything with observation, target, closed,
+    """Train on `samples` (hamster_bag.demonstration_dataset.DemonstrationSample or anything with observation, target, closed,
     done). Returns the run summary (also written to out/train_summary.json)."""
     from tqdm import tqdm
 

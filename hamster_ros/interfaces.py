@@ -3,6 +3,10 @@
 QoS follows DESIGN.md: sensor streams best-effort keep-last, paths/instructions/scene latched (transient
 local) so late joiners and replays see them, commands reliable.
 """
+import importlib.util
+import subprocess
+import sys
+
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
@@ -25,7 +29,7 @@ JOINT_STATES = "/robot/joint_states"
 EE_POSE = "/robot/ee_pose"
 CARTESIAN_TARGET = "/robot/cartesian_target"
 GRIPPER_COMMAND = "/robot/gripper_command"
-# robot:=franka, from the franka adapter (hamster_ros.franka_bridge):
+# robot:=franka, from the franka adapter (hamster_franka.franka_bridge):
 ROBOT_STATUS = "/robot/status"            # std_msgs/String JSON, latched: gate disabled|streaming|halted, mode, reason
 GRIPPER_RESULT = "/robot/gripper_result"  # std_msgs/String JSON per gripper goal: action, success, error, seconds
 ROBOT_ENABLE = "/robot/enable"            # std_srvs/SetBool: true starts streaming to the controller, false stops
@@ -53,3 +57,26 @@ SIM_RESET = "/sim/reset"
 SIM_CHECK_SUCCESS = "/sim/check_success"
 SIM_STALL_CAMERA = "/sim/stall_camera"    # std_srvs/SetBool fault injection (tests, bring-up)
 SIM_FREEZE_STATE = "/sim/freeze_state"    # std_srvs/SetBool fault injection (tests, bring-up)
+
+
+# franka_msgs: franka_ros2's package on a robot PC, or the test stand-in (hamster_franka.franka_standin).
+MISSING_MESSAGE = ("franka_msgs is not importable: install franka_ros2 (it provides franka_msgs) and source its "
+                   "workspace (source ~/franka_ros2_ws/install/setup.bash) before starting the franka adapter")
+
+
+def franka_msgs_available(env: dict[str, str] | None = None) -> bool:
+    """Whether `import franka_msgs` works in this process (env None) or in a child started with `env`."""
+    if env is None:
+        return importlib.util.find_spec("franka_msgs") is not None
+    probe = subprocess.run([sys.executable, "-c", "import franka_msgs.msg, franka_msgs.action"], env=env,
+                           capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+def require_franka_msgs():
+    """Import franka_msgs' message and action modules, or raise ImportError saying what to install."""
+    try:
+        from franka_msgs import action, msg  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"{MISSING_MESSAGE} ({error})") from None
+    return msg, action

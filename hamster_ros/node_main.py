@@ -1,6 +1,7 @@
 """One way to run every node: init, spin on a multi-threaded executor, shut down cleanly on SIGINT/SIGTERM."""
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from typing import Callable
@@ -66,3 +67,21 @@ def declare(node: Node, name: str, default, description: str):
     """Declare a parameter with its documentation and return its value."""
     from rcl_interfaces.msg import ParameterDescriptor
     return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+
+def declare_fields(node: Node, config_class, prefix: str = "") -> dict:
+    """Declare every field of a config dataclass as a `<prefix><field>` parameter, with the dataclass's default
+    and the field's `doc` metadata as description; returns field -> value. Tuples are declared as lists, the
+    way ROS parameters carry them, and come back as tuples."""
+    values = {}
+    for field in dataclasses.fields(config_class):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        value = declare(node, f"{prefix}{field.name}", list(default) if isinstance(default, tuple) else default,
+                        field.metadata.get("doc", f"{config_class.__name__}.{field.name}"))
+        values[field.name] = tuple(value) if isinstance(default, tuple) else value
+    return values
+
+
+def declare_dataclass(node: Node, config_class, prefix: str = ""):
+    """The config dataclass as its declared parameters describe it (it validates the values)."""
+    return config_class(**declare_fields(node, config_class, prefix))

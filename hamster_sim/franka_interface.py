@@ -1,7 +1,7 @@
 """The simulator's franka_ros2-shaped interface (sim_node with `interface: franka`).
 
 Speaks what a real FR3 with franka_ros2 offers, with the same names and types, so the runtime's franka adapter
-(hamster_ros.franka_bridge) runs against the simulator end to end:
+(hamster_franka.franka_bridge) runs against the simulator end to end:
 
 - franka_msgs/FrankaRobotState on `franka.robot_state_topic` (franka_robot_state_broadcaster's topic): header,
   o_t_ee (PoseStamped), measured_joint_state, robot_mode, current_errors / last_motion_errors;
@@ -41,7 +41,6 @@ from std_srvs.srv import SetBool
 from hamster_core.franka import RobotMode, grasp_succeeded
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import pose_from_msg, pose_to_msg
-from hamster_ros.franka_standin import require_franka_msgs
 from hamster_ros.spinner import BackgroundSpinner
 
 MAX_WIDTH = 0.08
@@ -50,7 +49,7 @@ GRIPPER_GOAL_LIMIT_SEC = 10.0   # a simulated finger move never takes longer; th
 
 class SimFrankaInterface:
     def __init__(self, sim, context=None):
-        msg, action = require_franka_msgs()
+        msg, action = topics.require_franka_msgs()
         self.msg, self.action = msg, action
         self.sim = sim
         # Not the command line's arguments: `-r __node:=sim_node` would give this node the simulator's name.

@@ -9,7 +9,7 @@ Everything is on simulated time (world.time), so an episode is a pure function o
 the settings. Sensor frames are what sim_node publishes (the same cloud striding, colours and base frame);
 grounding masks are the simulator's segmentation for the target object and its container, as the
 `sim_ground_truth` perception backend gives them. An `EpisodeObserver` sees every state sample, camera frame,
-command and executor status change (hamster_ros.demo_recording writes them into a rosbag2).
+command and executor status change (hamster_bag.demonstration_recording writes them into a rosbag2).
 """
 from __future__ import annotations
 
@@ -19,17 +19,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hamster_core.camera import PinholeCamera
+from hamster_core.episode import EpisodeRuntime, InputRules, InputSnapshot, Interruptions, waiting_for
+from hamster_core.episode import run_episode as run_episode_loop
 from hamster_core.executor import (CartesianExecutor, ExecutorCommand, ExecutorStatus, GripperSettings, Keyframe,
                                    SafetyLimits)
 from hamster_core.geometry import Pose
-from hamster_core.path2d import GripperState, Path2D, simplify_rdp
+from hamster_core.path2d import GripperState, Path2D, parse_hamster_answer, simplify_rdp
 from hamster_core.policies.base import Observation, Policy, PolicyError, PolicyOutput
+from hamster_core.vlm import VlmRequest
 from hamster_sim.expert import expert_keyframes
+from hamster_sim.ground_truth import encode_scene_payload
+from hamster_sim.oracle_vlm import OracleBackend
 from hamster_sim.scene import SceneDescription
 from hamster_sim.world import TIMESTEP, FrankaWorld
 
 MASK_LABELS = ("target_object", "placement_area")
-ORACLE_RDP_EPSILON = 0.05       # HAMSTER's label simplification (also hamster_ros.replay_eval, the oracle VLM)
+ORACLE_RDP_EPSILON = 0.05       # HAMSTER's label simplification (also hamster_bag.replay_eval, the oracle VLM)
 SIM_GRIPPER_FORCE = 20.0        # sim_node's force for a gripper command that gives none (a MOVE)
 
 
@@ -87,11 +92,6 @@ def projected_path(camera: PinholeCamera, positions: np.ndarray, closed: np.ndar
 def oracle_vlm_path(world: FrankaWorld, frame: Frame, instruction: str) -> Path2D:
     """What the `oracle` VLM backend answers for this frame (the expert's plan projected), parsed back the way
     the VLM node parses any answer."""
-    from hamster_core.path2d import parse_hamster_answer
-    from hamster_sim.ground_truth import encode_scene_payload
-    from hamster_vlm_node.backends.base import VlmRequest
-    from hamster_vlm_node.backends.oracle import OracleBackend
-
     request = VlmRequest(image=frame.rgb, instruction=instruction, camera=frame.camera, tcp_pose=world.tcp_pose(),
                          scene_json=encode_scene_payload(world.scene, world.segmentation_ids()))
     return parse_hamster_answer(OracleBackend(ORACLE_RDP_EPSILON).query(request))
@@ -150,7 +150,7 @@ class ExpertPolicy(Policy):
         return PolicyOutput([keyframe], done=self._next == len(self._plan), info={"policy": "expert"})
 
     def plan_record(self) -> list[dict]:
-        """The executed keyframes with their planned poses, JSON-ready (hamster-record-demos' metadata)."""
+        """The executed keyframes with their planned poses, JSON-ready (hamster-record-demonstrations' metadata)."""
         return [{"executed_position": [round(float(v), 6) for v in executed.pose.position],
                  "position": [round(float(v), 6) for v in planned.pose.position],
                  "orientation": [round(float(v), 6) for v in planned.pose.orientation],
@@ -216,84 +216,109 @@ class EpisodeResult:
                 "keyframes": self.keyframes, "sim_seconds": round(self.sim_seconds, 3), "scene_seed": self.scene_seed}
 
 
-def _observation(world: FrankaWorld, frame: Frame, instruction: str, path: Path2D | None) -> Observation:
-    """What policy_node assembles from the same messages (no RGB image: the node does not subscribe to it)."""
-    return Observation(stamp=frame.time, instruction=instruction, tcp_pose=world.tcp_pose(),
-                       gripper_width=world.gripper_width(), points=frame.points, colors=frame.colors,
-                       camera=frame.camera, rgb=None, path=path, masks=dict(frame.masks))
+class SimEpisodeRuntime(EpisodeRuntime):
+    """The episode core's runtime in the simulated world, on simulated time: waiting is one control tick."""
 
+    def __init__(self, world: FrankaWorld, settings: RolloutSettings, observer: EpisodeObserver, first: Frame,
+                 path: Path2D | None, required_inputs: frozenset):
+        self.world, self.settings, self.observer = world, settings, observer
+        self.path, self.required_inputs = path, required_inputs
+        self.executor = CartesianExecutor(settings.limits, settings.gripper, rate_hz=settings.rate_hz)
+        self.executor.start(world.tcp_pose(), world.time)
+        self.rules = InputRules(stale_after_sec=self.executor.stale_after_sec, mask_wait_sec=0.0)
+        self._steps_per_tick = round(1.0 / settings.rate_hz / TIMESTEP)
+        self._camera_period = 1.0 / observer.camera_rate_hz if observer.camera_rate_hz > 0 else math.inf
+        self._next_camera = world.time + self._camera_period
+        self._frame: Frame | None = first     # the episode's first frame, observed before any other
+        self._status: ExecutorStatus | None = None     # since the last submit
+        self._reported: ExecutorStatus | None = None   # the observer's last status change
+        self._progress = 0.0
 
-def run_episode(world: FrankaWorld, policy: Policy, *, instruction: str | None = None, path_source=None,
-                settings: RolloutSettings = RolloutSettings(), observer: EpisodeObserver | None = None
-                ) -> EpisodeResult:
-    """One episode from the world's current state (reset it first). `path_source(world, first_frame,
-    instruction) -> Path2D | None` gives the episode's path once, from the first frame (the VLM's role); None
-    gives no path."""
-    observer = observer or EpisodeObserver()
-    instruction = instruction or world.scene.instruction
-    steps_per_tick = round(1.0 / settings.rate_hz / TIMESTEP)
-    executor = CartesianExecutor(settings.limits, settings.gripper, rate_hz=settings.rate_hz)
-    start_time = world.time
-    deadline = start_time + settings.timeout_sec
-    camera_period = 1.0 / observer.camera_rate_hz if observer.camera_rate_hz > 0 else math.inf
-    next_camera = [start_time + camera_period]
-    last_status = [None]
+    def now(self) -> float:
+        return self.world.time
 
-    def tick() -> ExecutorCommand:
-        world.step(steps_per_tick)
+    def observe(self, instruction: str, episode_start: float) -> tuple[Observation | None, str | None]:
+        """What policy_node assembles from the same messages (no RGB image: the node does not subscribe to it),
+        through the same readiness rules."""
+        frame, self._frame = self._frame, None
+        if frame is None:
+            frame = capture(self.world, self.settings.cloud_stride)
+            self.observer.on_frame(frame)
+        inputs = InputSnapshot(now=self.world.time, ee_stamp=self.world.time, cloud_stamp=frame.time,
+                               camera_ready=True, path=self.path, masks=dict(frame.masks))
+        missing = waiting_for(self.rules, inputs, instruction, episode_start, self.required_inputs)
+        if missing is None and len(frame.points) == 0:
+            missing = "a point cloud with finite points"
+        if missing:
+            return None, missing
+        return Observation(stamp=frame.time, instruction=instruction, tcp_pose=self.world.tcp_pose(),
+                           gripper_width=self.world.gripper_width(), points=frame.points, colors=frame.colors,
+                           camera=frame.camera, rgb=None, path=self.path, masks=dict(frame.masks)), None
+
+    def interruptions(self, episode_start: float) -> Interruptions:
+        return Interruptions()   # nothing outside the world interrupts; the loop's timeout still applies
+
+    def submit(self, keyframes, observation_stamp: float) -> None:
+        self.executor.set_keyframes(keyframes, observation_stamp, self.world.time)
+        self._status = None
+
+    def executor_progress(self) -> tuple[ExecutorStatus | None, float]:
+        return self._status, self._progress
+
+    def halt(self) -> None:
+        self.executor.stop()
+
+    def wait(self) -> None:
+        """One control tick: physics for one period, then the executor, as policy_node's stream does."""
+        world = self.world
+        world.step(self._steps_per_tick)
         now = world.time
-        observer.on_state(now, world)
-        command = executor.update(now, world.tcp_pose(), now)
+        self.observer.on_state(now, world)
+        command = self.executor.update(now, world.tcp_pose(), now)
         if command.target is not None:
             world.set_cartesian_target(command.target)
         if command.gripper is not None:
             goal = command.gripper
             world.command_gripper(goal.width, speed=goal.speed, force=goal.force or SIM_GRIPPER_FORCE,
                                   grasp=goal.grasp)
-        observer.on_command(now, command)
-        if command.status != last_status[0]:
-            last_status[0] = command.status
-            observer.on_status(now, command.status)
-        if now + 1e-9 >= next_camera[0]:
-            next_camera[0] += camera_period
-            observer.on_frame(capture(world, settings.cloud_stride))
-        return command
+        self.observer.on_command(now, command)
+        if command.status != self._reported:
+            self._reported = command.status
+            self.observer.on_status(now, command.status)
+        self._status, self._progress = command.status, command.progress
+        if now + 1e-9 >= self._next_camera:
+            self._next_camera += self._camera_period
+            self.observer.on_frame(capture(world, self.settings.cloud_stride))
 
-    def result(success: bool, message: str, count: int, path, infos) -> EpisodeResult:
-        return EpisodeResult(success, message, instruction, count, world.time - start_time, world.scene.seed, path,
-                             infos)
+    def hold_for(self, seconds: float) -> None:
+        until = self.world.time + seconds
+        while self.world.time + 1e-9 < until:
+            self.wait()
 
-    executor.start(world.tcp_pose(), world.time)
-    policy.reset()
+    def on_executed(self, output: PolicyOutput) -> None:
+        self.hold_for(self.settings.pause_sec)
+
+
+def run_episode(world: FrankaWorld, policy: Policy, *, instruction: str | None = None, path_source=None,
+                settings: RolloutSettings = RolloutSettings(), observer: EpisodeObserver | None = None
+                ) -> EpisodeResult:
+    """One episode from the world's current state (reset it first), through the episode core policy_node runs.
+    `path_source(world, first_frame, instruction) -> Path2D | None` gives the episode's path once, from the first
+    frame (the VLM's role); None gives no path. After a successful loop the world settles and is checked."""
+    observer = observer or EpisodeObserver()
+    instruction = instruction or world.scene.instruction
+    start_time = world.time
     first = capture(world, settings.cloud_stride)
     path = path_source(world, first, instruction) if path_source is not None else None
     observer.on_start(world, instruction, first)
     observer.on_frame(first)
-    frame, count, infos = first, 0, []
-    while True:
-        try:
-            output = policy.select_action(_observation(world, frame, instruction, path))
-            executor.set_keyframes(output.keyframes, frame.time, world.time)
-        except (PolicyError, ValueError) as error:
-            return result(False, f"cannot plan: {error}", count, path, infos)
-        count += 1
-        infos.append(output.info)
-        while True:
-            if world.time >= deadline:
-                return result(False, f"timed out after {settings.timeout_sec:g} s", count, path, infos)
-            if tick().status == ExecutorStatus.DONE:
-                break
-        hold_until = world.time + settings.pause_sec
-        while world.time + 1e-9 < hold_until:
-            tick()
-        if output.done:
-            break
-        frame = capture(world, settings.cloud_stride)
-        observer.on_frame(frame)
-    settle_until = world.time + settings.settle_sec
-    while world.time + 1e-9 < settle_until:
-        tick()
-    success = bool(world.check_success())
-    return result(success, f"executed {count} predictions" if success else
-                  f"executed {count} predictions; {world.scene.target} is not in the {world.scene.container}",
-                  count, path, infos)
+    runtime = SimEpisodeRuntime(world, settings, observer, first, path, policy.required_inputs)
+    outcome = run_episode_loop(runtime, policy, instruction, settings.timeout_sec)
+    success, message = outcome.success, outcome.message
+    if success:
+        runtime.hold_for(settings.settle_sec)
+        success = bool(world.check_success())
+        if not success:
+            message += f"; {world.scene.target} is not in the {world.scene.container}"
+    return EpisodeResult(success, message, instruction, outcome.plans, world.time - start_time, world.scene.seed,
+                         path, outcome.infos)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 from hamster_core.instruction import grounding_queries
-from perception_node.backends.base import Detection, PerceptionFrame
+from hamster_core.perception.backend import Detection, PerceptionFrame
 
 # Node parameter `grounding.<name>`: (default, description). The detector/segmenter names and options are
-# perception_node's pipeline stages (perception_node.pipeline.build_pipeline).
+# perception_node's pipeline stages (hamster_core.perception.pipeline.build_pipeline).
 GROUNDING_PARAMETERS = {
     "detector": ("grounding_dino", "Open-vocabulary detector: grounding_dino or owlv2."),
     "detector_checkpoint": ("IDEA-Research/grounding-dino-tiny", "Detector checkpoint folder or hub id."),
@@ -34,7 +34,7 @@ class Grounder:
     """Detector + segmenter loaded once; `ground()` runs them on one frame."""
 
     def __init__(self, **options):
-        from perception_node.pipeline import build_pipeline
+        from hamster_core.perception.pipeline import build_pipeline
         unknown = sorted(set(options) - set(GROUNDING_PARAMETERS))
         if unknown:
             raise ValueError(f"unknown grounding option(s): {', '.join(unknown)}; known: "

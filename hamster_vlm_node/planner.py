@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from hamster_core.path2d import Path2D, PathParseError, parse_hamster_answer, resample, simplify_rdp
-from hamster_vlm_node.backends.base import VLM_BACKENDS, VlmBackend, VlmError, VlmRequest
+from hamster_core.vlm import VLM_BACKENDS, VlmBackend, VlmError, VlmRequest
 
 # Why each backend option exists (the defaults are read from the constructors).
 _PROMPT = {

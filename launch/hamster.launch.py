@@ -1,7 +1,7 @@
 """ros2 launch hamster_runtime hamster.launch.py [policy:=...] [vlm_backend:=...] [perception_backend:=...]
 [robot:=sim|franka] [seed:=N] [params_file:=YAML] [rviz:=true] [franka_sim:=true] [calibration:=YAML]
 
-A thin layer over hamster_ros.graph.describe_graph, the same description the project's runner starts.
+A thin layer over hamster_apps.graph.describe_graph, the same description the project's runner starts.
 `rviz:=true` also opens rviz2 with config/hamster.rviz (monitoring only; not part of the graph).
 """
 from pathlib import Path
@@ -13,7 +13,8 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from hamster_ros.graph import PACKAGE, describe_graph
+from hamster_apps.graph import describe_graph
+from hamster_ros.package_files import PACKAGE
 
 ARGUMENTS = {
     "policy": ("path_follower", "low-level policy"),

@@ -1,10 +1,10 @@
 """ros2 launch hamster_runtime realsense.launch.py [camera_namespace:=camera] [camera_name:=camera]
 [width:=640] [height:=480] [fps:=30] [serial_no:=...]
 
-Starts realsense2_camera's rs_launch.py the way the runtime reads the camera (hamster_ros.graph.
+Starts realsense2_camera's rs_launch.py the way the runtime reads the camera (hamster_apps.graph.
 realsense_launch_arguments: aligned depth, synced frames, no driver cloud). The topics land under
 /<camera_namespace>/<camera_name>/...; with other names than camera/camera, change config/franka_remappings.yaml
-to match (hamster_ros.graph.realsense_topics gives the mapping).
+to match (hamster_apps.graph.realsense_topics gives the mapping).
 """
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Opaq
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
-from hamster_ros.graph import realsense_launch_arguments
+from hamster_apps.graph import realsense_launch_arguments
 
 ARGUMENTS = {"camera_namespace": "camera", "camera_name": "camera", "width": "640", "height": "480", "fps": "30",
              "serial_no": ""}

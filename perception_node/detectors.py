@@ -1,15 +1,14 @@
-"""Detectors: `grounding_dino` and `owlv2` (transformers, any checkpoint folder or hub id) and `sim_ground_truth`
-(boxes from the simulator's segmentation, the reference the trackers are measured against)."""
+"""Detectors: `grounding_dino` and `owlv2` (transformers, any checkpoint folder or hub id). The simulator's
+`sim_ground_truth` detector lives with the simulator (hamster_sim.ground_truth_perception)."""
 from __future__ import annotations
 
 import re
 
 import numpy as np
 
-from perception_node.backends.base import PerceptionFrame
-from perception_node.backends.sim_ground_truth import normalize_phrase
-from perception_node.stages import (DETECTORS, BoxDetection, Detector, ModelLoadError, Stopwatch, check_rgb,
-                                    check_threshold, clip_box, mask_box, torch_device)
+from hamster_core.perception.backend import PerceptionFrame
+from hamster_core.perception.stages import (DETECTORS, BoxDetection, Detector, ModelLoadError, Stopwatch, check_rgb,
+                                    check_threshold, clip_box, torch_device)
 
 
 def load_pretrained(kind: str, checkpoint: str, load):
@@ -147,37 +146,3 @@ class Owlv2Detector(Detector):
                     best[label] = BoxDetection(box, score)
                     break
         return best
-
-
-@DETECTORS.register("sim_ground_truth")
-class SimGroundTruthDetector(Detector):
-    """The box around each queried object's pixels in the simulator's segmentation (visible pixels only, so an
-    occluded object's box shrinks and a hidden one is not found)."""
-    uses_segmentation = True
-
-    def __init__(self, min_pixels: int = 1):
-        if not isinstance(min_pixels, int) or min_pixels < 1:
-            raise ValueError(f"min_pixels must be a positive integer, got {min_pixels!r}")
-        self.min_pixels = min_pixels
-        self._ids_text: str | None = None
-        self._ids: dict[str, int] = {}
-
-    def detect(self, frame: PerceptionFrame, queries: dict[str, str]) -> dict[str, BoxDetection]:
-        from hamster_sim.ground_truth import decode_scene_payload
-        if frame.segmentation is None or frame.scene_json is None:
-            raise ValueError("the sim_ground_truth detector needs the simulator's segmentation and scene message")
-        if frame.segmentation.shape != frame.rgb.shape[:2]:
-            raise ValueError(f"segmentation {frame.segmentation.shape} does not match the image {frame.rgb.shape[:2]}")
-        if frame.scene_json != self._ids_text:
-            _, ids = decode_scene_payload(frame.scene_json)
-            self._ids = {normalize_phrase(name): value for name, value in ids.items()}
-            self._ids_text = frame.scene_json
-        found = {}
-        for label, phrase in queries.items():
-            object_id = self._ids.get(normalize_phrase(phrase))
-            if object_id is None:
-                continue
-            mask = frame.segmentation == object_id
-            if mask.sum() >= self.min_pixels:
-                found[label] = BoxDetection(mask_box(mask), 1.0)
-        return found

@@ -23,7 +23,7 @@ from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import RuntimeNode, declare, run_node
 from perception_node.backends import PERCEPTION_BACKENDS, PerceptionFrame
-from perception_node.pipeline import annotate, masked_points
+from hamster_core.perception.pipeline import annotate, masked_points
 
 REDETECT_SERVICE = "/hamster/redetect"
 OBJECT_POINTS_PREFIX = "/hamster/object_points/"   # + label: PointCloud2 of the object's masked pixels (base frame)

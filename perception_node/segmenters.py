@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from perception_node.detectors import load_model, load_pretrained
-from perception_node.stages import (SEGMENTERS, Box, ModelLoadError, SegmentedBox, Segmenter, Stopwatch, box_mask,
+from hamster_core.perception.stages import (SEGMENTERS, Box, ModelLoadError, SegmentedBox, Segmenter, Stopwatch, box_mask,
                                     check_rgb, torch_device)
 
 

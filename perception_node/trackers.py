@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perception_node.stages import TRACKERS, Box, Tracker, TrackUpdate, check_rgb, check_threshold, clip_box
+from hamster_core.perception.stages import TRACKERS, Box, Tracker, TrackUpdate, check_rgb, check_threshold, clip_box
 
 _FACTORIES = {"csrt": cv2.TrackerCSRT.create, "kcf": cv2.TrackerKCF.create, "mil": cv2.TrackerMIL.create}
 _HIST_BINS = [16, 8]

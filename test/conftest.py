@@ -19,7 +19,8 @@ def franka_msgs_env(tmp_path_factory):
     that is set (reused there while its sources are unchanged). The test process itself never imports it."""
     import time
 
-    from hamster_ros.franka_standin import build_standin, franka_msgs_available
+    from hamster_franka.franka_standin import build_standin
+    from hamster_ros.interfaces import franka_msgs_available
     prefix = os.environ.get("HAMSTER_FRANKA_STANDIN_PREFIX") or tmp_path_factory.mktemp("franka_msgs_standin")
     started = time.monotonic()
     env = build_standin(prefix)

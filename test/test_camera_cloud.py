@@ -6,9 +6,9 @@ from builtin_interfaces.msg import Time
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo
 
-from hamster_ros.camera_cloud import CameraCloud
+from hamster_franka.camera_cloud import CameraCloud
 from hamster_ros.conversions import numpy_to_image, pointcloud2_to_numpy
-from hamster_ros.graph import CONFIG_DIR
+from hamster_apps.graph import CONFIG_DIR
 
 WIDTH, HEIGHT = 320, 240
 

@@ -77,7 +77,7 @@ import hamster_core, hamster_msgs
 from hamster_msgs.msg import GroundingMasks, Path2D
 from rclpy.serialization import deserialize_message, serialize_message
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
-from hamster_ros.graph import CONFIG_DIR, describe_graph
+from hamster_apps.graph import CONFIG_DIR, describe_graph
 
 msg = Path2D()
 assert type(deserialize_message(serialize_message(msg), Path2D)) is Path2D  # loads the C typesupport libraries

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hamster_core.policies.rvt2 import RVT2Policy
-from hamster_sim.eval_sim import ModelSpec, evaluate, main
+from hamster_apps.eval_sim import ModelSpec, evaluate, main
 from hamster_sim.scene import DEFAULT_PALETTE
 from hamster_sim.variations import NOVEL_PALETTE, VARIATIONS, held_out_combination, scene_for, variation
 from hamster_sim.world import FrankaWorld

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
-from hamster_ros.graph import CONFIG_DIR
+from hamster_apps.graph import CONFIG_DIR
 from waiting import wait_until
 
 SIM = yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["policy_node"]["ros__parameters"]
@@ -306,8 +306,8 @@ class Graph:
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    from hamster_ros.graph import describe_graph
-    from hamster_ros.runner import GraphRunner, ros_environment
+    from hamster_apps.graph import describe_graph
+    from hamster_apps.runner import GraphRunner, ros_environment
 
     folder = tmp_path_factory.mktemp("faults")
     overrides = folder / "overrides.yaml"

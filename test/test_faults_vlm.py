@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from test_faults import Graph, Injector, Monitor
-from hamster_ros.graph import CONFIG_DIR
+from hamster_apps.graph import CONFIG_DIR
 
 MODEL = "fault-test-model"
 
@@ -16,9 +16,9 @@ MODEL = "fault-test-model"
 @pytest.fixture(scope="module")
 def openai_graph(tmp_path_factory):
     from hamster_ros.conversions import numpy_to_image
-    from hamster_ros.graph import NodeSpec
-    from hamster_ros.runner import GraphRunner, ros_environment
-    from hamster_vlm_node.chat_server import ChatServer
+    from hamster_apps.graph import NodeSpec
+    from hamster_apps.runner import GraphRunner, ros_environment
+    from hamster_core.chat_server import ChatServer
 
     def answer(chat):
         time.sleep(3.0)  # a hung model: it answers long after the client's 1 s timeout

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from hamster_ros.graph import CONFIG_DIR, describe_graph
+from hamster_apps.graph import CONFIG_DIR, describe_graph
 from waiting import wait_until
 
 FRANKA_SIM = yaml.safe_load((CONFIG_DIR / "franka_sim.yaml").read_text())
@@ -39,7 +39,7 @@ OVERRIDES = {"franka_bridge": {"gripper": {"timeout_sec": GRIPPER_TIMEOUT, "homi
 @pytest.fixture(scope="module")
 def franka_env(franka_msgs_env):
     """The stand-in environment (test/conftest.py) with this session's ROS domain and rendering settings."""
-    from hamster_ros.runner import ros_environment
+    from hamster_apps.runner import ros_environment
     env = dict(franka_msgs_env)
     env.update({k: v for k, v in ros_environment().items() if k.startswith(("ROS_", "MUJOCO", "OMP"))})
     return env
@@ -59,7 +59,7 @@ class Monitor:
 
         from hamster_msgs.msg import GripperCommand
         from hamster_ros import interfaces as t
-        from hamster_ros.episode_client import EpisodeClient
+        from hamster_apps.episode_client import EpisodeClient
         from hamster_ros.node_main import RuntimeNode
         from hamster_ros.spinner import BackgroundSpinner
 
@@ -163,7 +163,7 @@ class Franka:
     """The simulator (first) and the runtime (second), each with its own runner, and the monitor."""
 
     def __init__(self, folder, env):
-        from hamster_ros.runner import GraphRunner
+        from hamster_apps.runner import GraphRunner
         overrides = folder / "overrides.yaml"
         overrides.write_text(yaml.safe_dump({name: {"ros__parameters": v} for name, v in OVERRIDES.items()}))
         specs = describe_graph(robot="franka", franka_sim=True, seed=SEED, params_files=(str(overrides),))
@@ -179,7 +179,7 @@ class Franka:
                 raise AssertionError(f"{name} exited with {code}:\n{runner.log_tail(name, 40)}")
 
     def preflight(self, *args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "hamster_ros.preflight", "--use-sim-time", "--camera-hz",
+        command = [sys.executable, "-m", "hamster_franka.preflight", "--use-sim-time", "--camera-hz",
                    str(yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["sim_node"]["ros__parameters"][
                        "camera_rate_hz"]), "--duration", "1.5", "--max-age", "0.2", *args]
         return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120)
@@ -270,7 +270,7 @@ def test_preflight_names_a_stalled_camera(franka):
 def bridge_alone(franka):
     """franka_bridge without the policy node, so the test is the only source of targets; stopped before the
     runtime (which starts its own) comes up."""
-    from hamster_ros.runner import GraphRunner
+    from hamster_apps.runner import GraphRunner
     specs = describe_graph(robot="franka", franka_sim=True, seed=SEED,
                            params_files=(str(franka.folder / "overrides.yaml"),))
     runner = GraphRunner([s for s in specs if s.name == "franka_bridge"], franka.folder / "logs_bridge", franka.env)

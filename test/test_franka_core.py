@@ -15,7 +15,7 @@ from hamster_core.franka import (GateState, GripperAction, GripperGoals, Gripper
 from hamster_core.geometry import TOP_DOWN, Pose, quaternion_angle, top_down_orientation
 from hamster_core.preflight import (Check, calibration_check, format_table, nudge_blocker, nudge_ramp,
                                     nudge_start_problem, rate_check, recency_check, sync_check)
-from hamster_ros.graph import CONFIG_DIR
+from hamster_apps.graph import CONFIG_DIR
 
 NO_ERRORS = {"cartesian_reflex": False, "joint_reflex": False}
 

@@ -16,7 +16,7 @@ def test_demo_with_robot_franka_succeeds_through_the_franka_interface(franka_msg
     # (here the session's already built prefix instead of build/franka_msgs_standin).
     env = dict(os.environ, ROS_DOMAIN_ID=str(200 + os.getpid() % 30),
                HAMSTER_FRANKA_STANDIN_PREFIX=franka_msgs_env["HAMSTER_FRANKA_STANDIN_PREFIX"])
-    process = subprocess.run([sys.executable, "-m", "hamster_ros.demo", "--robot", "franka", "--seed", "1",
+    process = subprocess.run([sys.executable, "-m", "hamster_apps.demo", "--robot", "franka", "--seed", "1",
                               "--out", str(tmp_path), "--timeout", "90"], env=env, capture_output=True, text=True,
                              timeout=400)
     lines = process.stdout.strip().splitlines()
@@ -27,7 +27,7 @@ def test_demo_with_robot_franka_succeeds_through_the_franka_interface(franka_msg
     assert set(result["pids"]) == {"sim_node", "franka_bridge", "camera_cloud", "hamster_vlm_node",
                                    "perception_node", "policy_node"}
     assert "TEST STAND-IN" in process.stderr     # said loudly: this is not franka_ros2's franka_msgs
-    from hamster_ros.recorder import project_typestore
+    from hamster_bag.recorder import project_typestore
     with AnyReader([Path(result["bag"])], default_typestore=project_typestore()) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
         # the camera under the RealSense names, the cloud made by camera_cloud, the gripper results reported
@@ -39,9 +39,9 @@ def test_demo_with_robot_franka_succeeds_through_the_franka_interface(franka_msg
 
 
 def test_standin_cli_prints_the_environment_for_hamster_run(franka_msgs_env):
-    """`python -m hamster_ros.franka_standin PREFIX` (README "Without a robot"): reuses the built prefix."""
+    """`python -m hamster_franka.franka_standin PREFIX` (README "Without a robot"): reuses the built prefix."""
     prefix = franka_msgs_env["HAMSTER_FRANKA_STANDIN_PREFIX"]
-    process = subprocess.run([sys.executable, "-m", "hamster_ros.franka_standin", prefix], capture_output=True,
+    process = subprocess.run([sys.executable, "-m", "hamster_franka.franka_standin", prefix], capture_output=True,
                              text=True, timeout=120)
     assert process.returncode == 0, process.stderr
     exports = dict(line[len("export "):].split("=", 1) for line in process.stdout.splitlines())

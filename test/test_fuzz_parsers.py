@@ -13,10 +13,10 @@ from sensor_msgs.msg import Image, PointCloud2, PointField
 from hamster_core.instruction import parse_pick_place_instruction
 from hamster_core.path2d import Path2D, PathParseError, format_hamster_answer, parse_hamster_answer
 from hamster_core.geometry import Pose
-from hamster_ros.bag_episode import BagError, TopicMapping, _custom_data
+from hamster_bag.bag_episode import BagError, TopicMapping, _custom_data
 from hamster_ros.conversions import ConversionError, image_to_numpy, pointcloud2_to_numpy
-from hamster_ros.graph import CONFIG_DIR
-from hamster_ros.graph import _remappings
+from hamster_apps.graph import CONFIG_DIR
+from hamster_apps.graph import _remappings
 from hamster_sim.ground_truth import decode_scene_payload
 
 ANSWER_INPUTS = 60_000

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hamster_ros.graph import CONFIG_DIR, describe_graph
+from hamster_apps.graph import CONFIG_DIR, describe_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,7 @@ def test_launch_file_is_a_thin_layer_over_describe_graph():
                                       and node.targets[0].id == "ARGUMENTS"))
     # The same choices as hamster-run (whose --config-dir is the installed share folder in a launch).
     import argparse
-    from hamster_ros.runner import add_graph_arguments
+    from hamster_apps.runner import add_graph_arguments
     parser = argparse.ArgumentParser()
     add_graph_arguments(parser)
     runner_options = {action.dest for action in parser._actions} - {"help", "config_dir"}
@@ -120,8 +120,8 @@ def test_launch_file_is_a_thin_layer_over_describe_graph():
 
 
 def _register_test_backends():
-    from hamster_vlm_node.backends.base import VLM_BACKENDS, VlmBackend
-    from perception_node.backends.base import PERCEPTION_BACKENDS, PerceptionBackend
+    from hamster_core.vlm import VLM_BACKENDS, VlmBackend
+    from hamster_core.perception.backend import PERCEPTION_BACKENDS, PerceptionBackend
     if "graph_test_vlm" not in VLM_BACKENDS.names():
         VLM_BACKENDS.register("graph_test_vlm")(type("GraphTestVlm", (VlmBackend,), {"query": lambda self, r: ""}))
         PERCEPTION_BACKENDS.register("graph_test_perception")(
@@ -203,7 +203,7 @@ def test_missing_user_parameter_file_is_named(tmp_path):
 
 def test_realsense_include_publishes_where_the_franka_remaps_look():
     import yaml
-    from hamster_ros.graph import realsense_launch_arguments, realsense_topics
+    from hamster_apps.graph import realsense_launch_arguments, realsense_topics
     remaps = yaml.safe_load((CONFIG_DIR / "franka_remappings.yaml").read_text())
     assert realsense_topics() == {k: v for k, v in remaps.items() if k.startswith("/camera/")}
     assert realsense_topics("/lab/", "wrist")["/camera/color/image_raw"] == "/lab/wrist/color/image_raw"
@@ -220,7 +220,7 @@ def test_realsense_include_publishes_where_the_franka_remaps_look():
 def test_hamster_run_on_a_real_franka_without_franka_msgs_says_what_to_install():
     import subprocess
     import sys
-    process = subprocess.run([sys.executable, "-m", "hamster_ros.runner", "--robot", "franka", "--vlm-backend",
+    process = subprocess.run([sys.executable, "-m", "hamster_apps.runner", "--robot", "franka", "--vlm-backend",
                               "openai", "--perception-backend", "pipeline", "--calibration",
                               str(CONFIG_DIR / "calibration_sim.yaml")], capture_output=True, text=True, timeout=60)
     assert process.returncode == 2 and "franka_msgs is not importable: install franka_ros2" in process.stderr

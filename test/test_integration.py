@@ -19,7 +19,7 @@ REQUIRED_TOPICS = {"/camera/color/image_raw", "/camera/depth/image_raw", "/camer
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50))
-    process = subprocess.run([sys.executable, "-m", "hamster_ros.demo", "--seed", "1", "--out", str(out),
+    process = subprocess.run([sys.executable, "-m", "hamster_apps.demo", "--seed", "1", "--out", str(out),
                               "--timeout", "120"], env=env, capture_output=True, text=True, timeout=400)
     lines = process.stdout.strip().splitlines()
     assert lines, f"demo printed nothing; stderr:\n{process.stderr[-3000:]}"
@@ -34,7 +34,7 @@ def test_episode_puts_the_object_in_the_container(demo_run):
 
 
 def test_bag_holds_inputs_path_masks_and_commands(demo_run):
-    from hamster_ros.recorder import project_typestore
+    from hamster_bag.recorder import project_typestore
     result, _ = demo_run
     with AnyReader([Path(result["bag"])], default_typestore=project_typestore()) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}

@@ -14,7 +14,7 @@ import yaml
 from rosbags.highlevel import AnyReader
 
 from hamster_core.policies.base import POLICIES
-from hamster_ros.graph import CONFIG_DIR
+from hamster_apps.graph import CONFIG_DIR
 from test_policy_dda import TINY as TINY_DDA
 from test_policy_rvt2 import TINY as TINY_RVT2
 
@@ -35,7 +35,7 @@ def test_a_learned_policy_checkpoint_drives_an_episode_in_the_graph(policy, tmp_
     params.write_text(f"policy_node:\n  ros__parameters:\n    {policy}:\n      checkpoint: {checkpoint}\n"
                       f"      always_done: true\n")
     domain = 100 + os.getpid() % 40 + (0 if policy == "rvt2" else 40)
-    process = subprocess.run([sys.executable, "-m", "hamster_ros.demo", "--policy", policy, "--params-file",
+    process = subprocess.run([sys.executable, "-m", "hamster_apps.demo", "--policy", policy, "--params-file",
                               str(params), "--seed", "2", "--timeout", "30", "--domain-id", str(domain),
                               "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=400)
     lines = process.stdout.strip().splitlines()

@@ -114,7 +114,7 @@ def test_readme_picture_is_small_and_its_script_runs_on_a_recorded_bag(tmp_path)
     from hamster_ros import interfaces as t
     from hamster_ros.conversions import numpy_to_image, numpy_to_pointcloud2
     from hamster_ros.markers import plan_markers
-    from hamster_ros.recorder import project_typestore
+    from hamster_bag.recorder import project_typestore
 
     header = Header(frame_id="base")
     down = np.array([1.0, 0.0, 0.0, 0.0])

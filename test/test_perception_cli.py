@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hamster_core.tiny_checkpoints.perception import build_grounding_dino, build_sam
-from perception_node.perceive_cli import main
+from hamster_apps.perceive import main
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,6 @@ def test_bad_checkpoint_exits_2_naming_it(tmp_path, capsys):
 
 
 def test_console_script_is_installed():
-    process = subprocess.run([sys.executable, "-m", "perception_node.perceive_cli", "--help"], capture_output=True,
+    process = subprocess.run([sys.executable, "-m", "hamster_apps.perceive", "--help"], capture_output=True,
                              text=True, timeout=60)
     assert process.returncode == 0 and "--detector-checkpoint" in process.stdout

@@ -7,7 +7,7 @@ import pytest
 
 from hamster_core.tiny_checkpoints.perception import build_all, build_sam
 from perception_node.backends import PerceptionFrame
-from perception_node.stages import DETECTORS, SEGMENTERS, ModelLoadError
+from hamster_core.perception.stages import DETECTORS, SEGMENTERS, ModelLoadError
 
 QUERIES = {"target_object": "red cube", "placement_area": "blue bowl", "extra": "green cylinder"}
 

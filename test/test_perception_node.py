@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from hamster_core.tiny_checkpoints.perception import build_grounding_dino, build_sam
-from hamster_ros.graph import describe_graph
-from hamster_ros.runner import GraphRunner, ros_environment
+from hamster_apps.graph import describe_graph
+from hamster_apps.runner import GraphRunner, ros_environment
 
 DOMAIN = 140 + os.getpid() % 10
 

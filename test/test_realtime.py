@@ -68,7 +68,7 @@ def test_a_thread_can_drop_back_to_normal_scheduling():
 
 def test_policy_node_refuses_an_executor_priority_not_below_the_stream_priority():
     # The callback thread above (or level with) the stream thread would starve the stream.
-    from hamster_ros.runner import ros_environment
+    from hamster_apps.runner import ros_environment
     process = subprocess.run([sys.executable, "-m", "policy_node.node", "--ros-args",
                               "-p", "control_thread_priority:=20", "-p", "executor_thread_priority:=20"],
                              env=ros_environment(int(os.environ["ROS_DOMAIN_ID"])), capture_output=True, text=True,

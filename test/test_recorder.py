@@ -26,7 +26,7 @@ def test_recorder_writes_every_message_of_a_live_stream(tmp_path, storage):
     from std_msgs.msg import String
 
     from hamster_ros import interfaces as t
-    from hamster_ros.recorder import EPISODE_METADATA_TOPIC, BagRecorder, RecordedTopic
+    from hamster_bag.recorder import EPISODE_METADATA_TOPIC, BagRecorder, RecordedTopic
     from hamster_ros.spinner import BackgroundSpinner
 
     context = Context()
@@ -107,7 +107,7 @@ def test_recorder_writes_every_message_of_a_live_stream(tmp_path, storage):
 
 
 def test_recorder_refuses_an_existing_bag_and_an_unknown_storage(tmp_path):
-    from hamster_ros.recorder import BagRecorder
+    from hamster_bag.recorder import BagRecorder
     with pytest.raises(ValueError, match="storage must be one of"):
         BagRecorder(None, tmp_path / "bag", [], storage="rosbag1")
     with pytest.raises(ValueError, match="already exists"):
@@ -124,7 +124,7 @@ def test_recorder_stamps_when_a_message_arrived_not_when_its_callback_ran(tmp_pa
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-    from hamster_ros.recorder import BagRecorder, RecordedTopic
+    from hamster_bag.recorder import BagRecorder, RecordedTopic
 
     context = Context()
     rclpy.init(context=context)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from hamster_ros.recorder import project_typestore
+from hamster_bag.recorder import project_typestore
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = ROOT / "config" / "bag_topics_realsense_franka.yaml"
@@ -58,7 +58,7 @@ class Collector:
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
 
-        from hamster_ros.replay import message_class
+        from hamster_bag.replay import message_class
         from hamster_ros.spinner import BackgroundSpinner
         rclpy.init()
         self.node = Node("replay_collector")
@@ -85,7 +85,7 @@ class Collector:
 
 
 def _replay(bag, *args):
-    return subprocess.run([sys.executable, "-m", "hamster_ros.replay", str(bag), *args], env=_env(),
+    return subprocess.run([sys.executable, "-m", "hamster_bag.replay", str(bag), *args], env=_env(),
                           capture_output=True, text=True, timeout=120)
 
 
@@ -137,7 +137,7 @@ def test_replay_names_bad_input(tmp_path):
     missing = _replay(bag, "--topics", "/nope")
     assert missing.returncode == 2 and "/nope" in missing.stderr
     assert _replay(tmp_path / "absent").returncode == 2
-    from hamster_ros.replay import ReplayError, message_class
+    from hamster_bag.replay import ReplayError, message_class
     with pytest.raises(ReplayError, match="foo_msgs/msg/Bar"):
         message_class("foo_msgs/msg/Bar")
     bad_rate = _replay(bag, "--rate", "-1")
@@ -148,7 +148,7 @@ def test_replay_names_bad_input(tmp_path):
 # replay-eval
 
 def _eval(out, *args):
-    return subprocess.run([sys.executable, "-m", "hamster_ros.replay_eval", *map(str, args), "--out", str(out)],
+    return subprocess.run([sys.executable, "-m", "hamster_bag.replay_eval", *map(str, args), "--out", str(out)],
                           env=_env(), capture_output=True, text=True, timeout=300)
 
 
@@ -156,7 +156,7 @@ def _eval(out, *args):
 def demo_bag(tmp_path_factory):
     """One short recorded demo episode."""
     out = tmp_path_factory.mktemp("demo")
-    process = subprocess.run([sys.executable, "-m", "hamster_ros.demo", "--seed", "2", "--out", str(out),
+    process = subprocess.run([sys.executable, "-m", "hamster_apps.demo", "--seed", "2", "--out", str(out),
                               "--bag-storage", "mcap"], env=_env(),
                              capture_output=True, text=True, timeout=400)
     result = json.loads(process.stdout.strip().splitlines()[-1])
@@ -165,7 +165,7 @@ def demo_bag(tmp_path_factory):
 
 
 def test_demo_bag_has_metadata_and_qos(demo_bag):
-    from hamster_ros.bag_episode import EpisodeBag, load_episode
+    from hamster_bag.bag_episode import EpisodeBag, load_episode
     bag, result = demo_bag
     assert (bag / "bag.mcap").exists()
     with EpisodeBag(bag) as episode_bag:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hamster_ros.graph import CONFIG_DIR
+from hamster_apps.graph import CONFIG_DIR
 
 CALIBRATION = CONFIG_DIR / "calibration_sim.yaml"
 
@@ -29,7 +29,7 @@ def test_terminating_the_runner_stops_every_node(tmp_path, sig):
     """Regression: a runner killed by `timeout` (SIGTERM), or interrupted after being started in the background
     (SIGINT inherited as ignored), used to leave its nodes running, orphaned."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(200 + os.getpid() % 30))
-    runner = subprocess.Popen([sys.executable, "-m", "hamster_ros.runner", "--log-dir", str(tmp_path)], env=env,
+    runner = subprocess.Popen([sys.executable, "-m", "hamster_apps.runner", "--log-dir", str(tmp_path)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     pids = []
     try:
@@ -53,7 +53,7 @@ def test_terminating_the_runner_stops_every_node(tmp_path, sig):
 
 
 def test_runner_rejects_unknown_policy_with_its_name():
-    run = subprocess.run([sys.executable, "-m", "hamster_ros.runner", "--policy", "nope"], capture_output=True,
+    run = subprocess.run([sys.executable, "-m", "hamster_apps.runner", "--policy", "nope"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and "unknown policy 'nope'" in run.stderr
 
@@ -61,7 +61,7 @@ def test_runner_rejects_unknown_policy_with_its_name():
 def test_runner_refuses_a_real_robot_with_the_franka_msgs_stand_in_on_its_paths(tmp_path):
     """A shell left with the stand-in's exports (hamster-franka-standin) must not start the real-robot graph."""
     env = dict(os.environ, HAMSTER_FRANKA_MSGS_STANDIN=str(tmp_path / "standin"))
-    run = subprocess.run([sys.executable, "-m", "hamster_ros.runner", "--robot", "franka", "--vlm-backend", "openai",
+    run = subprocess.run([sys.executable, "-m", "hamster_apps.runner", "--robot", "franka", "--vlm-backend", "openai",
                           "--perception-backend", "pipeline", "--calibration", str(CALIBRATION)], capture_output=True,
                          text=True, timeout=60, env=env)
     assert run.returncode == 2 and "TEST STAND-IN" in run.stderr and str(tmp_path / "standin") in run.stderr

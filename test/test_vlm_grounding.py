@@ -61,8 +61,8 @@ def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_pat
     from hamster_msgs.msg import GroundingMasks
     from hamster_ros import interfaces as t
     from hamster_ros.conversions import numpy_to_image
-    from hamster_ros.graph import CONFIG_DIR, NodeSpec
-    from hamster_ros.runner import GraphRunner, ros_environment
+    from hamster_apps.graph import CONFIG_DIR, NodeSpec
+    from hamster_apps.runner import GraphRunner, ros_environment
     from hamster_ros.spinner import BackgroundSpinner
 
     spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (str(CONFIG_DIR / "runtime.yaml"),),
@@ -112,7 +112,7 @@ def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_pat
 def test_runtime_yaml_documents_every_grounding_option_with_its_default():
     import yaml
 
-    from hamster_ros.graph import CONFIG_DIR
+    from hamster_apps.graph import CONFIG_DIR
     from hamster_vlm_node.grounding import GROUNDING_PARAMETERS
     section = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["hamster_vlm_node"]["ros__parameters"]
     assert section["mode"] == "path"

@@ -21,7 +21,7 @@ def openai_demo(tmp_path_factory):
     params.write_text("hamster_vlm_node:\n  ros__parameters:\n    openai:\n"
                       f"      base_url: http://127.0.0.1:{port}\n      model: hamster-sim-oracle\n")
     env = dict(os.environ, ROS_DOMAIN_ID=str(200 + os.getpid() % 30))
-    process = subprocess.run([sys.executable, "-m", "hamster_ros.demo", "--vlm-backend", "openai", "--params-file",
+    process = subprocess.run([sys.executable, "-m", "hamster_apps.demo", "--vlm-backend", "openai", "--params-file",
                               str(params), "--sim-vlm-server", "--seed", "2", "--out", str(out), "--timeout", "120"],
                              env=env, capture_output=True, text=True, timeout=400)
     lines = process.stdout.strip().splitlines()
@@ -37,7 +37,7 @@ def test_episode_succeeds_with_the_path_from_the_http_server(openai_demo):
     for pid in result["pids"].values():  # every process, the server included, was stopped
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    from hamster_ros.recorder import project_typestore
+    from hamster_bag.recorder import project_typestore
     with AnyReader([Path(result["bag"])], default_typestore=project_typestore()) as reader:
         connection = next(c for c in reader.connections if c.topic == "/hamster/path")
         _, _, raw = next(reader.messages(connections=[connection]))

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from hamster_vlm_node.chat_server import ChatServer
+from hamster_core.chat_server import ChatServer
 from waiting import wait_until
 
 MODEL = "hamster-node-test"
@@ -68,8 +68,8 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    from hamster_ros.graph import CONFIG_DIR, NodeSpec
-    from hamster_ros.runner import GraphRunner, ros_environment
+    from hamster_apps.graph import CONFIG_DIR, NodeSpec
+    from hamster_apps.runner import GraphRunner, ros_environment
 
     replies = {"answer": "Sorry, I cannot help with that."}
     server = ChatServer(lambda chat: replies["answer"], model=MODEL).start()

@@ -9,7 +9,7 @@ from hamster_core.drawing import PATH_CHANNELS
 from hamster_core.path2d import GripperState, format_hamster_answer, parse_hamster_answer
 from hamster_vlm_node import plan_cli
 from hamster_vlm_node.backends import VlmRequest
-from hamster_vlm_node.chat_server import ChatServer
+from hamster_core.chat_server import ChatServer
 from hamster_vlm_node.planner import (PLANNER_PARAMETERS, PlanError, backend_parameters, create_backend,
                                       planner_from_config)
 
@@ -108,7 +108,7 @@ def test_backend_parameters_come_from_the_constructors_with_descriptions():
 def test_runtime_yaml_documents_every_backend_option():
     import yaml
 
-    from hamster_ros.graph import CONFIG_DIR
+    from hamster_apps.graph import CONFIG_DIR
     section = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["hamster_vlm_node"]["ros__parameters"]
     for name in ("oracle", "openai", "transformers"):
         assert set(section[name]) == {p.name for p in backend_parameters(name)}, name
@@ -186,16 +186,16 @@ def test_oracle_answers_round_trip_through_the_planner():
 
 
 def test_sim_server_spec_follows_the_vlm_nodes_openai_parameters(tmp_path):
-    from hamster_ros.graph import CONFIG_DIR
-    from hamster_vlm_node.sim_vlm_server import server_spec
+    from hamster_apps.graph import CONFIG_DIR
+    from hamster_apps.graph import sim_vlm_server_spec
     runtime = CONFIG_DIR / "runtime.yaml"
-    assert server_spec([runtime]).parameters == {"host": "127.0.0.1", "port": 8000, "model": "HAMSTER_dev"}
+    assert sim_vlm_server_spec([runtime]).parameters == {"host": "127.0.0.1", "port": 8000, "model": "HAMSTER_dev"}
     user = tmp_path / "vlm.yaml"
     user.write_text("hamster_vlm_node:\n  ros__parameters:\n    openai:\n      base_url: http://localhost:9123/\n"
                     "      model: mine\n")
-    spec = server_spec([runtime, user])
+    spec = sim_vlm_server_spec([runtime, user])
     assert spec.parameters == {"host": "127.0.0.1", "port": 9123, "model": "mine"}
-    assert spec.module == "hamster_vlm_node.sim_vlm_server"
+    assert spec.module == "hamster_sim.vlm_server"
     user.write_text("hamster_vlm_node:\n  ros__parameters:\n    openai:\n      base_url: http://10.1.2.3:8000/v1\n")
     with pytest.raises(ValueError, match="runs on this machine"):
-        server_spec([runtime, user])
+        sim_vlm_server_spec([runtime, user])

@@ -70,7 +70,7 @@ def compose(bag_path: Path, out: Path, max_kb: float = 200) -> dict:
     from PIL import Image as PILImage
 
     from hamster_ros import interfaces as t
-    from hamster_ros.bag_episode import EpisodeBag
+    from hamster_bag.bag_episode import EpisodeBag
     from hamster_ros.conversions import image_to_rgb, pointcloud2_to_numpy
 
     with EpisodeBag(bag_path) as bag:

@@ -66,5 +66,4 @@ class Policy(ABC):
         return missing
 
 
-POLICIES: Registry[Policy] = Registry("policy", {"path_follower": "hamster_core.policies.path_follower",
-                                                 "rvt2": "hamster_core.policies.rvt2", "3dda": "hamster_core.policies.dda"})
+POLICIES: Registry[Policy] = Registry("policy", "hamster_runtime.policies")

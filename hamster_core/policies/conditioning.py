@@ -204,7 +204,7 @@ def _camera_image(observation: Observation) -> np.ndarray:
 
 def lifted_path(observation: Observation) -> LiftedPath:
     """The observation's path lifted on the observation's own frame. Policies lift once per episode, on their
-    first observation (LearnedPolicy), and training samples carry their episode's (hamster_ros.demo_dataset)."""
+    first observation (LearnedPolicy), and training samples carry their episode's (hamster_bag.demonstration_dataset)."""
     try:
         return lift_path(observation.path, observation.points, observation.camera)
     except ValueError as error:

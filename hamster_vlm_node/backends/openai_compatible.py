@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from hamster_vlm_node.backends.base import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest
+from hamster_core.vlm import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest
 
 IMAGE_FORMATS = {"png": (".png", "image/png"), "jpeg": (".jpg", "image/jpeg")}
 ERROR_EXCERPT_CHARS = 300

@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from hamster_vlm_node.backends.base import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest
+from hamster_core.vlm import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 

@@ -1,4 +1,4 @@
-from perception_node.backends.base import (PERCEPTION_BACKENDS, Detection, PerceptionBackend, PerceptionFrame,
+from hamster_core.perception.backend import (PERCEPTION_BACKENDS, Detection, PerceptionBackend, PerceptionFrame,
                                            box_of)
 
 __all__ = ["PERCEPTION_BACKENDS", "Detection", "PerceptionBackend", "PerceptionFrame", "box_of"]

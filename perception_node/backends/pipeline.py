@@ -1,8 +1,8 @@
-"""`pipeline`: an open-vocabulary detector, a tracker and a segmenter composed (perception_node.pipeline)."""
+"""`pipeline`: an open-vocabulary detector, a tracker and a segmenter composed (hamster_core.perception.pipeline)."""
 from __future__ import annotations
 
-from perception_node.backends.base import PERCEPTION_BACKENDS, Detection, PerceptionBackend, PerceptionFrame
-from perception_node.pipeline import PipelineOutput, build_pipeline
+from hamster_core.perception.backend import PERCEPTION_BACKENDS, Detection, PerceptionBackend, PerceptionFrame
+from hamster_core.perception.pipeline import PipelineOutput, build_pipeline
 
 
 @PERCEPTION_BACKENDS.register("pipeline")

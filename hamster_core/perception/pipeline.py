@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from perception_node.backends.base import Detection, PerceptionFrame
-from perception_node.stages import (DETECTORS, SEGMENTERS, TRACKERS, Box, Detector, Segmenter, Tracker,
+from hamster_core.perception.backend import Detection, PerceptionFrame
+from hamster_core.perception.stages import (DETECTORS, SEGMENTERS, TRACKERS, Box, Detector, Segmenter, Tracker,
                                     carry_mask, check_rgb, xyxy_to_xywh)
 
 

@@ -27,7 +27,7 @@ from hamster_core.geometry import Pose
 from hamster_core.path2d import Path2D
 from hamster_ros import interfaces as t
 
-EPISODE_METADATA = "/hamster/episode_metadata"  # std_msgs/String JSON, latched (see hamster_ros.recorder)
+EPISODE_METADATA = "/hamster/episode_metadata"  # std_msgs/String JSON, latched (see hamster_bag.recorder)
 DEFAULT_GRIPPER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
 
 # Runtime topic -> the message types it may carry. A bag topic mapped onto a runtime name must have one.
@@ -90,7 +90,7 @@ class TopicMapping:
 
 def open_reader(bag: Path | str) -> AnyReader:
     """An opened AnyReader with the project's types; a missing or unreadable bag raises BagError."""
-    from hamster_ros.recorder import project_typestore
+    from hamster_bag.recorder import project_typestore
     path = Path(bag)
     if not path.exists():
         raise BagError(f"bag {path} does not exist")

@@ -1,7 +1,7 @@
-"""hamster-record-demos: scripted-expert demonstrations in the simulator, one rosbag2 per episode on the topics
+"""hamster-record-demonstrations: scripted-expert demonstrations in the simulator, one rosbag2 per episode on the topics
 of a live run, recorded in-process (world + expert + the real executor core, no DDS).
 
-    hamster-record-demos --out runs/demos/base --episodes 50 [--seed 0] [--set base] [--camera-hz 2] [--perturb 0.02]
+    hamster-record-demonstrations --out runs/demos/base --episodes 50 [--seed 0] [--set base] [--camera-hz 2] [--perturb 0.02]
 
 Episode i uses the scene `hamster_sim.variations.scene_for(set, seed + i)` and goes to OUT/episode-<seed+i>/.
 The expert's keyframes run one at a time through CartesianExecutor, holding `--pause` seconds at each so that
@@ -26,7 +26,7 @@ def record(out: Path, episodes: int, seed: int = 0, variation_set: str = "base",
     os.environ.setdefault("MUJOCO_GL", "egl")
     from tqdm import tqdm
 
-    from hamster_ros.demo_recording import BagEpisodeWriter
+    from hamster_bag.demonstration_recording import BagEpisodeWriter
     from hamster_sim.rollout import ExpertPolicy, RolloutSettings, run_episode
     from hamster_sim.variations import scene_for, variation
     from hamster_sim.world import FrankaWorld
@@ -52,7 +52,7 @@ def record(out: Path, episodes: int, seed: int = 0, variation_set: str = "base",
                 world.reset(scene)
             begun = time.monotonic()
             writer = BagEpisodeWriter(out / f"episode-{episode_seed:05d}", camera_rate_hz=camera_hz, storage=storage,
-                                      metadata=dict(command="hamster-record-demos", policy="expert",
+                                      metadata=dict(command="hamster-record-demonstrations", policy="expert",
                                                     variation_set=variation_set, seed=episode_seed,
                                                     scene_seed=scene.seed, pause_sec=pause_sec,
                                                     perturbation=perturbation,

@@ -11,7 +11,7 @@ from hamster_core.path2d import Path2D, format_hamster_answer, simplify_rdp
 from hamster_sim.expert import expert_keyframes
 from hamster_sim.ground_truth import decode_scene_payload
 from hamster_sim.scene import SceneDescription
-from hamster_vlm_node.backends.base import VLM_BACKENDS, VlmBackend, VlmError, VlmRequest
+from hamster_core.vlm import VLM_BACKENDS, VlmBackend, VlmError, VlmRequest
 
 SAMPLE_SPACING = 0.01  # m between samples of the expert path before projection
 

@@ -2,27 +2,17 @@
 
 `describe_graph(...)` says which executables run, with which parameter files, overrides and remaps, for a
 choice of launch arguments. `launch/hamster.launch.py` turns it into launch_ros Nodes for ROS users; the
-project's own runner (`hamster_ros.runner`) starts the same graph as processes where `ros2 launch` is not
+project's own runner (`hamster_apps.runner`) starts the same graph as processes where `ros2 launch` is not
 installed. Plain Python: no rclpy, so it is tested without a ROS graph.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-PACKAGE = "hamster_runtime"
+from hamster_ros.package_files import CONFIG_DIR
 
-
-def default_config_dir() -> Path:
-    """The repository's config/ in a source or editable install, else the installed share folder."""
-    source = Path(__file__).resolve().parent.parent / "config"
-    if source.is_dir():
-        return source
-    from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory(PACKAGE)) / "config"
-
-
-CONFIG_DIR = default_config_dir()
 ROBOTS = ("sim", "franka")
 
 
@@ -79,8 +69,8 @@ def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
     (config/franka_sim.yaml) behind the same remaps, its clock is used, and the simulator's ground-truth
     backends are allowed because the simulator is there."""
     from hamster_core.policies.base import POLICIES
-    from hamster_vlm_node.backends.base import VLM_BACKENDS
-    from perception_node.backends.base import PERCEPTION_BACKENDS
+    from hamster_core.vlm import VLM_BACKENDS
+    from hamster_core.perception.backend import PERCEPTION_BACKENDS
 
     _choices("robot", robot, list(ROBOTS))
     _choices("policy", policy, POLICIES.names())
@@ -122,9 +112,9 @@ def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
                               sim_parameters, robot_remaps))
     if robot == "franka":
         nodes += [
-            NodeSpec("franka_bridge", "franka_bridge", "hamster_ros.franka_bridge", (*robot_files, *user_files),
+            NodeSpec("franka_bridge", "franka_bridge", "hamster_franka.franka_bridge", (*robot_files, *user_files),
                      dict(common), robot_remaps),
-            NodeSpec("camera_cloud", "camera_cloud", "hamster_ros.camera_cloud", (*robot_files, *user_files),
+            NodeSpec("camera_cloud", "camera_cloud", "hamster_franka.camera_cloud", (*robot_files, *user_files),
                      {**common, "calibration_file": calibration}, robot_remaps),
         ]
     nodes += [
@@ -170,3 +160,32 @@ def realsense_topics(camera_namespace: str = "camera", camera_name: str = "camer
     return {"/camera/color/image_raw": f"{prefix}/color/image_raw",
             "/camera/color/camera_info": f"{prefix}/color/camera_info",
             "/camera/depth/image_raw": f"{prefix}/aligned_depth_to_color/image_raw"}
+
+
+SIM_VLM_SERVER = "sim_vlm_server"  # hamster_sim.vlm_server's node name
+
+
+def sim_vlm_server_spec(vlm_parameter_files):
+    """The NodeSpec that runs this server where the VLM node's `openai.base_url` and `openai.model` (from its
+    parameter files, later files winning) say the server is."""
+    import inspect
+
+    import yaml
+
+    from hamster_vlm_node.backends.openai_compatible import OpenAICompatibleBackend
+
+    defaults = inspect.signature(OpenAICompatibleBackend).parameters
+    base_url, model = defaults["base_url"].default, defaults["model"].default
+    for path in vlm_parameter_files:
+        document = yaml.safe_load(Path(path).read_text()) or {}
+        section = ((document.get("hamster_vlm_node") or {}).get("ros__parameters") or {})
+        openai = section.get("openai") or {}
+        base_url = openai.get("base_url", section.get("openai.base_url", base_url))
+        model = openai.get("model", section.get("openai.model", model))
+    url = urlsplit(base_url)
+    if url.scheme != "http" or url.hostname not in ("127.0.0.1", "localhost") or url.path.strip("/"):
+        raise ValueError(f"the simulator's VLM server runs on this machine, plain http, without a path prefix; "
+                         f"openai.base_url is {base_url!r}")
+    port = url.port or 80
+    return NodeSpec(SIM_VLM_SERVER, SIM_VLM_SERVER, "hamster_sim.vlm_server",
+                    parameters={"host": "127.0.0.1", "port": port, "model": model})

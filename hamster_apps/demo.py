@@ -26,7 +26,7 @@ def _recorded_topics(sensor_hz: float | None):
 
     from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
     from hamster_ros import interfaces as t
-    from hamster_ros.recorder import RecordedTopic
+    from hamster_bag.recorder import RecordedTopic
 
     return [
         RecordedTopic(t.COLOR_IMAGE, Image, t.SENSOR, sensor_hz),
@@ -55,9 +55,10 @@ def _recorded_topics(sensor_hz: float | None):
 
 def franka_environment(env: dict) -> dict:
     """The nodes' environment for robot:=franka: franka_ros2's franka_msgs where it is installed, else the TEST
-    STAND-IN built into build/franka_msgs_standin or $HAMSTER_FRANKA_STANDIN_PREFIX (hamster_ros.franka_standin;
+    STAND-IN built into build/franka_msgs_standin or $HAMSTER_FRANKA_STANDIN_PREFIX (hamster_franka.franka_standin;
     rebuilt only when its sources change), said loudly."""
-    from hamster_ros.franka_standin import build_standin, franka_msgs_available, standin_environment
+    from hamster_franka.franka_standin import build_standin, standin_environment
+    from hamster_ros.interfaces import franka_msgs_available
     if franka_msgs_available():
         if os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
             print(f"hamster-demo: franka_msgs is the TEST STAND-IN from {os.environ['HAMSTER_FRANKA_MSGS_STANDIN']}",
@@ -76,7 +77,7 @@ def enable_robot(node, timeout: float, check_alive) -> str:
     from std_srvs.srv import SetBool
 
     from hamster_ros import interfaces as t
-    from hamster_ros.episode_client import EpisodeError
+    from hamster_apps.episode_client import EpisodeError
     client = node.create_client(SetBool, t.ROBOT_ENABLE)
     deadline = time.monotonic() + timeout
     message = "the enable service did not answer"
@@ -96,7 +97,7 @@ def enable_robot(node, timeout: float, check_alive) -> str:
 
 
 def run_demo(args) -> dict:
-    from hamster_ros.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_signals
+    from hamster_apps.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_signals
 
     stop_on_signals()
 
@@ -112,15 +113,15 @@ def run_demo(args) -> dict:
     from hamster_msgs.msg import Path2D
     from hamster_ros import interfaces as t
     from hamster_ros.conversions import image_to_rgb
-    from hamster_ros.bag_stats import episode_timing
-    from hamster_ros.episode_client import EpisodeClient, EpisodeError
-    from hamster_ros.recorder import BagRecorder, episode_metadata
+    from hamster_bag.bag_stats import episode_timing
+    from hamster_apps.episode_client import EpisodeClient, EpisodeError
+    from hamster_bag.recorder import BagRecorder, episode_metadata
     from hamster_ros.spinner import BackgroundSpinner
 
     specs = graph_from_arguments(args)
     if getattr(args, "sim_vlm_server", False):  # HAMSTER's server stand-in, where openai.* says it is
-        from hamster_vlm_node.sim_vlm_server import server_spec
-        specs.append(server_spec(next(s for s in specs if s.name == "hamster_vlm_node").parameter_files))
+        from hamster_apps.graph import sim_vlm_server_spec
+        specs.append(sim_vlm_server_spec(next(s for s in specs if s.name == "hamster_vlm_node").parameter_files))
     out = Path(args.out) / time.strftime("episode-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=False)
     started = time.monotonic()
@@ -195,7 +196,7 @@ def run_demo(args) -> dict:
 
 
 def main(argv=None) -> int:
-    from hamster_ros.runner import add_graph_arguments
+    from hamster_apps.runner import add_graph_arguments
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_graph_arguments(parser)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hamster_core.registry import Registry
-from perception_node.backends.base import PerceptionFrame
+from hamster_core.perception.backend import PerceptionFrame
 
 Box = tuple[float, float, float, float]
 
@@ -73,9 +73,9 @@ class Tracker(ABC):
         """The box in a new frame."""
 
 
-DETECTORS: Registry[Detector] = Registry("detector", ("perception_node.detectors",))
-SEGMENTERS: Registry[Segmenter] = Registry("segmenter", ("perception_node.segmenters",))
-TRACKERS: Registry[Tracker] = Registry("tracker", ("perception_node.trackers",))
+DETECTORS: Registry[Detector] = Registry("detector", "hamster_runtime.detectors")
+SEGMENTERS: Registry[Segmenter] = Registry("segmenter", "hamster_runtime.segmenters")
+TRACKERS: Registry[Tracker] = Registry("tracker", "hamster_runtime.trackers")
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

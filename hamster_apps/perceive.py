@@ -76,8 +76,8 @@ def frames(source: Path):
 
 def run(args) -> dict:
     import cv2
-    from perception_node.backends.base import PerceptionFrame
-    from perception_node.pipeline import annotate, build_pipeline
+    from hamster_core.perception.backend import PerceptionFrame
+    from hamster_core.perception.pipeline import annotate, build_pipeline
     queries = parse_queries(args.queries, args.instruction)
     source = frames(args.input)
     first = next(source)  # unreadable input fails before any model loads

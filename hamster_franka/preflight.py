@@ -36,6 +36,7 @@ from hamster_core.franka import interpret_state
 from hamster_core.geometry import Pose
 from hamster_core.preflight import (NUDGE_STATE_PERIODS, Check, calibration_check, format_table, nudge_blocker,
                                     nudge_ramp, nudge_start_problem, rate_check, recency_check, sync_check)
+from hamster_ros.package_files import CONFIG_DIR
 
 NUDGE_SETTLE_SEC = 1.5
 NUDGE_TOLERANCE = 0.005   # m between the nudged target and where the arm went
@@ -43,7 +44,6 @@ NUDGE_START_WAIT_SEC = 1.0  # wait this long at most for a robot state fresh eno
 
 
 def _defaults() -> dict:
-    from hamster_ros.graph import CONFIG_DIR
     remaps = yaml.safe_load((CONFIG_DIR / "franka_remappings.yaml").read_text())
     franka = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())
     bridge = franka["franka_bridge"]["ros__parameters"]
@@ -69,11 +69,10 @@ class Probe:
         from sensor_msgs.msg import CameraInfo, Image, JointState
 
         from hamster_ros import interfaces as topics
-        from hamster_ros.franka_standin import require_franka_msgs
         from hamster_ros.node_main import RuntimeNode
         from hamster_ros.spinner import BackgroundSpinner
 
-        self.franka_msg, self.franka_action = require_franka_msgs()
+        self.franka_msg, self.franka_action = topics.require_franka_msgs()
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = RuntimeNode("hamster_preflight", context=self.context,

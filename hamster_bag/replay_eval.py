@@ -25,7 +25,7 @@ import numpy as np
 
 from hamster_core.path2d import Path2D, simplify_rdp
 from hamster_ros import interfaces as t
-from hamster_ros.bag_episode import BagError, Episode, EpisodeBag, TopicMapping, load_episode, sim_to_receive_time
+from hamster_bag.bag_episode import BagError, Episode, EpisodeBag, TopicMapping, load_episode, sim_to_receive_time
 
 ORACLE_RDP_EPSILON = 0.05  # the HAMSTER paper's label simplification
 
@@ -131,7 +131,7 @@ def evaluate_masks(bag: EpisodeBag, episode: Episode, limit: int = 20) -> dict:
 
 def evaluate_timing(bag: EpisodeBag, episode: Episode) -> dict:
     """Latency from the image a result was computed on (its header stamp) to the result's receive time."""
-    from hamster_ros.bag_stats import episode_timing
+    from hamster_bag.bag_stats import episode_timing
 
     to_receive = sim_to_receive_time(bag)
     timing = {}

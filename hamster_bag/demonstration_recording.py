@@ -1,7 +1,7 @@
 """Write an in-process episode (hamster_sim.rollout) into a rosbag2 with the project's message types, on the
 topics and QoS of a live run, without DDS: every message is built with the same hamster_ros.conversions
 functions sim_node and policy_node publish with and serialized with rclpy, so the bag holds the bytes a live
-recording (hamster_ros.recorder) would.
+recording (hamster_bag.recorder) would.
 
 Receive times are simulated time (there is no transport in between); header stamps are simulated time too, as
 sim_node stamps them. The demonstration's path is written as HAMSTER labels its data: the executed
@@ -20,7 +20,7 @@ from rosbags.rosbag2 import Writer
 from hamster_core.executor import ExecutorCommand, ExecutorStatus
 from hamster_core.geometry import Pose
 from hamster_ros import interfaces as t
-from hamster_ros.recorder import (EPISODE_METADATA_TOPIC, STORAGES, episode_metadata, project_typestore,
+from hamster_bag.recorder import (EPISODE_METADATA_TOPIC, STORAGES, episode_metadata, project_typestore,
                                   ros_type_name, rosbags_qos)
 from hamster_sim.rollout import ORACLE_RDP_EPSILON, EpisodeObserver, Frame, projected_path
 from hamster_sim.sim_node import JOINT_NAME_MAP
@@ -127,7 +127,7 @@ class BagEpisodeWriter(EpisodeObserver):
 
     def on_frame(self, frame: Frame) -> None:
         from hamster_ros.conversions import camera_info_to_msg, masks_to_msg, numpy_to_image, numpy_to_pointcloud2
-        from perception_node.backends.base import box_of
+        from hamster_core.perception.backend import box_of
 
         header = self._header(CAMERA_FRAME, frame.time)
         self._add(t.COLOR_IMAGE, t.SENSOR, frame.time, numpy_to_image(frame.rgb, "rgb8", header))

@@ -57,5 +57,4 @@ class PerceptionBackend(ABC):
         return {}
 
 
-PERCEPTION_BACKENDS: Registry[PerceptionBackend] = Registry(
-    "perception backend", ("perception_node.backends.sim_ground_truth", "perception_node.backends.pipeline"))
+PERCEPTION_BACKENDS: Registry[PerceptionBackend] = Registry("perception backend", "hamster_runtime.perception_backends")

@@ -20,7 +20,7 @@ max_angular_deviation from the measured pose, or stepping faster than the speed 
 the status); the first target after an enable is step-limited from the measured pose (an enable while streaming
 changes nothing). What reaches the controller is the pose that was checked (a unit quaternion).
 
-Where franka_msgs is not importable the node exits with what to install (hamster_ros.franka_standin).
+Where franka_msgs is not importable the node exits with what to install (hamster_franka.franka_standin).
 """
 from __future__ import annotations
 
@@ -41,7 +41,6 @@ from hamster_core.franka import (GateState, GripperAction, GripperGoals, Gripper
 from hamster_msgs.msg import GripperCommand
 from hamster_ros import interfaces as topics, realtime
 from hamster_ros.conversions import pose_from_msg, pose_to_msg, stamp_to_seconds
-from hamster_ros.franka_standin import require_franka_msgs
 from hamster_ros.node_main import RuntimeNode, declare, run_node
 
 
@@ -49,7 +48,7 @@ class FrankaBridge(RuntimeNode):
     def __init__(self):
         super().__init__("franka_bridge")
         try:
-            msg, action = require_franka_msgs()
+            msg, action = topics.require_franka_msgs()
         except ImportError as error:
             raise ValueError(str(error)) from None
         self.msg, self.action = msg, action

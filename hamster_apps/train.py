@@ -3,7 +3,7 @@
     hamster-train CONFIG.yaml [--out DIR] [--steps N] [--seed N] [--resume] [--data BAGS ...]
 
 CONFIG holds hamster_core.training.TrainConfig's keys (config/train_rvt2.yaml, config/train_3dda.yaml);
-the options override it. Bags are read with hamster_ros.demo_dataset (failed demonstrations are skipped).
+the options override it. Bags are read with hamster_bag.demonstration_dataset (failed demonstrations are skipped).
 The run folder gets checkpoint-<step>/ folders, final/ (load it with `<policy>.checkpoint: DIR/final`),
 train_log.jsonl and train_summary.json; the last line printed is the summary as JSON.
 """
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from hamster_core.training import TrainConfig, train
-    from hamster_ros.demo_dataset import load_demos
+    from hamster_bag.demonstration_dataset import load_demonstrations
     try:
         config = TrainConfig.load(args.config, out=args.out, steps=args.steps, seed=args.seed,
                                   data=args.data)
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                 **config.policy_config, "conditioning": args.conditioning}})
         if not config.data:
             raise ValueError("no data: give bag folders in the config's data or with --data")
-        samples, summary = load_demos(config.data, progress=not args.no_progress, frames=config.sample_frames)
+        samples, summary = load_demonstrations(config.data, progress=not args.no_progress, frames=config.sample_frames)
         result = train(config, samples, resume=args.resume, progress=not args.no_progress, data_summary={
             k: v for k, v in summary.items() if k != "skipped"} | {"skipped": len(summary["skipped"])})
     except ValueError as error:

@@ -1,4 +1,4 @@
-"""Demonstrations: hamster-record-demos writes a readable rosbag2 on the live topics, the bag -> samples
+"""Demonstrations: hamster-record-demonstrations writes a readable rosbag2 on the live topics, the bag -> samples
 conversion finds the expert's keyframes, and an observation from the bag equals the one policy_node builds from
 the same (live, rclpy) messages. One recorded expert episode is shared by the module (~5 s)."""
 import dataclasses
@@ -10,11 +10,11 @@ import pytest
 from hamster_core.path2d import GripperState
 from hamster_core.policies.conditioning import SceneConfig, prepare_inputs
 from hamster_ros import interfaces as t
-from hamster_ros.bag_episode import BagError, EpisodeBag
-from hamster_ros.demo_dataset import MOVING_MIN_REMAINING, load_demo_samples, load_demos
-from hamster_ros.demo_recording import PATH_MODEL_ID, BagEpisodeWriter
+from hamster_bag.bag_episode import BagError, EpisodeBag
+from hamster_bag.demonstration_dataset import MOVING_MIN_REMAINING, load_demonstration_samples, load_demonstrations
+from hamster_bag.demonstration_recording import PATH_MODEL_ID, BagEpisodeWriter
 from hamster_ros.observation import gripper_width_from_joints, observation_from_messages
-from hamster_ros.record_demos import record
+from hamster_apps.record_demonstrations import record
 from hamster_sim.rollout import ExpertPolicy, RolloutSettings, run_episode
 from hamster_sim.variations import scene_for
 from hamster_sim.world import FrankaWorld
@@ -55,7 +55,7 @@ def test_the_expert_succeeds_and_the_bag_has_the_live_topics(demo):
 
 def test_samples_follow_the_expert_keyframes(demo):
     bag, _, result = demo
-    samples = load_demo_samples(bag)
+    samples = load_demonstration_samples(bag)
     scene = scene_for("base", SEED)
     # Start, above the object, grasp, lift, above the container, release: six targets, the last one "done".
     assert len(samples) == 6 == result.keyframes
@@ -83,7 +83,7 @@ def test_moving_frames_add_observations_on_the_way_with_the_same_targets(demo):
     # Regression: 3dda trained on keyframe observations only learned "grasp straight below me" and in closed
     # loop went down wherever it stood; the frames in between show the arm elsewhere with the same target.
     bag, _, _ = demo
-    keyframes, moving = load_demo_samples(bag), load_demo_samples(bag, frames="moving")
+    keyframes, moving = load_demonstration_samples(bag), load_demonstration_samples(bag, frames="moving")
     assert len(moving) > 2 * len(keyframes)
     assert all(any(m.source == k.source for m in moving) for k in keyframes)
     targets = {tuple(k.target.pose.position) for k in keyframes}
@@ -97,7 +97,7 @@ def test_moving_frames_add_observations_on_the_way_with_the_same_targets(demo):
             assert np.linalg.norm(m.observation.tcp_pose.position - m.target.pose.position) >= MOVING_MIN_REMAINING
     assert [m.done for m in moving][-1] and sum(m.done for m in moving) < len(moving) / 2
     with pytest.raises(ValueError, match="frames must be one of keyframes, moving"):
-        load_demo_samples(bag, frames="all")
+        load_demonstration_samples(bag, frames="all")
 
 
 def _live_messages(messages, stamp_ns):
@@ -123,7 +123,7 @@ def test_live_and_bag_observations_give_the_same_model_inputs(demo, mode):
     from hamster_core.lifting import lift_path
 
     bag, messages, _ = demo
-    sample = load_demo_samples(bag)[3]                   # mid-episode: holding the object
+    sample = load_demonstration_samples(bag)[3]                   # mid-episode: holding the object
     stamp_ns = round(sample.observation.stamp * 1e9)
     observation = _live_observation(messages, stamp_ns)
     assert observation.stamp == pytest.approx(sample.observation.stamp)
@@ -143,7 +143,7 @@ def test_record_command_writes_bags_and_an_index(tmp_path):
     assert summary["episodes"] == 1 and summary["successes"] == 1
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["runs"][0]["records"][0]["bag"] == str(tmp_path / "episode-00007")
-    samples, info = load_demos([tmp_path])
+    samples, info = load_demonstrations([tmp_path])
     assert info == {"bags": 1, "used": 1, "samples": len(samples), "skipped": {}} and len(samples) == 6
     with pytest.raises(ValueError, match="already exists"):
         record(tmp_path, episodes=1, seed=7, progress=False)
@@ -157,7 +157,7 @@ def test_perturbed_demonstrations_teach_the_planned_keyframes_from_off_plan_pose
     bag = tmp_path / "episode-00007"
     with EpisodeBag(bag) as episode_bag:
         plan = json.loads(list(episode_bag.messages("/hamster/episode_metadata"))[-1][1].data)["expert_keyframes"]
-    samples = load_demo_samples(bag)
+    samples = load_demonstration_samples(bag)
     assert len(samples) == len(plan) == 6
     offsets = []
     for sample, planned in zip(samples, plan):
@@ -176,7 +176,7 @@ def test_extra_stops_by_a_planned_keyframe_become_one_target():
     # matched one to one, it took the grasp's plan entry and the grasp itself matched nothing.
     from hamster_core.executor import Keyframe
     from hamster_core.geometry import TOP_DOWN, Pose
-    from hamster_ros.demo_dataset import planned_targets
+    from hamster_bag.demonstration_dataset import planned_targets
 
     def entry(executed, planned, gripper=None):
         return {"executed_position": executed, "position": planned, "orientation": list(TOP_DOWN), "gripper": gripper}
@@ -227,14 +227,14 @@ def test_a_failed_demonstration_is_not_a_training_sample(demo, tmp_path):
     assert not result.success and "timed out" in result.message
     writer.close(success=result.success, message=result.message)
     with pytest.raises(BagError, match="failed"):
-        load_demo_samples(tmp_path / "failed")
-    samples, info = load_demos([tmp_path, demo[0]])
+        load_demonstration_samples(tmp_path / "failed")
+    samples, info = load_demonstrations([tmp_path, demo[0]])
     assert info["used"] == 1 and list(info["skipped"]) == [str(tmp_path / "failed")]
 
 
 def test_train_command_trains_on_the_bags_and_resumes(demo, tmp_path, capsys):
     from hamster_core.policies.rvt2 import RVT2Policy
-    from hamster_ros.train_cli import main
+    from hamster_apps.train import main
 
     bag = demo[0]
     (tmp_path / "train.yaml").write_text(

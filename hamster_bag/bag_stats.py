@@ -20,7 +20,7 @@ def _receive_times(reader: AnyReader, topic: str) -> np.ndarray:
 
 def episode_timing(bag: Path | str, command_topic: str = "/robot/cartesian_target",
                    status_topic: str = "/hamster/executor_status") -> dict:
-    from hamster_ros.recorder import project_typestore
+    from hamster_bag.recorder import project_typestore
     with AnyReader([Path(bag)], default_typestore=project_typestore()) as reader:
         stats = {}
         times = _receive_times(reader, command_topic)

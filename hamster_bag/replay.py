@@ -210,7 +210,7 @@ def run(args) -> dict:
     import rclpy
     from rclpy.node import Node
 
-    from hamster_ros.bag_episode import BagError, TopicMapping, open_reader
+    from hamster_bag.bag_episode import BagError, TopicMapping, open_reader
 
     if args.rate is not None and not (args.rate > 0 and args.rate < 1000):
         raise ReplayError(f"--rate must be in (0, 1000), got {args.rate}")

@@ -5,28 +5,27 @@ It is a ROS node too: like the VLM node with `backend:=oracle` it subscribes to 
 the end-effector pose, and answers a chat request for the instruction in the prompt's `<quest>` tags. So
 `hamster-demo --vlm-backend openai` exercises the real HTTP client, retries and parsing end to end.
 
-    python -m hamster_vlm_node.sim_vlm_server --ros-args -p port:=8000 -p model:=HAMSTER_dev
+    python -m hamster_sim.vlm_server --ros-args -p port:=8000 -p model:=HAMSTER_dev
 
-`hamster-demo --sim-vlm-server` starts it with the address and model of the VLM node's `openai.*` parameters.
+`hamster-demo --sim-vlm-server` starts it with the address and model of the VLM node's `openai.*` parameters
+(hamster_apps.graph.sim_vlm_server_spec).
 """
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import String
 
+from hamster_core.chat_server import ChatRequest, ChatServer, ChatServerError
+from hamster_core.vlm import VlmError, VlmRequest
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import camera_from_msg, pose_from_msg
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import RuntimeNode, declare, run_node
-from hamster_vlm_node.backends.base import VlmError, VlmRequest
-from hamster_vlm_node.backends.oracle import OracleBackend
-from hamster_vlm_node.chat_server import ChatRequest, ChatServer, ChatServerError
+from hamster_sim.oracle_vlm import OracleBackend
 
 NODE_NAME = "sim_vlm_server"
 
@@ -72,33 +71,6 @@ class SimVlmServer(RuntimeNode):
 
     def close(self):
         self.server.stop()
-
-
-def server_spec(vlm_parameter_files):
-    """The NodeSpec that runs this server where the VLM node's `openai.base_url` and `openai.model` (from its
-    parameter files, later files winning) say the server is."""
-    import inspect
-
-    import yaml
-
-    from hamster_ros.graph import NodeSpec
-    from hamster_vlm_node.backends.openai_compatible import OpenAICompatibleBackend
-
-    defaults = inspect.signature(OpenAICompatibleBackend).parameters
-    base_url, model = defaults["base_url"].default, defaults["model"].default
-    for path in vlm_parameter_files:
-        document = yaml.safe_load(Path(path).read_text()) or {}
-        section = ((document.get("hamster_vlm_node") or {}).get("ros__parameters") or {})
-        openai = section.get("openai") or {}
-        base_url = openai.get("base_url", section.get("openai.base_url", base_url))
-        model = openai.get("model", section.get("openai.model", model))
-    url = urlsplit(base_url)
-    if url.scheme != "http" or url.hostname not in ("127.0.0.1", "localhost") or url.path.strip("/"):
-        raise ValueError(f"the simulator's VLM server runs on this machine, plain http, without a path prefix; "
-                         f"openai.base_url is {base_url!r}")
-    port = url.port or 80
-    return NodeSpec(NODE_NAME, NODE_NAME, "hamster_vlm_node.sim_vlm_server",
-                    parameters={"host": "127.0.0.1", "port": port, "model": model})
 
 
 def main():

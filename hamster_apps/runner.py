@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from hamster_ros.graph import NodeSpec, describe_graph
+from hamster_apps.graph import NodeSpec, describe_graph
 
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
@@ -144,9 +144,10 @@ def main(argv=None):
         parser.error(str(error))
     env = ros_environment()
     if args.robot == "franka":
-        from hamster_ros.franka_standin import MISSING_MESSAGE, STANDIN_ON_REAL_ROBOT_MESSAGE, franka_msgs_available
+        from hamster_franka.franka_standin import STANDIN_ON_REAL_ROBOT_MESSAGE
+        from hamster_ros.interfaces import MISSING_MESSAGE, franka_msgs_available
         if args.franka_sim:  # the simulator behind the franka interface: the test stand-in where franka_msgs is missing
-            from hamster_ros.demo import franka_environment
+            from hamster_apps.demo import franka_environment
             env = franka_environment(env)
         elif os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
             parser.error(STANDIN_ON_REAL_ROBOT_MESSAGE.format(prefix=os.environ["HAMSTER_FRANKA_MSGS_STANDIN"]))

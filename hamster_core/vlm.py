@@ -68,6 +68,4 @@ class PromptedBackend(VlmBackend):
             raise VlmError(str(error)) from error
 
 
-VLM_BACKENDS: Registry[VlmBackend] = Registry("VLM backend", (
-    "hamster_vlm_node.backends.oracle", "hamster_vlm_node.backends.openai_compatible",
-    "hamster_vlm_node.backends.transformers_vlm"))
+VLM_BACKENDS: Registry[VlmBackend] = Registry("VLM backend", "hamster_runtime.vlm_backends")

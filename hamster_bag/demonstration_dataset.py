@@ -7,7 +7,7 @@ changes and stops, as PerAct / RVT / HAMSTER extract them); one sample at the st
 but the last, each observed on the last camera frame before the arm leaves that pose (so the fingers have
 settled, as they have when policy_node observes after the executor reports DONE), with the *next* keyframe
 as its target and "done" on the last. The path is the bag's /hamster/path (the demonstration's own
-proprioceptive projection when hamster-record-demos wrote it), the masks the /hamster/masks of that frame.
+proprioceptive projection when hamster-record-demonstrations wrote it), the masks the /hamster/masks of that frame.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from hamster_core.lifting import lift_path
 from hamster_core.keyframes import SAMPLE_FRAMES, KeyframeSettings, extract_keyframes
 from hamster_core.policies.base import Observation
 from hamster_ros import interfaces as t
-from hamster_ros.bag_episode import BagError, EpisodeBag, load_episode, stamp_seconds
+from hamster_bag.bag_episode import BagError, EpisodeBag, load_episode, stamp_seconds
 from hamster_ros.conversions import pose_from_msg
 from hamster_ros.observation import gripper_width_from_joints, observation_from_messages
 
@@ -36,7 +36,7 @@ PLAN_MATCH_DISTANCE = 0.015   # m: an extracted keyframe belongs to the executed
 
 
 @dataclass
-class DemoSample:
+class DemonstrationSample:
     observation: Observation
     target: Keyframe          # the next keyframe (measured pose there; gripper set where it changes)
     closed: bool              # gripper state at the target
@@ -90,8 +90,8 @@ def planned_targets(keyframes: list, plan: list[dict], source: str) -> list:
             for j, index, gripper in groups]
 
 
-def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = KeyframeSettings(),
-                      require_success: bool = True, frames: str = "keyframes") -> list[DemoSample]:
+def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings = KeyframeSettings(),
+                      require_success: bool = True, frames: str = "keyframes") -> list[DemonstrationSample]:
     """The samples of one recorded episode. A bag whose metadata says the episode failed raises BagError
     when `require_success` (failed demonstrations teach failure).
 
@@ -149,8 +149,8 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
             except ValueError as error:
                 raise BagError(f"{bag.path}: cannot lift the path: {error}") from error
 
-        def sample(stamp: float, tcp_pose: Pose, target: Keyframe, target_index: int, done: bool) -> DemoSample:
-            return DemoSample(observe(stamp, tcp_pose), target, bool(trajectory.closed[target_index]), done,
+        def sample(stamp: float, tcp_pose: Pose, target: Keyframe, target_index: int, done: bool) -> DemonstrationSample:
+            return DemonstrationSample(observe(stamp, tcp_pose), target, bool(trajectory.closed[target_index]), done,
                               f"{bag.path}@{stamp:.3f}")
 
         samples = []
@@ -178,7 +178,7 @@ def load_demo_samples(bag_path: Path | str, settings: KeyframeSettings = Keyfram
         return samples
 
 
-def demo_bags(paths) -> list[Path]:
+def demonstration_bags(paths) -> list[Path]:
     """Bag folders under the given folders (any depth) or the bags themselves, sorted."""
     bags = []
     for path in map(Path, paths):
@@ -191,23 +191,23 @@ def demo_bags(paths) -> list[Path]:
     return sorted(dict.fromkeys(bags))
 
 
-def load_demos(paths, settings: KeyframeSettings = KeyframeSettings(), progress: bool = False,
-               frames: str = "keyframes") -> tuple[list[DemoSample], dict]:
-    """Samples of every successful demonstration under `paths` (`frames` as in load_demo_samples); a summary
+def load_demonstrations(paths, settings: KeyframeSettings = KeyframeSettings(), progress: bool = False,
+               frames: str = "keyframes") -> tuple[list[DemonstrationSample], dict]:
+    """Samples of every successful demonstration under `paths` (`frames` as in load_demonstration_samples); a summary
     with the skipped ones and why."""
     from tqdm import tqdm
 
-    bags = demo_bags(paths)
+    bags = demonstration_bags(paths)
     if not bags:
         raise ValueError(f"no rosbag2 episodes under {', '.join(map(str, paths))}")
     samples, skipped = [], {}
     for bag in tqdm(bags, desc="loading demos", unit="bag", disable=not progress):
         try:
-            samples.extend(load_demo_samples(bag, settings, frames=frames))
+            samples.extend(load_demonstration_samples(bag, settings, frames=frames))
         except BagError as error:
             skipped[str(bag)] = str(error)
     return samples, {"bags": len(bags), "used": len(bags) - len(skipped), "samples": len(samples),
                      "skipped": skipped}
 
 
-__all__ = ["DemoSample", "demo_bags", "load_demo_samples", "load_demos", "json"]
+__all__ = ["DemonstrationSample", "demonstration_bags", "load_demonstration_samples", "load_demonstrations", "json"]

@@ -1,6 +1,6 @@
 """franka_msgs, or a TEST STAND-IN for it where the real package cannot be installed.
 
-The runtime's franka adapter (hamster_ros.franka_bridge) and the simulator's franka interface import
+The runtime's franka adapter (hamster_franka.franka_bridge) and the simulator's franka interface import
 `franka_msgs`. On a robot PC that is franka_ros2's own package. On a machine without it (this project's CI:
 franka_msgs is not on PyPI), `tools/franka_msgs_standin/` holds an interface package with the same names and
 field layout, and `build_standin(prefix)` builds it with plain CMake into `prefix` (the way tools/setup.sh
@@ -10,7 +10,6 @@ installed into the venv, so the runtime itself never picks it up by accident.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -19,9 +18,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+
 STANDIN_SOURCE = Path(__file__).resolve().parent.parent / "tools" / "franka_msgs_standin"
-MISSING_MESSAGE = ("franka_msgs is not importable: install franka_ros2 (it provides franka_msgs) and source its "
-                   "workspace (source ~/franka_ros2_ws/install/setup.bash) before starting the franka adapter")
 
 
 STANDIN_ON_REAL_ROBOT_MESSAGE = (
@@ -32,24 +30,6 @@ STANDIN_ON_REAL_ROBOT_MESSAGE = (
 
 class StandinError(RuntimeError):
     """The stand-in could not be built (its log tail is in the message)."""
-
-
-def franka_msgs_available(env: dict[str, str] | None = None) -> bool:
-    """Whether `import franka_msgs` works in this process (env None) or in a child started with `env`."""
-    if env is None:
-        return importlib.util.find_spec("franka_msgs") is not None
-    probe = subprocess.run([sys.executable, "-c", "import franka_msgs.msg, franka_msgs.action"], env=env,
-                           capture_output=True, timeout=60)
-    return probe.returncode == 0
-
-
-def require_franka_msgs():
-    """Import franka_msgs' message and action modules, or raise ImportError saying what to install."""
-    try:
-        from franka_msgs import action, msg  # noqa: F401
-    except ImportError as error:
-        raise ImportError(f"{MISSING_MESSAGE} ({error})") from None
-    return msg, action
 
 
 def _inputs_checksum() -> str:
@@ -118,7 +98,7 @@ def build_standin(prefix: Path | str, jobs: int = 2) -> dict[str, str]:
 
 
 def main(argv=None) -> int:
-    """python -m hamster_ros.franka_standin PREFIX: build the stand-in and print the environment to use it."""
+    """python -m hamster_franka.franka_standin PREFIX: build the stand-in and print the environment to use it."""
     import argparse
     import shlex
     parser = argparse.ArgumentParser(description=main.__doc__)
