@@ -23,7 +23,8 @@ import numpy as np
 
 from hamster_core.path2d import GripperState, Path2D, resample
 
-# RGB, as the images here are RGB.
+# RGB, as the images here are RGB: blue where the gripper closes, red where it opens (HAMSTER's drawing). The rviz
+# markers (hamster_ros/markers.py) colour the lifted path and the grasp/place arrows from these.
 GRIPPER_RING_COLORS = {GripperState.CLOSED: (0, 0, 255), GripperState.OPEN: (255, 0, 0)}
 
 # tab10 in RGB: distinct colours for up to ten masks, then they repeat.

@@ -4,7 +4,7 @@
 
 Three panels, all read from the bag as the runtime published them: the VLM's path overlay
 (/hamster/path_image), the perception overlay (/hamster/masks_image) at the moment the gripper closes, and a
-3D view in the base frame of what rviz shows from /hamster/markers (lifted path green/red by gripper state,
+3D view in the base frame of what rviz shows from /hamster/markers (lifted path red open / blue closed,
 keyframes, grasp/place arrows, workspace box, current target) over the point cloud (/camera/points) and the
 end effector's recorded trajectory (/robot/ee_pose). Record the bag with `hamster-demo` (it keeps these topics).
 The PNG is palette-quantized to stay under --max-kb.
@@ -124,9 +124,14 @@ def compose(bag_path: Path, out: Path, max_kb: float = 200) -> dict:
     axis.tick_params(labelsize=6, pad=0)
     axis.set_title(f"{t.MARKERS} + {t.POINTS} in frame base", fontsize=9)
     from matplotlib.lines import Line2D
+
+    from hamster_core.path2d import GripperState
+    from hamster_ros.markers import gripper_colour
     legend = [Line2D([], [], color="0.2", linestyle="--", label="end effector (recorded)"),
-              Line2D([], [], color=(0.1, 0.9, 0.1), linewidth=2.5, label="lifted path, gripper open"),
-              Line2D([], [], color=(1, 0.1, 0.1), linewidth=2.5, label="lifted path, gripper closed"),
+              Line2D([], [], color=_rgb(gripper_colour(GripperState.OPEN))[:3], linewidth=2.5,
+                     label="lifted path, gripper open"),
+              Line2D([], [], color=_rgb(gripper_colour(GripperState.CLOSED))[:3], linewidth=2.5,
+                     label="lifted path, gripper closed"),
               Line2D([], [], color=(1, 0.8, 0.1), marker="o", linestyle="", markeredgecolor="k", label="keyframes"),
               Line2D([], [], color=(0.3, 0.5, 1.0), linewidth=0.8, label="workspace box")]
     axis.legend(handles=legend, loc="upper left", fontsize=6.5, framealpha=0.8)
