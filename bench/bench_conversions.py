@@ -1,6 +1,6 @@
 """Image / PointCloud2 <-> numpy conversion cost next to a plain memory copy and a naive per-element loop.
 
-Budget (DESIGN section 7): conversions within a small factor of a plain copy. Run:
+Budget: conversions within a small factor of a plain copy (README, "Reliability and timing"). Run:
     .venv/bin/python bench/bench_conversions.py
 Prints the median and the minimum of repeated runs in milliseconds (the shared cores are noisy: the minimum
 is the cost, the median what a busy machine adds), then one JSON line of ratios of minimum times: each

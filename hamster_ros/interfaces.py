@@ -1,6 +1,6 @@
 """Default topic names and QoS of the runtime. Nodes use these names; launch remaps adapt them to a robot.
 
-QoS follows DESIGN.md: sensor streams best-effort keep-last, paths/instructions/scene latched (transient
+QoS (docs/architecture.md): sensor streams best-effort keep-last, paths/instructions/scene latched (transient
 local) so late joiners and replays see them, commands reliable.
 """
 import importlib.util
