@@ -39,7 +39,7 @@ class TrainConfig:
     policy_config: dict = field(default_factory=dict)   # fields of the policy's config (RVT2Config / DDAConfig)
     data: tuple = ()                          # bag folders, or folders of bags (hamster-record-demonstrations output)
     sample_frames: str = "keyframes"          # keyframes | moving (also the frames on the way to each keyframe;
-                                              # 60 demos: rvt2 masks base 6/20 vs 8/20, 3dda loops; see
+                                              # did not help with 60 demonstrations:
                                               # bench/results_learned_policies_ablation.md)
     out: str = "runs/train"                   # run folder: checkpoints, final/, logs
     steps: int = 2000                         # optimizer steps in total (a resumed run continues to this)

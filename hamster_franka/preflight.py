@@ -91,7 +91,7 @@ class Probe:
         self.equilibrium_topic = args.equilibrium_topic
         self.equilibrium_pub = self.node.create_publisher(PoseStamped, args.equilibrium_topic, topics.COMMAND)
         self.PoseStamped = PoseStamped
-        # Every callback only records: one thread, ~10x less CPU per message than the multi-threaded executor,
+        # Every callback only records: one thread, far less CPU per message than the multi-threaded executor,
         # so a loaded machine does not leave the newest robot state queued behind older messages.
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

@@ -2,8 +2,8 @@
 
 By default glibc serves every block above a moving threshold (128 kB at start) with a fresh mmap and hands
 freed memory at the top of the heap back to the OS; a process that alternates message sizes (a 0.9 MB colour
-image, a 1.2 MB depth image) keeps paying for that: numpy_to_image of a 640x480 32FC1 depth image took
-0.9-1.1 ms, ~570 page faults per call, against 0.06 ms with the buffers kept (bench/bench_conversions.py).
+image, a 1.2 MB depth image) keeps paying for that in page faults on every message (README, "Reliability and
+timing", has the numbers; bench/bench_conversions.py measures a conversion with and without).
 Nothing here is required for correctness: on a libc without mallopt/malloc_trim the calls do nothing.
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ def keep_large_buffers(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshol
 
 def release_free_memory() -> None:
     """Hand freed heap memory back to the OS now. The simulator rebuilds the MuJoCo model and renderer on every
-    scene reset; glibc keeps the freed blocks in that thread's arena, fragmented, and the node grew ~20 MB per
-    reset in the soak benchmark until this was called."""
+    scene reset; glibc keeps the freed blocks in that thread's arena, fragmented, and the node grew with every
+    reset in the soak benchmark until this was called (README, "Benchmarks")."""
     trim = getattr(_LIBC, "malloc_trim", None)  # glibc only
     if trim is not None:
         trim(0)

@@ -43,8 +43,8 @@ def _message_array(values: np.ndarray, typecode: str = "B") -> array.array:
     """A sequence field's array.array from a numpy array of the matching item size, in one memcpy.
 
     Assign it to a message constructed with check_fields=True: that setter keeps an array.array as is, while
-    the default one copies it again and the constructors rebuild it element by element (~1 ms per 640x480
-    image).
+    the default one copies it again and the constructors rebuild it element by element (milliseconds per
+    640x480 image; README, "Reliability and timing").
     """
     payload = array.array(typecode)
     payload.frombytes(np.ascontiguousarray(values).reshape(-1).view(np.uint8))
@@ -232,7 +232,7 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | Non
         for channel, byte in enumerate((1, 2, 3) if msg.is_bigendian else (2, 1, 0)):
             colors[..., channel] = field_view(offsets[3] + byte, "u1")
         colors = colors.reshape(count, 3)
-    # Column by column: ~20x faster than np.isfinite(points).all(axis=1).
+    # Column by column: many times faster than np.isfinite(points).all(axis=1) (README, "Reliability and timing").
     finite = np.isfinite(points[:, 0]) & np.isfinite(points[:, 1]) & np.isfinite(points[:, 2])
     if not finite.all():
         points = _select_rows(points, finite)

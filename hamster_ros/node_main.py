@@ -18,7 +18,8 @@ from hamster_ros.allocator import keep_large_buffers
 class RuntimeNode(Node):
     """A Node whose publishers and subscriptions carry no middleware event handlers but a subscription's
     incompatible-QoS warning. rclpy gives each of them two by default, and every executor wake-up walks them all
-    in Python, holding the GIL (bench/bench_executor.py: 235 -> 134 us of CPU per message)."""
+    in Python, holding the GIL (bench/bench_executor.py measures the difference; numbers in the README,
+    "Reliability and timing")."""
 
     def create_subscription(self, *args, event_callbacks: SubscriptionEventCallbacks | None = None, **kwargs):
         if event_callbacks is None:

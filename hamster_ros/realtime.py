@@ -1,11 +1,9 @@
 """Scheduling for the Cartesian target stream's thread and the executor thread beside it.
 
-Measured in the simulated graph (5 Python processes on 2 cores, producer-side intervals at 100 Hz): normal
-scheduling p99 37 ms; SCHED_FIFO for the stream thread 23 ms; plus a 0.1 ms GIL switch interval 13.7 ms. A
-FIFO loop in a process of its own held 10.02 ms beside the same graph: the rest was the GIL, held by the
-thread that spins the node's executor, and worst when that thread was preempted by other processes while
-holding it. A single-threaded executor (far less Python per message) and SCHED_FIFO for its thread, below the
-stream's, brought the stream to p99 10.5 ms, max 11.4 ms, on a machine with a load average of 6-7.
+The stream's jitter comes from two places: the scheduler (other processes run while the stream thread waits)
+and the GIL (held by the thread that spins the node's executor, worst when that thread is preempted while
+holding it). So: SCHED_FIFO for the stream thread, a short GIL switch interval, and SCHED_FIFO below the
+stream's for the executor thread. What each step measured is in the README ("Reliability and timing").
 """
 from __future__ import annotations
 
@@ -27,7 +25,7 @@ def check_switch_interval(seconds: float) -> float:
 
 def set_gil_switch_interval(seconds: float) -> None:
     """How long a thread running Python may keep the GIL once another thread waits for it (CPython's default
-    is 5 ms, which showed up whole in the stream's p99). Process-wide."""
+    is 5 ms, which shows up whole in the stream's p99). Process-wide."""
     sys.setswitchinterval(check_switch_interval(seconds))
 
 

@@ -13,8 +13,7 @@ every point features = RGB in [0, 1] followed by the conditioning channels that 
                    hamster_core.lifting.lift_path) and added as points (its 64, at most num_points / 4) with
                    black RGB and the path channels; scene points carry zeros there. Looked up per pixel on a
                    later frame, the path's end lands on the hand, which by then stands between the camera and
-                   the container (`path_channels` on seed 0 of the base set: every point past 80 % progress on
-                   the arm).
+                   the container (bench/results_learned_policies_ablation.md).
 A point's pixel is its projection into `observation.camera` (no occlusion test: a point hidden behind another
 one gets the same pixel's values, as lifting an image with depth would not, but the cloud comes from that
 camera so hidden points are rare).
@@ -59,7 +58,8 @@ class SceneConfig:
     path_noise_std: float = 0.01              # training-time N(0, std) on normalized path points (0: off);
                                               # path_points: on the lifted points, in metres
     path_thickness: int = 0                   # px of the path in path_channels; 0 = draw_path's line for the image
-                                              # size (1 px at 320x240: only ~2 % of 1024 sampled points touch it)
+                                              # size (1 px at 320x240 touches few sampled points: README, "Learned
+                                              # 3D policies")
     max_instruction_tokens: int = 16          # words of the instruction the language embedding reads
     vocab_buckets: int = 1024                 # hashed word buckets of the bag-of-words instruction embedding
     seed: int = 0                             # weight initialisation without a checkpoint, sampling, noise

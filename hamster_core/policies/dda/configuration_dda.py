@@ -13,7 +13,7 @@ class DDAConfig(SceneConfig):
     this CPU (~0.6 M parameters); on a GPU scale toward the paper: dim 192, scene_layers 2-4,
     denoiser_layers 4-6, num_points 4096+, diffusion_steps 100 with inference_steps 25-100."""
 
-    conditioning: str = "path_points"  # its best measured mode: 6/20 on base against 0/20 with path_channels
+    conditioning: str = "path_points"  # its best mode in closed loop, ahead of path_channels
                                       # (bench/results_learned_policies_ablation.md)
     dim: int = 96                     # token width; dim / heads must be a multiple of 6 (3D rotary pairs)
     heads: int = 4
@@ -28,7 +28,7 @@ class DDAConfig(SceneConfig):
     position_head: str = "pointer"    # how the clean position is read out: pointer (an attention-weighted mean
                                       # of the scene points plus a learned offset, like Act3D's ghost-point
                                       # classification; needs prediction sample) | regression (the paper's:
-                                      # the denoiser's output; with 60 demos here ~3 cm median error)
+                                      # the denoiser's output; a larger keyframe error here: see the ablation)
 
     def __post_init__(self):
         super().__post_init__()
