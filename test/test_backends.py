@@ -2,27 +2,11 @@
 import numpy as np
 import pytest
 
-from hamster_core.camera import PinholeCamera, look_at
-from hamster_core.geometry import TOP_DOWN, Pose
 from hamster_core.path2d import GripperState, parse_hamster_answer
-from hamster_sim.ground_truth import decode_scene_payload, encode_scene_payload
-from hamster_sim.scene import sample_scene
-from hamster_vlm_node.backends import VLM_BACKENDS, VlmError, VlmRequest
-from perception_node.backends import PERCEPTION_BACKENDS, PerceptionFrame
-
-SCENE = sample_scene(3)
-IDS = {obj.name: i + 1 for i, obj in enumerate(SCENE.objects)} | \
-      {c.name: len(SCENE.objects) + i + 1 for i, c in enumerate(SCENE.containers)}
-PAYLOAD = encode_scene_payload(SCENE, IDS)
-CAMERA = PinholeCamera.from_fovy(320, 240, 60, look_at(np.array([1.3, 0.0, 0.9]), np.array([0.45, 0.0, 0.0])))
-START = Pose(np.array([0.4, 0.0, 0.35]), TOP_DOWN)
-
-
-def request(instruction=SCENE.instruction, **overrides):
-    fields = dict(image=np.zeros((240, 320, 3), np.uint8), instruction=instruction, camera=CAMERA, tcp_pose=START,
-                  scene_json=PAYLOAD)
-    fields.update(overrides)
-    return VlmRequest(**fields)
+from hamster_core.perception.backend import PERCEPTION_BACKENDS, PerceptionFrame
+from hamster_core.vlm import VLM_BACKENDS, VlmError
+from hamster_sim.ground_truth import decode_scene_payload
+from oracle_requests import CAMERA, IDS, PAYLOAD, SCENE, request
 
 
 def test_scene_payload_round_trip_and_rejects_garbage():

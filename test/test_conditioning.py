@@ -1,27 +1,16 @@
 """conditioning: the one Observation -> model inputs step of the learned policies, on the synthetic table scene
-of test_path_follower (camera looking at a table with a cube and a tray)."""
+of scenes.py (camera looking at a table with a cube and a tray)."""
 import dataclasses
 
 import numpy as np
 import pytest
 
 from hamster_core.drawing import draw_path, draw_path_channels
-from hamster_core.geometry import TOP_DOWN, Pose
-from hamster_core.policies.base import Observation, PolicyError
+from hamster_core.geometry import TOP_DOWN
+from hamster_core.policies.base import PolicyError
 from hamster_core.policies.conditioning import (SceneConfig, collate, feature_channels, instruction_tokens,
                                                 perturb_path, prepare_inputs, required_inputs)
-from test_path_follower import CAMERA, CUBE_CENTER, TRAY_CENTER, path_through, synthetic_scene
-
-POINTS, MASKS = synthetic_scene(spacing=0.008)
-COLORS = np.random.default_rng(1).integers(0, 256, (len(POINTS), 3)).astype(np.uint8)
-PATH = path_through([[0.40, 0.0, 0.30], [*CUBE_CENTER[:2], 0.05], [*TRAY_CENTER, 0.10]], [0, 1, 0])
-
-
-def scene_observation(**changes) -> Observation:
-    fields = dict(stamp=0.0, instruction="Pick up the red cube, put it in the tray!",
-                  tcp_pose=Pose(np.array([0.4, 0.0, 0.4]), TOP_DOWN), gripper_width=0.08, points=POINTS,
-                  colors=COLORS, camera=CAMERA, path=PATH, masks=MASKS)
-    return Observation(**(fields | changes))
+from scenes import CAMERA, COLORS, MASKS, PATH, POINTS, TRAY_CENTER, path_through, scene_observation
 
 
 def pixel_of(points):

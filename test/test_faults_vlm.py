@@ -1,13 +1,13 @@
 """The VLM behind an OpenAI-compatible server that is down (connection refused) or hangs past the client's
 timeout, with hamster_vlm_node and policy_node as real processes (no simulator: the test sends the camera
 images). The episode must end with "VLM failed: ..." naming the cause, and nothing reaches /hamster/path.
-Shares the harness of test_faults.py."""
+Shares the harness of test_faults.py (graph_harness.py)."""
 import time
 
 import numpy as np
 import pytest
 
-from test_faults import Graph, Injector, Monitor
+from graph_harness import Graph, Injector, Monitor
 from hamster_apps.graph import CONFIG_DIR
 
 MODEL = "fault-test-model"

@@ -15,8 +15,7 @@ from rosbags.highlevel import AnyReader
 
 from hamster_core.policies.base import POLICIES
 from hamster_apps.graph import CONFIG_DIR
-from test_policy_dda import TINY as TINY_DDA
-from test_policy_rvt2 import TINY as TINY_RVT2
+from tiny_models import TINY_DDA, TINY_RVT2
 
 # The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode. Each
 # with its best path conditioning (bench/results_learned_policies*): 3dda lifts the path in policy_node.

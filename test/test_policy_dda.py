@@ -13,9 +13,8 @@ from hamster_core.policies.dda import DDAConfig, DDAModel, DDAPolicy
 from hamster_core.policies.dda.modeling_dda import RelativeAttention, cosine_alphas_cumprod, rotary_3d
 from hamster_core.policies.learned import (matrices_to_quaternions, matrix_to_rotation_6d, quaternion_to_matrix,
                                            rotation_6d_to_matrix)
-from test_conditioning import scene_observation
-
-TINY = dict(num_points=128, dim=48, heads=2, scene_layers=1, denoiser_layers=2)
+from scenes import scene_observation
+from tiny_models import TINY_DDA as TINY
 
 
 def test_rotary_attention_depends_on_relative_position_only():

@@ -12,11 +12,11 @@ from hamster_core.policies.conditioning import add_targets, collate, prepare_inp
 from hamster_core.policies.rvt2 import RVT2Config, RVT2Model, RVT2Policy
 from hamster_core.policies.rvt2.modeling_rvt2 import (bins_to_quaternions, euler_bins, lift_heatmaps, render_views,
                                                       view_pixels)
-from test_conditioning import scene_observation
+from scenes import scene_observation
+from tiny_models import TINY_RVT2 as TINY
 
 VIEWS = ("top", "front", "side")
 BOX_MIN, BOX_MAX = torch.tensor([[0.0, -0.5, 0.0]]), torch.tensor([[1.0, 0.5, 0.5]])
-TINY = dict(num_points=256, image_size=16, patch_size=4, dim=32, depth=1, heads=2, rotation_bins=12)
 
 
 def test_rendering_puts_a_point_at_its_pixel_in_each_view():

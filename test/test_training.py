@@ -12,7 +12,7 @@ from hamster_core.geometry import Pose, top_down_orientation
 from hamster_core.policies.base import POLICIES, Observation
 from hamster_core.policies.conditioning import SceneConfig, prepare_inputs
 from hamster_core.training import TrainConfig, latest_checkpoint, learning_rate, make_batch, train
-from test_conditioning import scene_observation
+from scenes import scene_observation
 
 TINY_RVT2 = dict(num_points=128, image_size=16, patch_size=4, dim=16, depth=1, heads=2, rotation_bins=12)
 TINY_DDA = dict(num_points=64, dim=24, heads=2, scene_layers=0, denoiser_layers=1, diffusion_steps=20,

@@ -7,8 +7,8 @@ import pytest
 
 from hamster_core.drawing import PATH_CHANNELS
 from hamster_core.path2d import GripperState, format_hamster_answer, parse_hamster_answer
-from hamster_vlm_node import plan_cli
-from hamster_vlm_node.backends import VlmRequest
+from hamster_apps import plan as plan_cli
+from hamster_core.vlm import VlmRequest
 from hamster_core.chat_server import ChatServer
 from hamster_vlm_node.planner import (PLANNER_PARAMETERS, PlanError, backend_parameters, create_backend,
                                       planner_from_config)
@@ -179,7 +179,7 @@ def test_cli_exit_codes_for_query_and_usage_errors(image_file, tmp_path, capsys)
 
 
 def test_oracle_answers_round_trip_through_the_planner():
-    from test_backends import request as oracle_request
+    from oracle_requests import request as oracle_request
     planner = planner_from_config({"backend": "oracle", "resample_points": 30})
     result = planner.plan(oracle_request())
     assert len(result.path) == 30 and result.answer == format_hamster_answer(result.parsed)
