@@ -10,7 +10,7 @@ from rosbags.highlevel import AnyReader
 
 
 def test_demo_with_robot_franka_succeeds_through_the_franka_interface(franka_msgs_env, tmp_path):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert 'make demo DEMO_ARGS="--robot franka"' in readme
     # The plain environment, as `make demo` has it: the demo finds no franka_msgs and takes the stand-in itself
     # (here the session's already built prefix instead of build/franka_msgs_standin).

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hamster_core.tiny_checkpoints.perception import build_all, build_sam
-from perception_node.backends import PerceptionFrame
+from hamster_core.perception.backend import PerceptionFrame
 from hamster_core.perception.stages import DETECTORS, SEGMENTERS, ModelLoadError
 
 QUERIES = {"target_object": "red cube", "placement_area": "blue bowl", "extra": "green cylinder"}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hamster_core.tiny_checkpoints.vlm import IMAGE_TOKEN, build_tiny_vlm
-from hamster_vlm_node.backends import VLM_BACKENDS, VlmRequest
+from hamster_core.vlm import VLM_BACKENDS, VlmRequest
 from hamster_vlm_node.planner import PlanError, Planner, planner_from_config
 
 IMAGE = np.random.default_rng(1).integers(0, 256, (60, 80, 3), dtype=np.uint8)

@@ -9,7 +9,7 @@ import yaml
 
 from hamster_ros import interfaces as t
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RVIZ = ROOT / "config" / "hamster.rviz"
 
 # rviz_default_plugins display classes and the message types they can show (plugins_description.xml).

@@ -13,7 +13,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from hamster_bag.recorder import project_typestore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "config" / "bag_topics_realsense_franka.yaml"
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from hamster_sim.ground_truth import encode_scene_payload
 from hamster_sim.scene import sample_scene
-from perception_node.backends import PERCEPTION_BACKENDS, PerceptionFrame
+from hamster_core.perception.backend import PERCEPTION_BACKENDS, PerceptionFrame
 from hamster_core.perception.pipeline import PerceptionPipeline, build_pipeline
 from hamster_core.perception.stages import (DETECTORS, SEGMENTERS, TRACKERS, box_iou, carry_mask, mask_box)
 

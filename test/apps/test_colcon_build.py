@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix)
 # The user-facing arguments: the two package folders inside the cloned repository.
 PACKAGE_PATHS = ["src/hamster_runtime", "src/hamster_runtime/msgs"]

@@ -9,7 +9,7 @@ import pytest
 from hamster_core.camera import PinholeCamera, look_at
 from hamster_core.geometry import TOP_DOWN, Pose
 from hamster_core.path2d import HAMSTER_PROMPT_TEMPLATE, build_prompt
-from hamster_vlm_node.backends import VLM_BACKENDS, VlmError, VlmRequest, gripper_image_position
+from hamster_core.vlm import VLM_BACKENDS, VlmError, VlmRequest, gripper_image_position
 from hamster_core.chat_server import ChatServer, ChatServerError, RawReply
 
 ANSWER = "<ans>[(0.25, 0.32), (0.32, 0.17), <action>Close Gripper</action>, (0.74, 0.21)]</ans>"

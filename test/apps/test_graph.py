@@ -7,7 +7,7 @@ import yaml
 
 from hamster_apps.graph import CONFIG_DIR, describe_graph
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def by_name(specs):
