@@ -21,7 +21,7 @@ from hamster_core.drawing import draw_path, draw_path_channels  # noqa: E402
 from hamster_core.path2d import (  # noqa: E402
     Path2D, format_hamster_answer, parse_hamster_answer, resample, simplify_rdp,
 )
-from hamster_vlm_node.backends import VLM_BACKENDS, VlmRequest  # noqa: E402
+from hamster_core.vlm import VLM_BACKENDS, VlmRequest  # noqa: E402
 from hamster_core.chat_server import ChatServer  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480

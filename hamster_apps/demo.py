@@ -53,25 +53,6 @@ def _recorded_topics(sensor_hz: float | None):
     ]
 
 
-def franka_environment(env: dict) -> dict:
-    """The nodes' environment for robot:=franka: franka_ros2's franka_msgs where it is installed, else the TEST
-    STAND-IN built into build/franka_msgs_standin or $HAMSTER_FRANKA_STANDIN_PREFIX (hamster_franka.franka_standin;
-    rebuilt only when its sources change), said loudly."""
-    from hamster_franka.franka_standin import build_standin, standin_environment
-    from hamster_ros.interfaces import franka_msgs_available
-    if franka_msgs_available():
-        if os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
-            print(f"hamster-demo: franka_msgs is the TEST STAND-IN from {os.environ['HAMSTER_FRANKA_MSGS_STANDIN']}",
-                  file=sys.stderr, flush=True)
-        return env
-    prefix = Path(os.environ.get("HAMSTER_FRANKA_STANDIN_PREFIX")
-                  or Path(__file__).resolve().parent.parent / "build" / "franka_msgs_standin")
-    print(f"hamster-demo: franka_msgs is not installed; using the franka_msgs TEST STAND-IN built into {prefix} "
-          "(same field layout, not franka_ros2's package: only for the simulator)", file=sys.stderr, flush=True)
-    build_standin(prefix)
-    return standin_environment(prefix, env)
-
-
 def enable_robot(node, timeout: float, check_alive) -> str:
     """Call /robot/enable until the franka adapter accepts it (it needs a fresh, healthy robot state)."""
     from std_srvs.srv import SetBool
@@ -98,12 +79,13 @@ def enable_robot(node, timeout: float, check_alive) -> str:
 
 def run_demo(args) -> dict:
     from hamster_apps.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_signals
+    from hamster_franka.franka_standin import franka_environment
 
     stop_on_signals()
 
     env = ros_environment(args.domain_id)
     if args.robot == "franka":
-        env = franka_environment(env)
+        env = franka_environment(env, "hamster-demo")
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     import rclpy
     from rclpy.executors import SingleThreadedExecutor

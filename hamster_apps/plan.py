@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     from hamster_core.drawing import PATH_CHANNELS, draw_path, draw_path_channels
-    from hamster_vlm_node.backends import VlmRequest
+    from hamster_core.vlm import VlmRequest
     from hamster_vlm_node.planner import PlanError, planner_from_config
 
     try:

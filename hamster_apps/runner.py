@@ -144,11 +144,10 @@ def main(argv=None):
         parser.error(str(error))
     env = ros_environment()
     if args.robot == "franka":
-        from hamster_franka.franka_standin import STANDIN_ON_REAL_ROBOT_MESSAGE
+        from hamster_franka.franka_standin import STANDIN_ON_REAL_ROBOT_MESSAGE, franka_environment
         from hamster_ros.interfaces import MISSING_MESSAGE, franka_msgs_available
         if args.franka_sim:  # the simulator behind the franka interface: the test stand-in where franka_msgs is missing
-            from hamster_apps.demo import franka_environment
-            env = franka_environment(env)
+            env = franka_environment(env, "hamster-run")
         elif os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
             parser.error(STANDIN_ON_REAL_ROBOT_MESSAGE.format(prefix=os.environ["HAMSTER_FRANKA_MSGS_STANDIN"]))
         elif not franka_msgs_available():

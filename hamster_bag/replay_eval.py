@@ -44,7 +44,7 @@ def oracle_path(episode: Episode) -> Path2D:
 def vlm_path(episode: Episode, backend_name: str) -> tuple[Path2D, dict]:
     from hamster_core.geometry import Pose
     from hamster_core.path2d import parse_hamster_answer
-    from hamster_vlm_node.backends import VLM_BACKENDS, VlmRequest
+    from hamster_core.vlm import VLM_BACKENDS, VlmRequest
 
     backend = VLM_BACKENDS.create(backend_name)
     trajectory = episode.trajectory
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
         from hamster_core.policies.base import POLICIES
         POLICIES.get(args.policy)
         if args.vlm_backend:
-            from hamster_vlm_node.backends import VLM_BACKENDS
+            from hamster_core.vlm import VLM_BACKENDS
             VLM_BACKENDS.get(args.vlm_backend)
         TopicMapping.load(args.mapping)
     except ValueError as error:

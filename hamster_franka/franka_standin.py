@@ -18,6 +18,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from hamster_ros.interfaces import franka_msgs_available
+
 
 STANDIN_SOURCE = Path(__file__).resolve().parent.parent / "tools" / "franka_msgs_standin"
 
@@ -114,3 +116,20 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def franka_environment(env: dict, program: str) -> dict:
+    """The nodes' environment for robot:=franka: franka_ros2's franka_msgs where it is installed, else the TEST
+    STAND-IN built into build/franka_msgs_standin or $HAMSTER_FRANKA_STANDIN_PREFIX (rebuilt only when its sources
+    change), said loudly. `program` names the caller in what it prints."""
+    if franka_msgs_available():
+        if os.environ.get("HAMSTER_FRANKA_MSGS_STANDIN"):
+            print(f"{program}: franka_msgs is the TEST STAND-IN from {os.environ['HAMSTER_FRANKA_MSGS_STANDIN']}",
+                  file=sys.stderr, flush=True)
+        return env
+    prefix = Path(os.environ.get("HAMSTER_FRANKA_STANDIN_PREFIX")
+                  or STANDIN_SOURCE.parent.parent / "build" / "franka_msgs_standin")
+    print(f"{program}: franka_msgs is not installed; using the franka_msgs TEST STAND-IN built into {prefix} "
+          "(same field layout, not franka_ros2's package: only for the simulator)", file=sys.stderr, flush=True)
+    build_standin(prefix)
+    return standin_environment(prefix, env)

@@ -1,2 +1,3 @@
-"""The thin ROS layer shared by the nodes: message conversions, QoS, the node graph, the process runner,
-bag recording and the demo. Node logic lives in hamster_core and the node packages' plain modules."""
+"""The thin ROS layer shared by the nodes: topic names and QoS, message <-> numpy conversions, the one
+messages -> Observation conversion, node start-up and parameters, and rviz markers. Imports only the core and
+messages (docs/architecture.md)."""

@@ -10,6 +10,7 @@ import time
 
 from hamster_core.instruction import grounding_queries
 from hamster_core.perception.backend import Detection, PerceptionFrame
+from hamster_core.perception.pipeline import build_pipeline
 
 # Node parameter `grounding.<name>`: (default, description). The detector/segmenter names and options are
 # perception_node's pipeline stages (hamster_core.perception.pipeline.build_pipeline).
@@ -34,7 +35,6 @@ class Grounder:
     """Detector + segmenter loaded once; `ground()` runs them on one frame."""
 
     def __init__(self, **options):
-        from hamster_core.perception.pipeline import build_pipeline
         unknown = sorted(set(options) - set(GROUNDING_PARAMETERS))
         if unknown:
             raise ValueError(f"unknown grounding option(s): {', '.join(unknown)}; known: "

@@ -22,7 +22,7 @@ from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_
                                      numpy_to_image, numpy_to_pointcloud2, pose_from_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import RuntimeNode, declare, run_node
-from perception_node.backends import PERCEPTION_BACKENDS, PerceptionFrame
+from hamster_core.perception.backend import PERCEPTION_BACKENDS, PerceptionFrame
 from hamster_core.perception.pipeline import annotate, masked_points
 
 REDETECT_SERVICE = "/hamster/redetect"

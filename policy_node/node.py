@@ -232,8 +232,8 @@ class PolicyNode(RuntimeNode):
 
     async def _run_episode(self, goal_handle):
         """The episode runs on a thread of its own and this task awaits it: the node spins a single-threaded
-        executor, which must never block (rclpy's multi-threaded one cost ~10x more CPU per message, all of it
-        holding the GIL the target stream needs)."""
+        executor, which must never block (rclpy's multi-threaded one costs several times more CPU per message,
+        all of it holding the GIL the target stream needs: bench/bench_executor.py)."""
         finished = Future()
 
         def run():

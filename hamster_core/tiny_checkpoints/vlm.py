@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from hamster_core.path2d import GRIPPER_POSITION_LINE, HAMSTER_PROMPT_TEMPLATE, build_prompt
+
 SEED = 0
 IMAGE_SIZE = 32          # the vision tower sees 32 x 32 images: 16 patches of 8 x 8
 PATCH_SIZE = 8
@@ -38,7 +40,6 @@ def _training_texts() -> list[str]:
     """What the tokenizer should compress well: the prompt, answers and instructions of the simulator."""
     import random
 
-    from hamster_core.path2d import HAMSTER_PROMPT_TEMPLATE, GRIPPER_POSITION_LINE
     rng = random.Random(SEED)
     texts = [HAMSTER_PROMPT_TEMPLATE, GRIPPER_POSITION_LINE, FIXED_ANSWER, CHAT_TEMPLATE]
     for _ in range(200):
@@ -120,8 +121,6 @@ def build_trained_tiny_vlm(out_dir, steps: int = 300, answer: str = FIXED_ANSWER
     import torch
     from PIL import Image
     from transformers import AutoProcessor, LlavaForConditionalGeneration
-
-    from hamster_core.path2d import build_prompt
 
     path = build_tiny_vlm(out_dir)
     processor = AutoProcessor.from_pretrained(path)

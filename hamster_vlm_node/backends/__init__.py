@@ -1,4 +1,1 @@
-from hamster_core.vlm import (VLM_BACKENDS, PromptedBackend, VlmBackend, VlmError, VlmRequest,
-                                           gripper_image_position)
-
-__all__ = ["VLM_BACKENDS", "PromptedBackend", "VlmBackend", "VlmError", "VlmRequest", "gripper_image_position"]
+"""VLM backends of the VLM node, registered by name through the `hamster_runtime.vlm_backends` entry points."""

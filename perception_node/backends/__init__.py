@@ -1,4 +1,1 @@
-from hamster_core.perception.backend import (PERCEPTION_BACKENDS, Detection, PerceptionBackend, PerceptionFrame,
-                                           box_of)
-
-__all__ = ["PERCEPTION_BACKENDS", "Detection", "PerceptionBackend", "PerceptionFrame", "box_of"]
+"""Perception backends of perception_node, registered through the `hamster_runtime.perception_backends` entry points."""
