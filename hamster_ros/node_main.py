@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import sys
+import threading
 from typing import Callable
 
 import rclpy
@@ -40,6 +41,14 @@ class RuntimeNode(Node):
 def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
     """threads=1 spins a SingleThreadedExecutor: less GIL contention for a node whose own thread does the work."""
     keep_large_buffers()  # camera-rate images and clouds reuse heap blocks instead of faulting in fresh pages
+    interrupted = threading.Event()
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    # Before rclpy.init, which chains its own SIGINT handler (shut the context down, wake the executor) to this one.
+    signal.signal(signal.SIGINT, on_sigint)
     rclpy.init(args=sys.argv)
     # SIGTERM from a process supervisor should end the node like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
@@ -55,6 +64,12 @@ def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # Ctrl-C's KeyboardInterrupt raised while rclpy's C++ code was converting a taken message into Python
+        # comes out of the executor as pybind11's "RuntimeError: Unable to convert call argument '0' to Python
+        # object": the same interrupt, not a fault of the node.
+        if not interrupted.is_set():
+            raise
     finally:
         if node is not None:
             close = getattr(node, "close", None)

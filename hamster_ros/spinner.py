@@ -32,6 +32,11 @@ class BackgroundSpinner:
                 self.executor.spin_once(timeout_sec=self._poll_sec)
         except ExternalShutdownException:  # the context was shut down under us (SIGINT): nothing left to do
             pass
+        except Exception:
+            # A shutdown between the loop's check and the next wait surfaces as RCLError ("failed to initialize
+            # wait set: the given context is not valid") or InvalidHandle instead: the same shutdown, no fault.
+            if context.ok():
+                raise
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Leave the spin loop, then shut the executor down. Returns False, leaving the executor as it is, if
