@@ -4,6 +4,10 @@
 (FrankaRobotState, equilibrium pose, franka_gripper actions) and enables the stream before the episode.
 
     hamster-demo [--seed N] [--out DIR] [--timeout SEC] [graph options as for hamster-run]
+
+Exit code 0: the episode ran and the simulator found the task done. 1: it did not (the policy failed, the
+success check said no, a node died, something timed out, or Ctrl-C): the reason is printed on stderr before the
+JSON line, and the node logs are in <out>/episode-*/logs. 2: bad command-line options.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import time
 from pathlib import Path
 
 RECORD_SENSOR_HZ = 2.0  # images and clouds are thinned to this rate in the bag; everything else is kept
+EXIT_SUCCESS, EXIT_FAILED = 0, 1   # and 2, argparse's, for bad options
 
 
 def _recorded_topics(sensor_hz: float | None):
@@ -53,30 +58,6 @@ def _recorded_topics(sensor_hz: float | None):
     ]
 
 
-def enable_robot(node, timeout: float, check_alive) -> str:
-    """Call /robot/enable until the franka adapter accepts it (it needs a fresh, healthy robot state)."""
-    from std_srvs.srv import SetBool
-
-    from hamster_ros import interfaces as t
-    from hamster_apps.episode_client import EpisodeError
-    client = node.create_client(SetBool, t.ROBOT_ENABLE)
-    deadline = time.monotonic() + timeout
-    message = "the enable service did not answer"
-    while time.monotonic() < deadline:
-        check_alive()
-        if client.service_is_ready():
-            future = client.call_async(SetBool.Request(data=True))
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if future.done():
-                response = future.result()
-                if response.success:
-                    return response.message
-                message = response.message
-        time.sleep(0.2)
-    raise EpisodeError(f"could not enable the robot within {timeout:.0f} s: {message}")
-
-
 def run_demo(args) -> dict:
     from hamster_apps.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_signals
     from hamster_franka.franka_standin import franka_environment
@@ -96,7 +77,7 @@ def run_demo(args) -> dict:
     from hamster_ros import interfaces as t
     from hamster_ros.conversions import image_to_rgb
     from hamster_bag.bag_stats import episode_timing
-    from hamster_apps.episode_client import EpisodeClient, EpisodeError
+    from hamster_apps.episode_client import EpisodeClient, EpisodeError, enable_robot
     from hamster_bag.recorder import BagRecorder, episode_metadata
     from hamster_ros.spinner import BackgroundSpinner
 
@@ -112,7 +93,7 @@ def run_demo(args) -> dict:
     runner = GraphRunner(specs, out / "logs", env)
     rclpy.init()
     node = Node("hamster_demo")
-    # One thread: every callback here only records or hands a result over (~10x less CPU per message than the
+    # One thread: every callback here only records or hands a result over (far less CPU per message than the
     # multi-threaded executor, bench/bench_executor.py), so the stream is received as it was sent.
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -178,6 +159,7 @@ def run_demo(args) -> dict:
 
 
 def main(argv=None) -> int:
+    from hamster_apps.episode_client import failure_reason
     from hamster_apps.runner import add_graph_arguments
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,8 +185,11 @@ def main(argv=None) -> int:
         result = run_demo(args)
     except ValueError as error:  # bad graph options
         parser.error(str(error))
+    reason = failure_reason(result)
+    if reason:  # the JSON stays the last line; the reason is what a person reads first
+        print(f"hamster-demo: FAILED: {reason}\n(node logs: {result.get('logs')})", file=sys.stderr, flush=True)
     print(json.dumps(result), flush=True)
-    return 0 if result["success"] else 1
+    return EXIT_SUCCESS if result["success"] else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,13 +1,28 @@
-"""Drives episodes in a running simulated graph: reset a seeded scene, run the RunEpisode action, ask the
-simulator whether the task was achieved. Shared by the demo, the soak benchmark and simulated evaluation."""
+"""Drives episodes in a running graph: reset a seeded scene, run the RunEpisode action, ask the simulator whether
+the task was achieved. Shared by the demo, the soak benchmark and simulated evaluation, and a command of its own
+for a graph started with `hamster-run` (or `ros2 launch`):
+
+    python -m hamster_apps.episode_client [--seed N] [--instruction TEXT] [--enable] [--timeout SEC]
+
+Run it with the graph's ROS_DOMAIN_ID (hamster-run prints it). By default it resets the simulator to scene N,
+runs that scene's instruction and asks the simulator whether it was achieved; `--instruction` runs the given
+words on the scene as it is, without a success check (this needs no simulator: a real robot's graph too).
+`--enable` first calls /robot/enable (robot:=franka). Prints one JSON line; exit code 0 when the episode
+succeeded, 1 when it did not or could not run (the reason on stderr), 2 for bad options. Ctrl-C cancels the
+running episode.
+"""
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import sys
 import time
 from typing import Callable
 
 from rclpy.action import ActionClient
 from rclpy.node import Node
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from hamster_msgs.action import RunEpisode
 from hamster_msgs.srv import ResetScene
@@ -27,6 +42,7 @@ class EpisodeClient:
         self._reset = node.create_client(ResetScene, topics.SIM_RESET)
         self._check = node.create_client(Trigger, topics.SIM_CHECK_SUCCESS)
         self._episode = ActionClient(node, RunEpisode, topics.RUN_EPISODE)
+        self.goal = None   # the running episode's goal handle, for cancel()
 
     def wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -57,7 +73,25 @@ class EpisodeClient:
                           "the episode to be accepted", 30)
         if not goal.accepted:
             raise EpisodeError("the policy node rejected the episode")
-        return self._call(goal.get_result_async(), "the episode", timeout + 30).result
+        self.goal = goal   # kept when the wait ends early (Ctrl-C, timeout), so cancel() can still reach it
+        result = self._call(goal.get_result_async(), "the episode", timeout + 30).result
+        self.goal = None
+        return result
+
+    def wait_for_policy(self, timeout: float) -> None:
+        """Wait for the policy node's RunEpisode action only (a graph without the simulator)."""
+        self.wait_for(self._episode.server_is_ready, f"the policy node's {topics.RUN_EPISODE} action", timeout)
+
+    def cancel(self, timeout: float = 5.0) -> bool:
+        """Cancel the running episode, if any (the policy node holds the arm); True when one was canceled."""
+        goal = self.goal
+        if goal is None:
+            return False
+        future = goal.cancel_goal_async()
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return future.done()
 
     def check_success(self) -> Trigger.Response:
         return self._call(self._check.call_async(Trigger.Request()), "the success check", 30)
@@ -73,3 +107,96 @@ class EpisodeClient:
         return {"seed": int(seed), "instruction": instruction, "episode_seconds": round(seconds, 2),
                 "policy_success": outcome.success, "policy_message": outcome.message,
                 "success": bool(verdict.success and outcome.success), "check": verdict.message}
+
+
+def enable_robot(node: Node, timeout: float, check_alive: Callable[[], None] = lambda: None) -> str:
+    """Call /robot/enable until the franka adapter accepts it (it needs a fresh, healthy robot state)."""
+    client = node.create_client(SetBool, topics.ROBOT_ENABLE)
+    deadline = time.monotonic() + timeout
+    message = "the enable service did not answer"
+    while time.monotonic() < deadline:
+        check_alive()
+        if client.service_is_ready():
+            future = client.call_async(SetBool.Request(data=True))
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if future.done():
+                response = future.result()
+                if response.success:
+                    return response.message
+                message = response.message
+        time.sleep(0.2)
+    raise EpisodeError(f"could not enable the robot within {timeout:.0f} s: {message}")
+
+
+def failure_reason(result: dict) -> str | None:
+    """Why an episode's result (EpisodeClient.episode's dict, plus "error" when the graph could not run it) is not
+    a success, in words for the terminal; None for a success."""
+    if result.get("success"):
+        return None
+    if result.get("error"):
+        return result["error"]
+    if not result.get("policy_success", False):
+        return f"the episode ended unsuccessfully: {result.get('policy_message') or 'no message'}"
+    return f"the policy finished, but the task is not done: {result.get('check') or 'no check'}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0, help="simulator scene to reset to (without --instruction)")
+    parser.add_argument("--instruction", default=None,
+                        help="run these words on the scene as it is: no reset, no success check")
+    parser.add_argument("--enable", action="store_true", help="call /robot/enable first (robot:=franka)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="episode time limit (s, the graph's ROS time)")
+    parser.add_argument("--startup-timeout", type=float, default=30.0, help="wait for the graph's services (s)")
+    parser.add_argument("--settle", type=float, default=1.0, help="wait before the success check (s)")
+    args = parser.parse_args(argv)
+    if args.instruction is not None and not args.instruction.strip():
+        parser.error("--instruction must not be empty")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # as hamster-run starts the nodes
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    from hamster_apps.runner import stop_on_signals
+    from hamster_ros.spinner import BackgroundSpinner
+
+    stop_on_signals()
+    # rclpy's own SIGINT handler would shut the context down before the running episode could be canceled.
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = Node("hamster_episode_client")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = BackgroundSpinner(executor)
+    client = EpisodeClient(node)
+    result: dict = {"success": False, "domain_id": int(os.environ.get("ROS_DOMAIN_ID", "0"))}
+    try:
+        if args.enable:
+            result["enable"] = enable_robot(node, args.startup_timeout)
+        if args.instruction is None:
+            client.wait_until_ready(args.startup_timeout)
+            result.update(client.episode(args.seed, args.timeout, args.settle))
+        else:
+            client.wait_for_policy(args.startup_timeout)
+            started = time.monotonic()
+            outcome = client.run(args.instruction.strip(), args.timeout)
+            result.update(instruction=args.instruction.strip(), episode_seconds=round(time.monotonic() - started, 2),
+                          policy_success=outcome.success, policy_message=outcome.message, success=outcome.success)
+    except EpisodeError as error:
+        result["error"] = str(error)
+    except KeyboardInterrupt:
+        result["error"] = "interrupted" + (": the episode was canceled" if client.cancel() else "")
+    finally:
+        spinner.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    reason = failure_reason(result)
+    if reason:
+        print(f"episode_client: FAILED: {reason}", file=sys.stderr, flush=True)
+    print(json.dumps(result), flush=True)
+    return 0 if result["success"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,6 +18,31 @@ from pathlib import Path
 from hamster_apps.graph import NodeSpec, describe_graph
 
 
+EPILOG = """starting an episode:
+  Once the nodes run (the first line printed names them, their ROS_DOMAIN_ID and the log folder), start an
+  episode from another shell with the same ROS_DOMAIN_ID. An episode is policy_node's RunEpisode action
+  (hamster_msgs/action/RunEpisode: instruction, timeout_sec -> success, message, duration_sec) on
+  /hamster/run_episode.
+
+  From this venv (no ROS installation needed), with hamster-demo's episode client:
+    ROS_DOMAIN_ID=<id> .venv/bin/python -m hamster_apps.episode_client --seed 3
+      reset the simulator to scene 3, run its instruction, check success, print one JSON line
+    ROS_DOMAIN_ID=<id> .venv/bin/python -m hamster_apps.episode_client --instruction "pick up the ..."
+      these words on the scene as it is, no success check; add --enable for --robot franka
+
+  With a ROS 2 installation that has hamster_msgs on its paths:
+    ros2 action send_goal /hamster/run_episode hamster_msgs/action/RunEpisode \\
+        "{instruction: 'pick up the red cube and put it in the blue bowl'}"
+    ros2 service call /hamster/stop std_srvs/srv/Trigger        # hold the arm
+
+  hamster-demo does it all in one command: the graph, one seeded episode, a recorded bag.
+
+exit codes:
+  0 stopped by Ctrl-C or SIGTERM (every node stopped with it); 1 a node exited by itself (its log tail on
+  stderr; the other nodes are stopped); 2 bad options.
+"""
+
+
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # never let discovery leave this machine
@@ -134,7 +159,8 @@ def graph_from_arguments(args) -> list[NodeSpec]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_graph_arguments(parser)
     parser.add_argument("--log-dir", type=Path, default=Path("runs/logs"))
     args = parser.parse_args(argv)
@@ -154,17 +180,23 @@ def main(argv=None):
             parser.error(MISSING_MESSAGE)
     stop_on_signals()
     runner = GraphRunner(specs, args.log_dir, env)
+    code = 0
     with runner:
+        domain_id = runner.env["ROS_DOMAIN_ID"]
         print(f"started {', '.join(f'{name} (pid {p.pid})' for name, p in runner.processes.items())}; "
-              f"ROS_DOMAIN_ID={runner.env['ROS_DOMAIN_ID']}, logs in {args.log_dir}; Ctrl-C stops them", flush=True)
+              f"ROS_DOMAIN_ID={domain_id}, logs in {args.log_dir}; Ctrl-C stops them", flush=True)
+        print(f"start an episode from another shell: ROS_DOMAIN_ID={domain_id} {sys.executable} -m "
+              f"hamster_apps.episode_client --seed {args.seed}{' --enable' if args.robot == 'franka' else ''} "
+              "(hamster-run --help: more ways)", flush=True)
         try:
             while not runner.exited():
                 time.sleep(0.5)
-            for name, code in runner.exited().items():
-                print(f"{name} exited with {code}:\n{runner.log_tail(name)}", file=sys.stderr)
+            for name, exit_code in runner.exited().items():
+                print(f"{name} exited with {exit_code}:\n{runner.log_tail(name)}", file=sys.stderr)
+            code = 1
         except KeyboardInterrupt:
             pass
-    return 0
+    return code
 
 
 if __name__ == "__main__":
