@@ -11,8 +11,10 @@ STAMP="$VENV/.hamster-setup.sha256"
 cd "$ROOT"
 
 inputs_checksum() {
-  cat tools/setup.sh requirements/*.txt setup.py setup.cfg package.xml hamster_ros/_cloud_kernels.c \
-      msgs/CMakeLists.txt msgs/package.xml msgs/msg/* msgs/srv/* msgs/action/* \
+  # The package list too: the editable install maps only the packages find_packages saw (a folder's
+  # __init__.py), so a new package needs a reinstall before its console scripts can import it.
+  { cat tools/setup.sh requirements/*.txt setup.py setup.cfg package.xml hamster_ros/_cloud_kernels.c \
+      msgs/CMakeLists.txt msgs/package.xml msgs/msg/* msgs/srv/* msgs/action/*; printf '%s\n' */__init__.py; } \
     | sha256sum | cut -d' ' -f1
 }
 
