@@ -49,6 +49,9 @@ def _parameter_text(value) -> str:
 
 def _choices(kind: str, value: str, known: list[str]) -> str:
     if value not in known:
+        if not known:  # the registries are filled from this package's entry points
+            raise ValueError(f"unknown {kind} {value!r}: no {kind} is registered for this Python, so hamster_runtime "
+                             "is not installed in it (run from the project's venv: .venv/bin/...)")
         raise ValueError(f"unknown {kind} {value!r}; known: {', '.join(known)}")
     return value
 

@@ -44,8 +44,11 @@ class Registry(Generic[T]):
         if name not in self._factories:
             module = self._declared().get(name)
             if module is None:
-                raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'} "
-                                 f"(entry point group {self.group})")
+                known = self.names()
+                hint = "" if known else (": nothing is registered for this Python, so hamster_runtime is not installed "
+                                         "in it (run from the project's venv: .venv/bin/...)")
+                raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(known) or 'none'} "
+                                 f"(entry point group {self.group}){hint}")
             importlib.import_module(module)
             if name not in self._factories:
                 raise ValueError(f"{self.kind} {name!r}: importing {module} (entry point group {self.group}) "
