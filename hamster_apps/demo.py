@@ -60,13 +60,16 @@ def _recorded_topics(sensor_hz: float | None):
 
 def run_demo(args) -> dict:
     from hamster_apps.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_signals
-    from hamster_franka.franka_standin import franka_environment
+    from hamster_franka.franka_standin import StandinError, franka_environment
 
     stop_on_signals()
 
     env = ros_environment(args.domain_id)
     if args.robot == "franka":
-        env = franka_environment(env, "hamster-demo")
+        try:
+            env = franka_environment(env, "hamster-demo")
+        except StandinError as error:  # the build log's tail is in the message
+            return {"success": False, "seed": args.seed, "error": str(error)}
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -159,7 +162,6 @@ def run_demo(args) -> dict:
 
 
 def main(argv=None) -> int:
-    from hamster_apps.episode_client import failure_reason
     from hamster_apps.runner import add_graph_arguments
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,9 +187,11 @@ def main(argv=None) -> int:
         result = run_demo(args)
     except ValueError as error:  # bad graph options
         parser.error(str(error))
+    from hamster_apps.episode_client import failure_reason  # rclpy: not imported for --help or bad options
     reason = failure_reason(result)
     if reason:  # the JSON stays the last line; the reason is what a person reads first
-        print(f"hamster-demo: FAILED: {reason}\n(node logs: {result.get('logs')})", file=sys.stderr, flush=True)
+        logs = f"\n(node logs: {result['logs']})" if "logs" in result else ""
+        print(f"hamster-demo: FAILED: {reason}{logs}", file=sys.stderr, flush=True)
     print(json.dumps(result), flush=True)
     return EXIT_SUCCESS if result["success"] else EXIT_FAILED
 
