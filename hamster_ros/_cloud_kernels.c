@@ -1,8 +1,9 @@
 /* PointCloud2 <-> numpy kernels for the common layout (native-endian float32 x, y, z, optional packed rgb).
  *
  * One fused pass per cloud instead of numpy's several (gather, finite test, compaction): the conversions
- * run on every camera frame, and numpy's floor there is ~6x a memory copy. The GIL is released during the
- * loop so the control thread can run. hamster_ros/conversions.py validates the message and calls these;
+ * run on every camera frame, and numpy's passes cost several memory copies (README, "Reliability and timing",
+ * has the numbers). The GIL is released during the loop so the control thread can run.
+ * hamster_ros/conversions.py validates the message and calls these;
  * the checks here only keep a wrong call from reading or writing out of bounds.
  */
 #define PY_SSIZE_T_CLEAN
@@ -172,7 +173,8 @@ static uint32_t pack_with_colors_scalar(const uint32_t *point, const uint8_t *rg
 
 #ifdef HAVE_X86_SIMD
 /* Four points per iteration: three 16-byte loads of x, y, z, one of their 12 colour bytes, byte shuffles
- * into four 16-byte records. ~3x the scalar loop (which the compiler does not vectorize). */
+ * into four 16-byte records. Several times faster than the scalar loop, which the compiler does not
+ * vectorize (README, "Reliability and timing"). */
 __attribute__((target("ssse3")))
 static uint32_t pack_with_colors_ssse3(const uint32_t *point, const uint8_t *rgb, uint32_t *record,
                                        Py_ssize_t count) {
