@@ -24,6 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a colcon build of both packages (~30 s); no node is started
+
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix)
 # The user-facing arguments: the two package folders inside the cloned repository.

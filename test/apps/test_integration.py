@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
+pytestmark = [pytest.mark.graph, pytest.mark.slow]  # a whole demo run
+
 REQUIRED_TOPICS = {"/camera/color/image_raw", "/camera/depth/image_raw", "/camera/points", "/camera/color/camera_info",
                    "/hamster/path", "/hamster/masks", "/robot/cartesian_target", "/robot/gripper_command",
                    "/robot/ee_pose", "/hamster/instruction"}

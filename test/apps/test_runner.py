@@ -24,6 +24,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.graph
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_terminating_the_runner_stops_every_node(tmp_path, sig):
     """Regression: a runner killed by `timeout` (SIGTERM), or interrupted after being started in the background

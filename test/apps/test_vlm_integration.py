@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from rosbags.highlevel import AnyReader
 
+pytestmark = [pytest.mark.graph, pytest.mark.slow]  # a whole demo run
+
 
 @pytest.fixture(scope="module")
 def openai_demo(tmp_path_factory):

@@ -14,6 +14,7 @@ from rosbags.rosbag2 import Reader
 N_POSES, N_STATUS = 120, 12
 
 
+@pytest.mark.graph  # a publisher and the recorder in one process, over DDS
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_recorder_writes_every_message_of_a_live_stream(tmp_path, storage):
     import rclpy
@@ -114,6 +115,7 @@ def test_recorder_refuses_an_existing_bag_and_an_unknown_storage(tmp_path):
         BagRecorder(None, tmp_path, [])
 
 
+@pytest.mark.graph
 def test_recorder_stamps_when_a_message_arrived_not_when_its_callback_ran(tmp_path):
     """Regression: stamped at callback time, a /clock message published before a path could be written after it
     when the executor fell behind, and replay evaluation measured a negative path latency (test_replay)."""

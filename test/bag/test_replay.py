@@ -89,6 +89,7 @@ def _replay(bag, *args):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.graph
 def test_replay_publishes_every_message_in_order_with_clock(tmp_path):
     bag = tmp_path / "bag"
     written = _write_small_bag(bag)
@@ -164,6 +165,8 @@ def demo_bag(tmp_path_factory):
     return Path(result["bag"]), result
 
 
+@pytest.mark.graph
+@pytest.mark.slow  # the demo_bag fixture runs the demo
 def test_demo_bag_has_metadata_and_qos(demo_bag):
     from hamster_bag.bag_episode import EpisodeBag, load_episode
     bag, result = demo_bag
@@ -177,6 +180,8 @@ def test_demo_bag_has_metadata_and_qos(demo_bag):
     assert episode.metadata["package_version"] and episode.metadata["vlm_model_id"].startswith("oracle")
 
 
+@pytest.mark.graph
+@pytest.mark.slow  # the demo_bag fixture runs the demo
 def test_replay_eval_on_a_demo_bag(demo_bag, tmp_path):
     bag, _ = demo_bag
     process = _eval(tmp_path, bag, "--vlm-backend", "oracle")

@@ -25,6 +25,8 @@ import yaml
 from hamster_apps.graph import CONFIG_DIR, describe_graph
 from waiting import wait_until
 
+pytestmark = [pytest.mark.graph, pytest.mark.slow]  # builds the franka_msgs stand-in
+
 FRANKA_SIM = yaml.safe_load((CONFIG_DIR / "franka_sim.yaml").read_text())
 PERIOD = 1.0 / yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]["rate_hz"]
 EQUILIBRIUM = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"][

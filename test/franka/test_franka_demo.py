@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rosbags.highlevel import AnyReader
+
+pytestmark = [pytest.mark.graph, pytest.mark.slow]  # builds the franka_msgs stand-in, runs the demo
 
 
 def test_demo_with_robot_franka_succeeds_through_the_franka_interface(franka_msgs_env, tmp_path):

@@ -13,6 +13,8 @@ from hamster_core.tiny_checkpoints.perception import build_grounding_dino, build
 from hamster_apps.graph import describe_graph
 from hamster_apps.runner import GraphRunner, ros_environment
 
+pytestmark = pytest.mark.graph
+
 DOMAIN = 140 + os.getpid() % 10
 
 

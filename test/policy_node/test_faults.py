@@ -27,6 +27,8 @@ from graph_harness import Graph, Injector, Monitor
 from hamster_apps.graph import CONFIG_DIR
 from waiting import wait_until
 
+pytestmark = [pytest.mark.graph, pytest.mark.slow]
+
 SIM = yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["policy_node"]["ros__parameters"]
 RUNTIME = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["policy_node"]["ros__parameters"]
 WS_MIN, WS_MAX = np.array(SIM["workspace_min"]), np.array(SIM["workspace_max"])

@@ -10,6 +10,8 @@ import pytest
 from graph_harness import Graph, Injector, Monitor
 from hamster_apps.graph import CONFIG_DIR
 
+pytestmark = pytest.mark.graph
+
 MODEL = "fault-test-model"
 
 

@@ -17,6 +17,8 @@ from hamster_core.policies.base import POLICIES
 from hamster_apps.graph import CONFIG_DIR
 from tiny_models import TINY_DDA, TINY_RVT2
 
+pytestmark = [pytest.mark.graph, pytest.mark.slow]  # a demo run per policy
+
 # The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode. Each
 # with its best path conditioning (bench/results_learned_policies*): 3dda lifts the path in policy_node.
 TINY = {"rvt2": {**TINY_RVT2, "conditioning": "path_channels"},

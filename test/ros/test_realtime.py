@@ -66,6 +66,7 @@ def test_a_thread_can_drop_back_to_normal_scheduling():
     assert seen["policy"] == os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
+@pytest.mark.graph  # starts a policy_node process
 def test_policy_node_refuses_an_executor_priority_not_below_the_stream_priority():
     # The callback thread above (or level with) the stream thread would starve the stream.
     from hamster_apps.runner import ros_environment

@@ -32,6 +32,7 @@ def test_only_the_subscription_incompatible_qos_handler_is_left(context):
         lean.destroy_node()
 
 
+@pytest.mark.graph  # two nodes discover each other over DDS
 def test_a_publisher_with_incompatible_qos_is_still_reported(context):
     warnings = []
 

@@ -15,6 +15,7 @@ from rclpy.node import Node
 from hamster_ros.spinner import BackgroundSpinner
 
 
+@pytest.mark.graph  # spins an executor
 @pytest.mark.parametrize("executor_class", [SingleThreadedExecutor, MultiThreadedExecutor])
 def test_spinner_runs_callbacks_and_stops_its_thread(executor_class):
     context = rclpy.Context()
@@ -44,6 +45,7 @@ def test_spinner_runs_callbacks_and_stops_its_thread(executor_class):
         context.try_shutdown()
 
 
+@pytest.mark.graph  # spins an executor
 def test_spinner_leaves_when_the_context_is_shut_down_first():
     """SIGINT shuts the default context down before anyone calls stop(): the thread must still end."""
     context = rclpy.Context()

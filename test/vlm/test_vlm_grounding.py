@@ -47,6 +47,7 @@ def test_unknown_or_bad_options_name_the_value(tmp_path):
         Grounder(detector="nope")
 
 
+@pytest.mark.graph
 def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_path):
     """The VLM node as a real process, mode masks: one grounding on the first frame after the instruction."""
     import json

@@ -2,13 +2,14 @@
 failed attempts end the episode with the VLM's message, nothing invalid reaches /hamster/path, replanning
 works, and every output carries the model id."""
 import json
-import time
 
 import numpy as np
 import pytest
 
 from hamster_core.chat_server import ChatServer
 from waiting import wait_until
+
+pytestmark = pytest.mark.graph
 
 MODEL = "hamster-node-test"
 GOOD = "<ans>[(0.20, 0.30), <action>Close Gripper</action>, (0.60, 0.40), <action>Open Gripper</action>]</ans>"
