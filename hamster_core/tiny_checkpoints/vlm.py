@@ -114,7 +114,7 @@ def build_trained_tiny_vlm(out_dir, steps: int = 300, answer: str = FIXED_ANSWER
     """The tiny model fine-tuned to answer HAMSTER prompts (any instruction, any image) with `answer`.
 
     Trains on random images and the simulator's kinds of instructions; the loss covers the answer tokens
-    and the end-of-sequence token only. About 30-60 s on one CPU thread."""
+    and the end-of-sequence token only. Under a minute on one CPU thread (README, "VLM backends")."""
     import random
 
     import numpy as np
