@@ -17,7 +17,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
     ],
-    # One fused C pass per point cloud (hamster_ros/conversions.py): numpy's floor is ~6x a memory copy.
+    # One fused C pass per point cloud (hamster_ros/conversions.py): numpy needs several passes (README, bench).
     ext_modules=[Extension("hamster_ros._cloud_kernels", ["hamster_ros/_cloud_kernels.c"],
                            extra_compile_args=["-O3", "-std=c11"])],
     install_requires=["setuptools"],

@@ -269,6 +269,8 @@ class PolicyNode(RuntimeNode):
                 self.episode = None
             self.report["waiting_for"] = None
         result = RunEpisode.Result(success=success, message=message, duration_sec=self.now() - start)
+        if not self.context.ok():
+            return result   # shut down mid-episode: no action server (nor rosout) left to hear the ending
         # One call site per severity: rclpy raises when a call site's severity changes, which lost the result of
         # the first failed episode after a successful one (the action ended "aborted" with an empty message).
         if success:

@@ -35,7 +35,8 @@ class NodeEpisodeRuntime(EpisodeRuntime):
         self.node.halt()
 
     def feedback(self, phase: str, progress: float = 0.0) -> None:
-        self.goal_handle.publish_feedback(RunEpisode.Feedback(phase=phase, progress=float(progress)))
+        if self.node.context.ok():  # shutting down: the action server's publisher is gone, the stop ends the loop
+            self.goal_handle.publish_feedback(RunEpisode.Feedback(phase=phase, progress=float(progress)))
 
     def on_waiting(self, missing: str | None) -> None:
         self.node.report["waiting_for"] = missing
