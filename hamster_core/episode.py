@@ -93,6 +93,7 @@ class Interruptions:
     canceled: bool = False                    # the caller canceled the episode
     stop_requested: bool = False              # the explicit stop service
     clock_jump: str | None = None             # the clock went back (a simulator reset or restart)
+    executor_halted: str | None = None        # the executor stopped trusting the robot state (its halt_reason)
     robot_halted: str | None = None           # the robot adapter's gate is halted now, with its reason
     halted_during_episode: str | None = None  # it halted (and was re-enabled) since the episode began
     gripper_failure: str | None = None        # a gripper command of this episode failed
@@ -105,6 +106,8 @@ class Interruptions:
             return "stopped by request"
         if self.clock_jump:
             return self.clock_jump
+        if self.executor_halted:
+            return f"executor halted: {self.executor_halted}"
         if self.robot_halted is not None:
             return f"robot halted: {self.robot_halted}"
         if self.halted_during_episode is not None:

@@ -27,6 +27,8 @@ class SafetyLimits:
     max_angular_speed: float = field(default=1.0, metadata={"doc": "Target angular speed limit (rad/s)."})
     max_tracking_error: float = field(default=0.08, metadata={
         "doc": "Hold when the measured pose is farther than this from the target (m)."})
+    max_reseed_distance: float = field(default=0.15, metadata={
+        "doc": "Re-seed the target onto the measured pose only when it is at most this far (m); farther, halt."})
 
     def __post_init__(self):
         low = np.asarray(self.workspace_min, dtype=float)
@@ -36,10 +38,13 @@ class SafetyLimits:
                              f"{self.workspace_max}")
         if np.any(low >= high):
             raise ValueError(f"workspace_min {self.workspace_min} must be below workspace_max {self.workspace_max}")
-        for name in ("max_linear_speed", "max_angular_speed", "max_tracking_error"):
+        for name in ("max_linear_speed", "max_angular_speed", "max_tracking_error", "max_reseed_distance"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if self.max_reseed_distance < self.max_tracking_error:
+            raise ValueError(f"max_reseed_distance ({self.max_reseed_distance}) must be at least max_tracking_error "
+                             f"({self.max_tracking_error}): a re-seed starts beyond it")
         object.__setattr__(self, "workspace_min", tuple(float(v) for v in low))
         object.__setattr__(self, "workspace_max", tuple(float(v) for v in high))
 
@@ -117,6 +122,7 @@ class ExecutorStatus(str, enum.Enum):
     HOLDING_TRACKING = "holding_tracking_error"   # re-seeded at the measured pose, plan paused
     STOPPED = "stopped"                # explicit stop; sticky until clear_stop()
     OUTSIDE_WORKSPACE = "outside_workspace"       # the robot is outside the box: nothing is sent
+    HALTED = "halted"                  # the robot state cannot be trusted (halt_reason): nothing is sent
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,12 @@ class CartesianExecutor:
     max_plan_age_sec: float = 2.0      # keyframes planned on an older observation are dropped
     speed_fraction: float = 0.8        # peak planned speed as a fraction of the limits
     arrival_tolerance: float = 0.01    # m between measured pose and keyframe before a gripper command
+    max_reseeds: int = 2               # re-seeds allowed within reseed_window_sec; one more halts
+    reseed_window_sec: float = 10.0
+    # A measured pose that stays bit-identical across stamps newer by more than stale_after_sec, while the targets
+    # moved this far (m), is a frozen state that something re-stamps: the executor halts. A still arm is never
+    # flagged (its targets stand still), nor a stream that merely pauses (its stamps stand still: that holds).
+    frozen_motion: float = 0.01
 
     def __post_init__(self):
         if not 1 <= self.rate_hz <= 1000:
@@ -158,12 +170,21 @@ class CartesianExecutor:
             raise ValueError(f"speed_fraction must be in (0, 1], got {self.speed_fraction}")
         if not self.arrival_tolerance > 0:
             raise ValueError(f"arrival_tolerance must be positive, got {self.arrival_tolerance}")
+        if isinstance(self.max_reseeds, bool) or not isinstance(self.max_reseeds, int) or self.max_reseeds < 0:
+            raise ValueError(f"max_reseeds must be a non-negative integer, got {self.max_reseeds!r}")
+        for name in ("reseed_window_sec", "frozen_motion"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         self._last_target: Pose | None = None
         self._last_time: float | None = None
         self._segments: list[_Segment] = []
         self._plan_clock = 0.0
         self._next_segment = 0         # first segment whose gripper command has not been sent
         self._stopped = False
+        self._halt_reason: str | None = None
+        self._reseed_times: list[float] = []
+        self._measured_key: bytes | None = None     # the measured pose's bits, to notice a frozen state
+        self._measured_changed: tuple[float, np.ndarray] | None = None   # (its stamp, the target) when they last changed
 
     # -- inputs ---------------------------------------------------------------------------------------
     @property
@@ -174,6 +195,11 @@ class CartesianExecutor:
     def last_target(self) -> Pose | None:
         return self._last_target
 
+    @property
+    def halt_reason(self) -> str | None:
+        """Why the executor halted itself (it sends nothing until start() or clear_stop()), or None."""
+        return self._halt_reason
+
     def start(self, measured: Pose, now: float) -> None:
         """Begin holding the measured pose. Raises ValueError when it is outside the workspace: a target
         clipped into the box could be far from the arm, and the controller would pull it there unlimited."""
@@ -183,6 +209,8 @@ class CartesianExecutor:
         self._last_target = Pose(self.limits.clip(measured.position), measured.orientation)
         self._last_time = now
         self._segments = []
+        self._halt_reason, self._reseed_times = None, []
+        self._measured_key = self._measured_changed = None
 
     def stop(self) -> None:
         """Halt at the last target now; the next update already holds it. Sticky: plans are refused until
@@ -191,13 +219,20 @@ class CartesianExecutor:
         self._stopped = True
 
     def clear_stop(self) -> None:
+        """A new episode: plans are accepted again. After a halt the executor starts over from the next
+        measured pose (start()), never from the target it halted at."""
         self._stopped = False
+        if self._halt_reason is not None:
+            self._last_target = None
+            self._halt_reason, self._reseed_times = None, []
 
     def set_keyframes(self, keyframes: list[Keyframe], observation_stamp: float, now: float) -> None:
         """Replace the plan, starting from the last commanded target. Raises ValueError for a late or
         invalid plan (nothing changes then)."""
         if not self.started:
             raise ValueError("executor has no measured pose yet; call start() first")
+        if self._halt_reason is not None:
+            raise ValueError(f"executor halted: {self._halt_reason}")
         if self._stopped:
             raise ValueError("executor is stopped; a new episode clears the stop")
         age = now - observation_stamp
@@ -237,6 +272,17 @@ class CartesianExecutor:
         # A late tick must not license a big jump: at most two nominal periods of motion per tick.
         dt_motion = min(dt, 2.0 / self.rate_hz)
 
+        if self._halt_reason is not None:
+            return ExecutorCommand(None, None, ExecutorStatus.HALTED, 0.0)
+        if measured is not None and measured_stamp is not None:
+            key = measured.position.tobytes() + measured.orientation.tobytes()
+            if key != self._measured_key:
+                self._measured_key, self._measured_changed = key, (measured_stamp, self._last_target.position.copy())
+            changed_stamp, changed_target = self._measured_changed
+            still_for, moved = measured_stamp - changed_stamp, np.linalg.norm(self._last_target.position - changed_target)
+            if still_for > self.stale_after_sec and moved > self.frozen_motion:
+                return self._halt(f"the measured pose kept every bit for {still_for:.2f} s of fresh stamps while the "
+                                  f"targets moved {moved:.3f} m: a frozen state, re-stamped")
         # A stamp from the future is no fresher: the clock jumped back (a simulator reset) or the clocks disagree.
         stale = (measured is None or measured_stamp is None
                  or not -self.stale_after_sec <= now - measured_stamp <= self.stale_after_sec)
@@ -244,9 +290,18 @@ class CartesianExecutor:
             return self._hold(ExecutorStatus.HOLDING_STALE)
         if not self.limits.inside(measured.position, tolerance=WORKSPACE_TOLERANCE):
             return ExecutorCommand(None, None, ExecutorStatus.OUTSIDE_WORKSPACE, 0.0)
-        if np.linalg.norm(measured.position - self._last_target.position) > self.limits.max_tracking_error:
-            # The arm is not where it was sent (pushed, blocked, reset, a controller restart): never keep
-            # pulling it back to an old target. Hold where it is; the plan resumes from there, step-limited.
+        deviation = float(np.linalg.norm(measured.position - self._last_target.position))
+        if deviation > self.limits.max_tracking_error:
+            # The arm is not where it was sent (pushed, blocked, a controller restart): never keep pulling it back
+            # to an old target. Hold where it is and resume the plan from there, step-limited; but only for a
+            # bounded jump of the target and a few times: beyond that the robot state cannot be trusted.
+            if deviation > self.limits.max_reseed_distance:
+                return self._halt(f"the arm is {deviation:.3f} m from its target, more than max_reseed_distance "
+                                  f"{self.limits.max_reseed_distance:g}")
+            self._reseed_times = [t for t in self._reseed_times if now - t < self.reseed_window_sec] + [now]
+            if len(self._reseed_times) > self.max_reseeds:
+                return self._halt(f"{len(self._reseed_times)} re-seeds within {self.reseed_window_sec:g} s: the "
+                                  "robot state does not follow the targets")
             self._last_target = Pose(self.limits.clip(measured.position), measured.orientation)
             return self._hold(ExecutorStatus.HOLDING_TRACKING)
         if self._stopped:
@@ -268,6 +323,10 @@ class CartesianExecutor:
 
     def _hold(self, status: ExecutorStatus) -> ExecutorCommand:
         return ExecutorCommand(self._last_target, None, status, 0.0)
+
+    def _halt(self, reason: str) -> ExecutorCommand:
+        self._halt_reason, self._segments = reason, []
+        return ExecutorCommand(None, None, ExecutorStatus.HALTED, 0.0)
 
     @staticmethod
     def _reached(pose: Pose, goal: Pose, tolerance: float = 1e-3) -> bool:
@@ -326,9 +385,12 @@ class CartesianExecutor:
         return Pose(position, orientation)
 
 
-def describe_status(status: ExecutorStatus, now: float, measured: Pose | None, measured_stamp: float | None,
-                    stale_after_sec: float, pose_source: str = "the robot state") -> str:
+def describe_status(status: ExecutorStatus, executor: CartesianExecutor, now: float, measured: Pose | None,
+                    measured_stamp: float | None, pose_source: str = "the robot state") -> str:
     """Why the executor is in `status`, for people (status JSON, diagnostics, logs); "" when nothing to say."""
+    if status == ExecutorStatus.HALTED:
+        return f"halted: {executor.halt_reason}; nothing is sent until the next episode"
+    stale_after_sec = executor.stale_after_sec
     if status == ExecutorStatus.HOLDING_STALE:
         if measured is None or measured_stamp is None:
             return f"no end-effector pose on {pose_source}"

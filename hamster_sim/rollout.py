@@ -256,7 +256,7 @@ class SimEpisodeRuntime(EpisodeRuntime):
                            camera=frame.camera, rgb=None, path=self.path, masks=dict(frame.masks)), None
 
     def interruptions(self, episode_start: float) -> Interruptions:
-        return Interruptions()   # nothing outside the world interrupts; the loop's timeout still applies
+        return Interruptions(executor_halted=self.executor.halt_reason)   # nothing else outside the world
 
     def submit(self, keyframes, observation_stamp: float) -> None:
         self.executor.set_keyframes(keyframes, observation_stamp, self.world.time)

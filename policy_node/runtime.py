@@ -48,7 +48,7 @@ class NodeEpisodeRuntime(EpisodeRuntime):
         vlm_status = node.latest.get("vlm_status")
         return node.robot_events.interruptions(
             episode_start, canceled=self.goal_handle.is_cancel_requested, stop_requested=node.stop_requested.is_set(),
-            clock_jump=node.clock_jump,
+            clock_jump=node.clock_jump, executor_halted=node.executor_core.halt_reason,
             vlm_failure=vlm_failure(vlm_status.data if vlm_status is not None else None, instruction, episode_start))
 
     def submit(self, keyframes, observation_stamp: float) -> None:

@@ -17,7 +17,8 @@ from hamster_ros import interfaces as topics, realtime
 from hamster_ros.conversions import gripper_goal_to_msg, pose_to_msg, stamp_to_seconds
 
 HOLD_LEVELS = {ExecutorStatus.HOLDING_STALE: DiagnosticStatus.WARN, ExecutorStatus.HOLDING_TRACKING:
-               DiagnosticStatus.WARN, ExecutorStatus.OUTSIDE_WORKSPACE: DiagnosticStatus.ERROR}
+               DiagnosticStatus.WARN, ExecutorStatus.OUTSIDE_WORKSPACE: DiagnosticStatus.ERROR,
+               ExecutorStatus.HALTED: DiagnosticStatus.ERROR}
 
 
 class TargetStream:
@@ -83,8 +84,8 @@ class TargetStream:
             if status_changed:
                 node.report["detail"] = (
                     f"ROS time has not advanced for {clock_stopped:.2f} s (is /clock published?)" if clock_stopped
-                    else describe_status(command.status, now, measured, measured_stamp,
-                                         node.executor_core.stale_after_sec, topics.EE_POSE))
+                    else describe_status(command.status, node.executor_core, now, measured, measured_stamp,
+                                         topics.EE_POSE))
         self.tick_stats.tick(time.monotonic())
         header = Header(frame_id=node.base_frame, stamp=node.get_clock().now().to_msg())
         if command.target is not None:
@@ -98,7 +99,7 @@ class TargetStream:
             detail = node.report["detail"]
             text = f"executor: {command.status.value}" + (f": {detail}" if detail else "")
             # (one call site per severity: rclpy refuses a call site whose severity changes)
-            if command.status == ExecutorStatus.OUTSIDE_WORKSPACE:
+            if HOLD_LEVELS.get(command.status) == DiagnosticStatus.ERROR:
                 node.get_logger().error(text)
             elif command.status in HOLD_LEVELS:
                 node.get_logger().warning(text)

@@ -133,11 +133,13 @@ def test_bad_episode_requests_are_refused(instruction, timeout):
 
 def test_interruption_precedence():
     everything = Interruptions(canceled=True, stop_requested=True, clock_jump="the clock jumped back",
-                               robot_halted="REFLEX", halted_during_episode="user stop",
-                               gripper_failure="gripper grasp failed: no object", vlm_failure="no path")
-    expected = ["canceled", "stopped by request", "the clock jumped back", "robot halted: REFLEX",
-                "robot halted: user stop", "gripper grasp failed: no object", "VLM failed: no path"]
-    fields = ["canceled", "stop_requested", "clock_jump", "robot_halted", "halted_during_episode",
+                               executor_halted="3 re-seeds within 10 s", robot_halted="REFLEX",
+                               halted_during_episode="user stop", gripper_failure="gripper grasp failed: no object",
+                               vlm_failure="no path")
+    expected = ["canceled", "stopped by request", "the clock jumped back", "executor halted: 3 re-seeds within 10 s",
+                "robot halted: REFLEX", "robot halted: user stop", "gripper grasp failed: no object",
+                "VLM failed: no path"]
+    fields = ["canceled", "stop_requested", "clock_jump", "executor_halted", "robot_halted", "halted_during_episode",
               "gripper_failure", "vlm_failure"]
     for index, reason in enumerate(expected):
         remaining = Interruptions(**{name: getattr(everything, name) for name in fields[index:]})

@@ -66,11 +66,78 @@ def test_tracking_error_reseeds_at_the_measured_pose():
     """Regression: after a reset or a push the held target stayed where it was, pulling the arm back to it."""
     executor = make_executor()
     executor.start(pose(0.5, 0.0, 0.3), 0.0)
-    moved = pose(0.6, 0.2, 0.4)
+    moved = pose(0.6, 0.05, 0.35)   # 12 cm: beyond max_tracking_error, within max_reseed_distance
     command = executor.update(DT, moved, DT)
     assert command.status == ExecutorStatus.HOLDING_TRACKING
     np.testing.assert_allclose(command.target.position, moved.position)
     assert executor.update(2 * DT, moved, 2 * DT).status == ExecutorStatus.IDLE
+
+
+def test_a_reseed_farther_than_the_limit_halts_and_the_next_episode_starts_from_the_arm():
+    """Issue 21: the target jumped onto any received pose, however far."""
+    executor = make_executor()
+    executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    far = pose(0.6, 0.2, 0.4)   # 24.5 cm from the target
+    command = executor.update(DT, far, DT)
+    assert command.status == ExecutorStatus.HALTED and command.target is None
+    assert "0.245 m from its target, more than max_reseed_distance 0.15" in executor.halt_reason
+    assert executor.update(2 * DT, far, 2 * DT).target is None   # sticky
+    with pytest.raises(ValueError, match="halted"):
+        executor.set_keyframes([Keyframe(pose(0.6, 0.0, 0.3))], 2 * DT, 2 * DT)
+    executor.clear_stop()   # the next episode
+    assert not executor.started and executor.halt_reason is None
+    executor.start(far, 3 * DT)
+    assert executor.update(4 * DT, far, 4 * DT).status == ExecutorStatus.IDLE
+
+
+def test_repeated_reseeds_halt_with_the_reason():
+    """Issue 21: a frozen state re-seeded the target 12 times in 5 s, each an 8 cm jump, and never ended."""
+    executor = make_executor()
+    executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    t, statuses = 0.0, []
+    for offset in (0.1, 0.0, 0.1):   # the arm reported 10 cm off, back, off again
+        t += DT
+        statuses.append(executor.update(t, pose(0.5 + offset, 0.0, 0.3), t).status)
+    assert statuses[:2] == [ExecutorStatus.HOLDING_TRACKING] * 2 and statuses[2] == ExecutorStatus.HALTED
+    assert executor.halt_reason == "3 re-seeds within 10 s: the robot state does not follow the targets"
+
+
+def test_reseeds_far_apart_do_not_add_up():
+    executor = make_executor()
+    executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    for i, offset in enumerate((0.1, 0.0, 0.1, 0.0)):
+        t = 6.0 * (i + 1)
+        assert executor.update(t, pose(0.5 + offset, 0.0, 0.3), t).status == ExecutorStatus.HOLDING_TRACKING
+
+
+def test_a_frozen_pose_with_fresh_stamps_halts_but_a_still_arm_does_not():
+    """Issue 21: a bridge or driver re-stamping a stale sample looked fresh forever, and re-seeded again and again."""
+    executor = make_executor()
+    frozen = pose(0.5, 0.0, 0.3)
+    executor.start(frozen, 0.0)
+    t = 0.0
+    for _ in range(50):   # the arm holds still with fresh stamps: never frozen
+        t += DT
+        assert executor.update(t, frozen, t).status == ExecutorStatus.IDLE
+    executor.set_keyframes([Keyframe(pose(0.7, 0.0, 0.3))], t, t)
+    statuses = []
+    for _ in range(100):  # the targets move, the state keeps its bits, stamps keep advancing
+        t += DT
+        command = executor.update(t, frozen, t)
+        statuses.append(command.status)
+    assert statuses[-1] == ExecutorStatus.HALTED and command.target is None
+    assert ExecutorStatus.HOLDING_TRACKING not in statuses, "halted before the tracking error could re-seed"
+    assert "kept every bit" in executor.halt_reason and "a frozen state, re-stamped" in executor.halt_reason
+
+
+def test_a_paused_state_stream_is_not_called_frozen():
+    executor = make_executor()
+    start = pose(0.5, 0.0, 0.3)
+    executor.start(start, 0.0)
+    executor.set_keyframes([Keyframe(pose(0.7, 0.0, 0.3))], 0.0, 0.0)
+    for i in range(1, 15):   # the same message (same stamp) seen by 14 ticks: late (holds), not frozen
+        assert executor.update(i * DT, start, DT).status in (ExecutorStatus.EXECUTING, ExecutorStatus.HOLDING_STALE)
+    assert executor.halt_reason is None
 
 
 def test_stop_is_sticky_until_cleared():
@@ -188,7 +255,7 @@ def test_tracking_error_holds_and_the_plan_resumes_from_the_arm():
     executor = make_executor()
     executor.start(pose(0.5, 0.0, 0.3), 0.0)
     executor.set_keyframes([Keyframe(pose(0.7, 0.0, 0.3))], 0.0, 0.0)
-    blocked = pose(0.5, 0.0, 0.1)                               # robot 20 cm away from the command
+    blocked = pose(0.5, 0.0, 0.2)                               # robot 10 cm away from the command
     command = executor.update(DT, blocked, DT)
     assert command.status == ExecutorStatus.HOLDING_TRACKING
     resumed = executor.update(2 * DT, blocked, 2 * DT)
