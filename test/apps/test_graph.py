@@ -1,11 +1,12 @@
 """The node graph description shared by the launch file and the runner."""
-import ast
+import importlib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from hamster_apps.graph import CONFIG_DIR, describe_graph
+from launch_files import console_scripts, load_launch_file, run_launch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,11 +26,17 @@ def test_default_graph_is_the_simulator_and_three_nodes():
     assert [Path(p).name for p in nodes["policy_node"].parameter_files] == ["runtime.yaml", "sim.yaml"]
 
 
+def assert_console_scripts_run_the_modules(specs):
+    """ros2 launch starts a node by its console script (spec.executable), the runner by `python -m spec.module`:
+    the console script an install of setup.py creates must call that module's main."""
+    scripts = console_scripts()
+    for spec in specs:
+        assert spec.executable in scripts, f"no console script {spec.executable!r} in setup.py"
+        assert scripts[spec.executable].load() is importlib.import_module(spec.module).main, spec.name
+
+
 def test_every_node_module_and_console_script_exists():
-    setup_text = (ROOT / "setup.py").read_text()
-    for spec in describe_graph():
-        assert (ROOT / (spec.module.replace(".", "/") + ".py")).is_file()
-        assert f"{spec.executable} = {spec.module}:main" in setup_text
+    assert_console_scripts_run_the_modules(describe_graph())
 
 
 @pytest.mark.parametrize("policy", ["rvt2", "3dda"])
@@ -99,24 +106,30 @@ def test_runtime_yaml_documents_every_learned_policy_setting_with_its_default(po
         assert value == default and type(value) is type(default), name
 
 
-def test_launch_file_is_a_thin_layer_over_describe_graph():
-    source = (ROOT / "launch" / "hamster.launch.py").read_text()
-    tree = ast.parse(source)
-    calls = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
-    assert "describe_graph" in calls
-    arguments = ast.literal_eval(next(node.value for node in tree.body if isinstance(node, ast.Assign)
-                                      and node.targets[0].id == "ARGUMENTS"))
-    # The same choices as hamster-run (whose --config-dir is the installed share folder in a launch).
+@pytest.mark.parametrize("launch_arguments, run_arguments", [
+    ({}, []),
+    ({"policy": "rvt2", "seed": "5", "vlm_backend": "oracle"}, ["--policy", "rvt2", "--seed", "5"]),
+    ({"robot": "franka", "franka_sim": "true", "seed": "2"}, ["--robot", "franka", "--franka-sim", "--seed", "2"]),
+])
+def test_launch_file_starts_the_graph_hamster_run_starts(monkeypatch, launch_arguments, run_arguments):
+    """The launch file is a thin layer over describe_graph: for the same choices it starts the nodes hamster-run
+    starts (whose --config-dir is the installed share folder in a launch), with the same parameters and remaps."""
     import argparse
-    from hamster_apps.runner import add_graph_arguments
+
+    from hamster_apps.runner import add_graph_arguments, graph_from_arguments
+    module = load_launch_file(ROOT / "launch" / "hamster.launch.py", monkeypatch, {"hamster_runtime": ROOT})
+    declared, entities, _ = run_launch(module, **launch_arguments)
     parser = argparse.ArgumentParser()
     add_graph_arguments(parser)
     runner_options = {action.dest for action in parser._actions} - {"help", "config_dir"}
-    assert set(arguments) == runner_options
-    # Launch-only tools (rviz) sit beside the graph: declared in LAUNCH_ONLY, never a graph option.
-    launch_only = ast.literal_eval(next(node.value for node in tree.body if isinstance(node, ast.Assign)
-                                        and node.targets[0].id == "LAUNCH_ONLY"))
-    assert set(launch_only) == {"rviz"} and not set(launch_only) & runner_options
+    # The same choices as hamster-run; launch-only tools (rviz) sit beside the graph, never a graph option.
+    assert set(declared) - {"rviz"} == runner_options and "rviz" not in runner_options
+    specs = graph_from_arguments(parser.parse_args([*run_arguments, "--config-dir", str(ROOT / "config")]))
+    nodes = [entity for entity in entities if entity.package == "hamster_runtime"]
+    assert [(node.executable, node.name, node.parameters, node.remappings) for node in nodes] == \
+        [(spec.executable, spec.name, [*spec.parameter_files, spec.parameters], list(spec.remappings))
+         for spec in specs]
+    assert all(node.condition is None for node in nodes)       # the graph itself is always started
 
 
 def _register_test_backends():
@@ -145,9 +158,7 @@ def test_franka_graph_adds_the_adapter_and_camera_cloud_and_uses_wall_time(tmp_p
     assert "/robot/cartesian_target" not in remaps and "/robot/ee_pose" not in remaps
     assert remaps["/camera/depth/image_raw"] == "/camera/camera/aligned_depth_to_color/image_raw"
     assert all(dict(spec.remappings) == remaps for spec in nodes.values())
-    setup_text = (ROOT / "setup.py").read_text()
-    for spec in nodes.values():
-        assert f"{spec.executable} = {spec.module}:main" in setup_text
+    assert_console_scripts_run_the_modules(nodes.values())
 
 
 def test_franka_graph_without_a_calibration_file_says_how_to_make_one(tmp_path):
@@ -175,16 +186,29 @@ def test_franka_sim_points_the_adapter_at_the_simulators_franka_interface():
         describe_graph(robot="sim", franka_sim=True)
 
 
+@pytest.mark.graph  # starts the simulator node in this process (its thread publishes over DDS)
 def test_franka_bridge_and_simulator_agree_on_franka_ros2_names():
-    """The adapter's defaults (config/franka.yaml) are the names the simulator's franka interface serves."""
-    import yaml
+    """The adapter's defaults (config/franka.yaml) are the names the simulator's franka interface serves: the
+    simulator node's own parameter defaults, as it declares them (config/franka_sim.yaml leaves them alone)."""
+    import rclpy
+
+    from hamster_sim.sim_node import SimNode
     bridge = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]
-    source = (ROOT / "hamster_sim" / "sim_node.py").read_text()
-    for key, name in (("robot_state_topic", "franka.robot_state_topic"),
-                      ("equilibrium_pose_topic", "franka.equilibrium_pose_topic"),
-                      ("gripper_namespace", "franka.gripper_namespace")):
-        assert f'"{name}",\n' in source or f'"{name}", ' in source
-        assert f'"{bridge[key]}"' in source, key
+    franka_sim = yaml.safe_load((CONFIG_DIR / "franka_sim.yaml").read_text())["sim_node"]["ros__parameters"]
+    names = {"robot_state_topic": "franka.robot_state_topic", "equilibrium_pose_topic": "franka.equilibrium_pose_topic",
+             "gripper_namespace": "franka.gripper_namespace"}
+    assert not {"franka", *names.values()} & set(franka_sim)
+    rclpy.init()
+    try:
+        node = SimNode()
+        try:
+            served = {key: node.get_parameter(name).value for key, name in names.items()}
+        finally:
+            node.close()
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    assert served == {key: bridge[key] for key in names}
 
 
 def test_user_parameter_files_load_last_in_every_node(tmp_path):
@@ -213,8 +237,21 @@ def test_realsense_include_publishes_where_the_franka_remaps_look():
     assert arguments["serial_no"] == "'123456789'"
     with pytest.raises(ValueError, match="fps"):
         realsense_launch_arguments(fps=0)
-    source = (ROOT / "launch" / "realsense.launch.py").read_text()
-    assert "realsense_launch_arguments(" in source and "rs_launch.py" in source
+
+
+def test_realsense_launch_file_includes_the_driver_with_those_arguments(monkeypatch, tmp_path):
+    from hamster_apps.graph import realsense_launch_arguments
+    driver_share = tmp_path / "share" / "realsense2_camera"
+    module = load_launch_file(ROOT / "launch" / "realsense.launch.py", monkeypatch,
+                              {"realsense2_camera": driver_share})
+    for arguments, expected in (({}, realsense_launch_arguments()),
+                                (dict(camera_namespace="lab", camera_name="wrist", width="848", fps="15",
+                                      serial_no="123456789"),
+                                 realsense_launch_arguments("lab", "wrist", 848, 480, 15, "123456789"))):
+        _, entities, _ = run_launch(module, **arguments)
+        [include] = entities
+        assert include.source.path == str(driver_share / "launch" / "rs_launch.py")
+        assert dict(include.launch_arguments) == expected
 
 
 def test_hamster_run_on_a_real_franka_without_franka_msgs_says_what_to_install():

@@ -1,6 +1,5 @@
 """Monitoring in rviz: config/hamster.rviz names only runtime topics with matching QoS and rviz2's own display
 classes, the launch file starts rviz2 only on request, and the README picture can be regenerated."""
-import ast
 import importlib.util
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import pytest
 import yaml
 
 from hamster_ros import interfaces as t
+from launch_files import load_launch_file, run_launch, setup_keywords
 
 ROOT = Path(__file__).resolve().parents[2]
 RVIZ = ROOT / "config" / "hamster.rviz"
@@ -84,15 +84,23 @@ def test_rviz_subscriptions_are_compatible_with_the_publishers():
         assert (topic["Durability Policy"] == "Transient Local") == latched, topic["Value"]
 
 
-def test_launch_file_adds_rviz_only_on_request():
-    source = (ROOT / "launch" / "hamster.launch.py").read_text()
-    tree = ast.parse(source)
-    launch_only = ast.literal_eval(next(node.value for node in tree.body if isinstance(node, ast.Assign)
-                                        and node.targets[0].id == "LAUNCH_ONLY"))
-    assert launch_only["rviz"][0] == "false"
-    assert 'package="rviz2"' in source and 'executable="rviz2"' in source and '"hamster.rviz"' in source
-    assert 'IfCondition(LaunchConfiguration("rviz"))' in source
-    assert 'glob("config/*.rviz")' in (ROOT / "setup.py").read_text()
+def test_launch_file_adds_rviz_only_on_request(monkeypatch, tmp_path):
+    share = tmp_path / "share" / "hamster_runtime"   # where the install puts the launch and config files
+    (share / "config").mkdir(parents=True)
+    for name in ("runtime.yaml", "sim.yaml", "hamster.rviz"):
+        (share / "config" / name).write_bytes((ROOT / "config" / name).read_bytes())
+    module = load_launch_file(ROOT / "launch" / "hamster.launch.py", monkeypatch, {"hamster_runtime": share})
+    declared, entities, context = run_launch(module)
+    assert declared["rviz"] == "false"
+    [rviz] = [entity for entity in entities if entity.package == "rviz2"]
+    assert rviz.executable == "rviz2" and rviz.arguments == ["-d", str(share / "config" / "hamster.rviz")]
+    assert rviz.parameters == [{"use_sim_time": True}]           # the simulator's clock, as the graph's nodes
+    assert rviz.condition.evaluate(context) is False             # declared, not started
+    _, entities, context = run_launch(module, rviz="true")
+    assert [entity.condition.evaluate(context) for entity in entities if entity.package == "rviz2"] == [True]
+    # The install puts the rviz config where the launch file looks for it: the package's share/config.
+    installed = dict(setup_keywords()["data_files"])["share/hamster_runtime/config"]
+    assert "config/hamster.rviz" in installed
 
 
 def test_readme_picture_is_small_and_its_script_runs_on_a_recorded_bag(tmp_path):

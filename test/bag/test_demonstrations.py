@@ -3,6 +3,7 @@ conversion finds the expert's keyframes, and an observation from the bag equals 
 the same (live, rclpy) messages. One recorded expert episode is shared by the module (~5 s)."""
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -256,8 +257,52 @@ def test_train_command_trains_on_the_bags_and_resumes(demo, tmp_path, capsys):
     assert resumed["steps"] == 3 and resumed["resumed_from"].endswith("checkpoint-000002")
 
 
-def test_policy_node_builds_its_observation_with_the_shared_conversion():
-    import inspect
+class _NodeHolding:
+    """What policy_node's episode runtime reads of its node: the latest messages of each input and the measured
+    state, as the node's subscriptions leave them at `stamp_ns`."""
 
-    from policy_node import node
-    assert "observation_from_messages(" in inspect.getsource(node.PolicyNode._observation)
+    def __init__(self, messages, stamp_ns, required_inputs):
+        import threading
+
+        from hamster_core.episode import InputRules, RobotEvents
+        from hamster_ros.conversions import pose_from_msg, stamp_to_seconds
+        live = _live_messages(messages, stamp_ns)
+        self._latest = {"cloud": live[t.POINTS], "camera_info": live[t.COLOR_INFO], "camera_pose": live[t.CAMERA_POSE],
+                        "path": live[t.PATH], "masks": live[t.MASKS]}
+        self.ee_pose, self.ee_stamp = pose_from_msg(live[t.EE_POSE]), stamp_to_seconds(live[t.EE_POSE].header.stamp)
+        self.gripper_width = gripper_width_from_joints(live[t.JOINT_STATES], ("fr3_finger_joint1", "fr3_finger_joint2"))
+        self.latest = SimpleNamespace(get=lambda *keys: self._latest[keys[0]] if len(keys) == 1 else
+                                      tuple(self._latest[key] for key in keys))
+        self.state_lock = threading.Lock()
+        self.input_rules, self.robot_events = InputRules(), RobotEvents()
+        self.policy = SimpleNamespace(required_inputs=required_inputs)
+        self._now = stamp_ns * 1e-9
+
+    def now(self):
+        return self._now
+
+    def get_logger(self):
+        def error(message, **_):
+            raise AssertionError(f"policy_node refused a recorded message: {message}")
+        return SimpleNamespace(error=error)
+
+
+def test_policy_node_observes_what_the_demonstration_loader_reads_from_the_bag(demo):
+    # policy_node's own episode runtime (the node's code path, without a graph) on the live messages of a
+    # mid-episode frame: the same observation as the sample read back from the bag, path and masks included.
+    from policy_node.runtime import NodeEpisodeRuntime
+
+    bag, messages, _ = demo
+    sample = load_demonstration_samples(bag)[3]
+    runtime = NodeEpisodeRuntime(_NodeHolding(messages, round(sample.observation.stamp * 1e9),
+                                              frozenset({"points", "camera", "path", "masks"})))
+    observation, missing = runtime._observation(sample.observation.instruction, episode_start=0.0)
+    assert missing is None and observation is not None
+    assert observation.stamp == pytest.approx(sample.observation.stamp)
+    assert observation.path == sample.observation.path
+    assert observation.masks.keys() == sample.observation.masks.keys()
+    config = SceneConfig(conditioning="masks", num_points=512)
+    a = prepare_inputs(observation, config)
+    b = prepare_inputs(dataclasses.replace(sample.observation, path_points=None), config)
+    for name in ("points", "features", "proprio", "tokens"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
