@@ -1,5 +1,5 @@
 """Test-wide environment: DDS stays on this machine, one ROS domain per test session, headless rendering,
-no model hub access."""
+no model hub access; ROS logs and everything else a test writes go to temporary folders."""
 import os
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -10,6 +10,24 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Hypothesis keeps no example database (.hypothesis/ in the working directory): tests write only to temporary
+# folders. A failure still prints the falsifying example and how to reproduce it.
+settings.register_profile("hamster", database=None)
+settings.load_profile("hamster")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ros_logs_in_a_temporary_folder(tmp_path_factory):
+    """rclpy in this process and every node process started from it log into this session's temporary folder,
+    not ~/.ros/log (unless ROS_LOG_DIR is set already)."""
+    ours = "ROS_LOG_DIR" not in os.environ
+    if ours:
+        os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
+    yield
+    if ours:
+        del os.environ["ROS_LOG_DIR"]
 
 
 @pytest.fixture(scope="session")
