@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("hamster_core", "hamster_ros", "hamster_sim", "hamster_vlm_node", "perception_node", "policy_node",
-               "launch", "bench", "tools")
+               "hamster_franka", "hamster_bag", "hamster_apps", "launch", "bench", "tools")
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "marshal", "shelve", "joblib"}
 
@@ -62,6 +62,9 @@ def test_source_tree_is_scanned():
     files = list(python_files())
     assert len(files) > 30
     assert ROOT / "hamster_core" / "path2d.py" in files
+    # Every package of the project, whatever the layout: a new one is scanned or this fails.
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    assert packages <= set(SOURCE_DIRS), sorted(packages - set(SOURCE_DIRS))
 
 
 @pytest.mark.parametrize("snippet, reason", [
