@@ -54,6 +54,7 @@ def checkpoint(tmp_path_factory):
     return str(RVT2Policy(**TINY, conditioning="path_channels").save_pretrained(tmp_path_factory.mktemp("ckpt")))
 
 
+@pytest.mark.slow  # four closed-loop simulated episodes
 def test_evaluation_is_deterministic_under_a_seed(checkpoint):
     models = [ModelSpec("tiny", "rvt2", checkpoint)]
     first = evaluate(models, ["base"], 1, 1000, timeout_sec=6.0, max_keyframes=2, progress=False)
@@ -66,6 +67,7 @@ def test_evaluation_is_deterministic_under_a_seed(checkpoint):
                                        "parameters": RVT2Policy.from_pretrained(checkpoint).num_parameters()}
 
 
+@pytest.mark.slow  # six closed-loop simulated episodes through the command
 def test_eval_command_writes_results_and_a_plot(checkpoint, tmp_path):
     code = main(["--model", f"tiny={'rvt2'}:{checkpoint}", "--model", "follower=path_follower", "--sets", "base",
                  "camera_shift", "--episodes", "1", "--seed", "1001", "--timeout", "25", "--max-keyframes", "1",

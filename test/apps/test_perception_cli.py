@@ -24,6 +24,7 @@ def synthetic(i):
     return rgb
 
 
+@pytest.mark.slow  # the command end to end with its tiny models (seconds); bad input is checked in make test-fast
 def test_folder_of_images_gives_annotated_images_and_json(tmp_path, models, capsys):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -51,6 +52,7 @@ def test_folder_of_images_gives_annotated_images_and_json(tmp_path, models, caps
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 3
 
 
+@pytest.mark.slow  # the command end to end with its tiny models
 def test_video_file(tmp_path, models):
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))

@@ -1,6 +1,7 @@
 """Demonstrations: hamster-record-demonstrations writes a readable rosbag2 on the live topics, the bag -> samples
 conversion finds the expert's keyframes, and an observation from the bag equals the one policy_node builds from
-the same (live, rclpy) messages. One recorded expert episode is shared by the module (~5 s)."""
+the same (live, rclpy) messages. One recorded expert episode is shared by the module (~5-10 s); every test that
+records or reads an episode is marked slow."""
 import dataclasses
 import json
 from types import SimpleNamespace
@@ -36,6 +37,7 @@ def demo(tmp_path_factory):
     return bag, writer.messages, result
 
 
+@pytest.mark.slow  # the module's recorded expert episode (~10 s)
 def test_the_expert_succeeds_and_the_bag_has_the_live_topics(demo):
     bag, _, result = demo
     assert result.success, result.message
@@ -54,6 +56,7 @@ def test_the_expert_succeeds_and_the_bag_has_the_live_topics(demo):
         assert sum(1 for _ in episode_bag.messages(t.JOINT_STATES)) > 100
 
 
+@pytest.mark.slow  # the module's recorded expert episode (~10 s)
 def test_samples_follow_the_expert_keyframes(demo):
     bag, _, result = demo
     samples = load_demonstration_samples(bag)
@@ -80,6 +83,7 @@ def test_samples_follow_the_expert_keyframes(demo):
     assert np.all(lifted.points[lifted.channels[:, 0] > 0.5, 2] < 0.1)   # the path's end on table and container
 
 
+@pytest.mark.slow  # the module's recorded expert episode (~10 s)
 def test_moving_frames_add_observations_on_the_way_with_the_same_targets(demo):
     # Regression: 3dda trained on keyframe observations only learned "grasp straight below me" and in closed
     # loop went down wherever it stood; the frames in between show the arm elsewhere with the same target.
@@ -119,6 +123,7 @@ def _live_observation(messages, stamp_ns):
         camera_info=live[t.COLOR_INFO], camera_pose=live[t.CAMERA_POSE], path=live[t.PATH], masks=live[t.MASKS])
 
 
+@pytest.mark.slow  # the module's recorded expert episode (~10 s)
 @pytest.mark.parametrize("mode", ["none", "path_overlay", "path_channels", "masks", "path_points"])
 def test_live_and_bag_observations_give_the_same_model_inputs(demo, mode):
     from hamster_core.lifting import lift_path
@@ -139,6 +144,7 @@ def test_live_and_bag_observations_give_the_same_model_inputs(demo, mode):
     assert observation.instruction == sample.observation.instruction
 
 
+@pytest.mark.slow  # records an expert episode
 def test_record_command_writes_bags_and_an_index(tmp_path):
     summary = record(tmp_path, episodes=1, seed=7, progress=False)
     assert summary["episodes"] == 1 and summary["successes"] == 1
@@ -150,6 +156,7 @@ def test_record_command_writes_bags_and_an_index(tmp_path):
         record(tmp_path, episodes=1, seed=7, progress=False)
 
 
+@pytest.mark.slow  # records an expert episode
 def test_perturbed_demonstrations_teach_the_planned_keyframes_from_off_plan_poses(tmp_path):
     # Regression: trained where the arm always stood exactly on the demonstrated pre-grasp, 3dda learned "the
     # grasp is straight below me" and, 2 cm off in closed loop, grasped 5-8 cm too high.
@@ -201,6 +208,7 @@ def test_extra_stops_by_a_planned_keyframe_become_one_target():
         planned_targets([(10, at(0.52, 0.0, 0.15, GripperState.CLOSED))], plan, "bag")
 
 
+@pytest.mark.slow  # records an expert episode
 def test_an_interrupted_recording_still_lists_the_bags_it_wrote(tmp_path, monkeypatch):
     """Regression: an exception in the second episode left the first bag on disk but no index.json."""
     import hamster_sim.rollout as rollout
@@ -220,6 +228,7 @@ def test_an_interrupted_recording_still_lists_the_bags_it_wrote(tmp_path, monkey
     assert not (tmp_path / "episode-00008").exists()
 
 
+@pytest.mark.slow  # the module's recorded expert episode (~10 s)
 def test_a_failed_demonstration_is_not_a_training_sample(demo, tmp_path):
     scene = scene_for("base", SEED)
     writer = BagEpisodeWriter(tmp_path / "failed", camera_rate_hz=0.0)
@@ -233,6 +242,7 @@ def test_a_failed_demonstration_is_not_a_training_sample(demo, tmp_path):
     assert info["used"] == 1 and list(info["skipped"]) == [str(tmp_path / "failed")]
 
 
+@pytest.mark.slow  # the module's recorded expert episode (~10 s)
 def test_train_command_trains_on_the_bags_and_resumes(demo, tmp_path, capsys):
     from hamster_core.policies.rvt2 import RVT2Policy
     from hamster_apps.train import main
@@ -287,6 +297,7 @@ class _NodeHolding:
         return SimpleNamespace(error=error)
 
 
+@pytest.mark.slow  # the module's recorded expert episode (~10 s)
 def test_policy_node_observes_what_the_demonstration_loader_reads_from_the_bag(demo):
     # policy_node's own episode runtime (the node's code path, without a graph) on the live messages of a
     # mid-episode frame: the same observation as the sample read back from the bag, path and masks included.

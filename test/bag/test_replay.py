@@ -132,25 +132,36 @@ def test_replay_publishes_every_message_in_order_with_clock(tmp_path):
         collector.close()
 
 
-def test_replay_names_bad_input(tmp_path):
+def test_replay_names_bad_input(tmp_path, capsys):
+    # hamster-replay's main in this process: bad input is refused before any node starts.
+    from hamster_bag.replay import ReplayError, main, message_class
     bag = tmp_path / "bag"
     _write_small_bag(bag)
-    missing = _replay(bag, "--topics", "/nope")
-    assert missing.returncode == 2 and "/nope" in missing.stderr
-    assert _replay(tmp_path / "absent").returncode == 2
-    from hamster_bag.replay import ReplayError, message_class
+    assert main([str(bag), "--topics", "/nope"]) == 2 and "/nope" in capsys.readouterr().err
+    assert main([str(tmp_path / "absent")]) == 2
     with pytest.raises(ReplayError, match="foo_msgs/msg/Bar"):
         message_class("foo_msgs/msg/Bar")
-    bad_rate = _replay(bag, "--rate", "-1")
-    assert bad_rate.returncode == 2 and "-1" in bad_rate.stderr
+    capsys.readouterr()
+    assert main([str(bag), "--rate", "-1"]) == 2 and "-1" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------------
 # replay-eval
 
 def _eval(out, *args):
-    return subprocess.run([sys.executable, "-m", "hamster_bag.replay_eval", *map(str, args), "--out", str(out)],
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    """hamster-replay-eval's main in this process (it starts no node), with the command's exit code and output."""
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from hamster_bag.replay_eval import main
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main([*map(str, args), "--out", str(out)])
+        except SystemExit as exit_:   # argparse refusing the arguments
+            code = exit_.code
+    return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 @pytest.fixture(scope="module")

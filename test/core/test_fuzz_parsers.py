@@ -74,10 +74,11 @@ def check_answer(text: str, max_points: int, image_size) -> None:
     assert np.allclose(again.points, points, atol=1e-9) and np.array_equal(again.gripper, path.gripper), text
 
 
-@pytest.mark.parametrize("chunk", range(6))
+# The first chunk (2,000 answers) is part of `make test-fast`; all 30 chunks (60,000) run in `make test`.
+@pytest.mark.parametrize("chunk", [0] + [pytest.param(chunk, marks=pytest.mark.slow) for chunk in range(1, 30)])
 def test_answer_parser_survives_mutated_and_random_answers(chunk):
     rng = np.random.default_rng(1000 + chunk)
-    for _ in range(ANSWER_INPUTS // 6):
+    for _ in range(ANSWER_INPUTS // 30):
         kind = rng.random()
         if kind < 0.8:
             text = mutate(random_answer(rng), rng, ANSWER_ALPHABET)
@@ -184,6 +185,7 @@ def test_pointcloud_decoder_survives_random_messages():
     assert decoded > 0
 
 
+@pytest.mark.slow  # 6,000 files written and read back (seconds); the other readers run in make test-fast
 def test_remapping_file_reader_survives_mutations(tmp_path):
     valid = "/robot/cartesian_target: /cartesian_impedance_controller/equilibrium_pose\n/robot/ee_pose: /ee\n"
     rng = np.random.default_rng(19)
@@ -203,6 +205,7 @@ YAML_ALPHABET = list(":/-_ \n\t[]{},'\"&*!|>#%@.0123456789") + [
     "gripper_joint_names:", "ignore_distortion:", "position:", "orientation:"]
 
 
+@pytest.mark.slow  # 3,000 files written and read back (seconds); the other readers run in make test-fast
 def test_bag_topic_mapping_reader_survives_mutations(tmp_path):
     valid = (CONFIG_DIR / "bag_topics_realsense_franka.yaml").read_text()
     rng = np.random.default_rng(29)
@@ -222,6 +225,7 @@ def test_bag_topic_mapping_reader_survives_mutations(tmp_path):
         assert isinstance(mapping.ignore_distortion, bool), text
 
 
+@pytest.mark.slow  # 2,000 files written and read back (seconds); the other readers run in make test-fast
 def test_bag_metadata_reader_survives_mutations(tmp_path):
     valid = yaml.safe_dump({"rosbag2_bagfile_information": {
         "version": 9, "storage_identifier": "mcap", "duration": {"nanoseconds": 1000},

@@ -9,6 +9,7 @@ import pytest
 from hamster_core.registry import Registry
 
 
+@pytest.mark.slow  # a fresh interpreter imports policy_node and torch (~4 s)
 def test_the_path_follower_never_imports_torch():
     # Regression: looking up any policy imported every policy module, so the training-free path follower's node
     # paid for torch (~1 s and ~200 MB in the soak benchmark).

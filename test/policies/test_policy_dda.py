@@ -143,6 +143,7 @@ def overfit(config: DDAConfig, steps: int):
     return first, evaluate(), model.predict(batch, torch.Generator().manual_seed(0)), target
 
 
+@pytest.mark.slow  # 80 training steps (~3 s); test_epsilon_prediction_trains is the quick one
 def test_overfits_one_keyframe():
     first, last, prediction, target = overfit(DDAConfig(**TINY, conditioning="path_channels"), 80)
     assert last < first / 50
