@@ -274,3 +274,9 @@ def test_the_franka_adapter_limits_match_the_executor_limits(files):
             merged[node].update(document.get(node, {}).get("ros__parameters", {}))
     for key in ("workspace_min", "workspace_max", "max_linear_speed", "max_angular_speed"):
         assert merged["policy_node"][key] == merged["franka_bridge"][key], (files, key)
+
+
+def test_a_python_without_the_package_installed_is_told_so():
+    from hamster_apps.graph import _choices
+    with pytest.raises(ValueError, match="no policy is registered for this Python"):
+        _choices("policy", "path_follower", [])

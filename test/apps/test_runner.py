@@ -66,3 +66,24 @@ def test_runner_refuses_a_real_robot_with_the_franka_msgs_stand_in_on_its_paths(
                           "--perception-backend", "pipeline", "--calibration", str(CALIBRATION)], capture_output=True,
                          text=True, timeout=60, env=env)
     assert run.returncode == 2 and "TEST STAND-IN" in run.stderr and str(tmp_path / "standin") in run.stderr
+
+
+def test_runner_help_says_how_to_start_an_episode_and_its_exit_codes():
+    run = subprocess.run([sys.executable, "-m", "hamster_apps.runner", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0
+    for text in ("/hamster/run_episode", "hamster_msgs/action/RunEpisode", "ros2 action send_goal",
+                 "python -m hamster_apps.episode_client", "exit codes"):
+        assert text in run.stdout, text
+
+
+@pytest.mark.graph
+def test_runner_exits_1_with_the_log_tail_when_a_node_exits_by_itself(tmp_path):
+    params = tmp_path / "bad.yaml"
+    params.write_text("policy_node:\n  ros__parameters:\n    control_thread_priority: 100\n")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(200 + os.getpid() % 30))
+    run = subprocess.run([sys.executable, "-m", "hamster_apps.runner", "--log-dir", str(tmp_path / "logs"),
+                          "--params-file", str(params)], env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "policy_node exited with 2" in run.stderr and "control_thread_priority" in run.stderr
+    assert "hamster_apps.episode_client" in run.stdout

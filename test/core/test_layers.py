@@ -148,3 +148,9 @@ def test_the_rules_catch_the_back_edges_this_layout_removed():
     assert strongly_connected({"hamster_apps.demo": {"hamster_apps.runner"},
                                "hamster_apps.runner": {"hamster_apps.demo"}}) == [
         {"hamster_apps.demo", "hamster_apps.runner"}]
+
+
+def test_the_architecture_doc_names_every_package():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    for package in PACKAGES:
+        assert f"`{package}/`" in text, package

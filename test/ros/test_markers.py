@@ -45,3 +45,22 @@ def test_lift_path_and_current_target():
     assert lifted[0, :2] == pytest.approx([0.5, 0.0], abs=0.02)
     array = markers.current_target_markers(Header(frame_id="base"), Pose([0.5, 0, 0.3], [1, 0, 0, 0]))
     assert array.markers[0].id == markers.TARGET_ID and array.markers[0].points[1].z == pytest.approx(0.3)
+
+
+def test_marker_gripper_colours_agree_with_the_overlay_rings():
+    from hamster_core.drawing import GRIPPER_RING_COLORS
+
+    def dominant(rgb):
+        return int(np.argmax(rgb))
+    assert dominant(GRIPPER_RING_COLORS[GripperState.OPEN]) == 0 and dominant(GRIPPER_RING_COLORS[GripperState.CLOSED]) == 2
+    header = Header(frame_id="base")
+    keyframes = [Keyframe(Pose([0.5, 0, 0.05], top_down_orientation(0)), GripperState.CLOSED),
+                 Keyframe(Pose([0.4, 0.2, 0.15], top_down_orientation(0)), GripperState.OPEN)]
+    lifted = np.array([[0.5, 0, 0.05], [0.45, 0.1, 0.15], [0.4, 0.2, 0.1]])
+    gripper = np.array([GripperState.OPEN, GripperState.CLOSED, GripperState.OPEN])
+    array = markers.plan_markers(header, keyframes, (0.2, -0.45, 0.02), (0.8, 0.45, 0.6), lifted, gripper)
+    by_id = {m.id: m for m in array.markers if m.action == Marker.ADD}
+    assert [dominant((c.r, c.g, c.b)) for c in by_id[markers.PATH_ID].colors] == \
+        [dominant(GRIPPER_RING_COLORS[GripperState(g)]) for g in gripper]
+    grasp, place = by_id[markers.GRASP_ID].color, by_id[markers.PLACE_ID].color
+    assert dominant((grasp.r, grasp.g, grasp.b)) == 2 and dominant((place.r, place.g, place.b)) == 0

@@ -1,4 +1,8 @@
 """RuntimeNode: the project's nodes carry no middleware event handlers but the incompatible-QoS warning."""
+import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -57,3 +61,32 @@ def test_a_publisher_with_incompatible_qos_is_still_reported(context):
         executor.shutdown()
         talker.destroy_node()
         lean.destroy_node()
+
+
+RUN_NODE_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, time
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from hamster_ros import node_main
+    class Executor(SingleThreadedExecutor):
+        def spin(self):
+            if sys.argv[1] == "sigint":
+                try:
+                    os.kill(os.getpid(), signal.SIGINT); time.sleep(2)
+                except KeyboardInterrupt:  # as pybind11 reports one raised inside rclpy's message conversion
+                    raise RuntimeError("Unable to convert call argument '0' to Python object") from None
+            raise RuntimeError("a real fault")
+    node_main.SingleThreadedExecutor = Executor
+    node_main.run_node(lambda: Node("run_node_test"), threads=1)
+""")
+
+
+@pytest.mark.graph
+@pytest.mark.parametrize("case, code", [("sigint", 0), ("fault", 1)])
+def test_run_node_takes_the_interrupt_pybind11_turned_into_a_runtime_error_as_the_interrupt(tmp_path, case, code):
+    script = tmp_path / "script.py"
+    script.write_text(RUN_NODE_SCRIPT)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(200 + os.getpid() % 30), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    run = subprocess.run([sys.executable, str(script), case], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == code, run.stderr
+    assert ("Traceback" in run.stderr) == (case == "fault"), run.stderr

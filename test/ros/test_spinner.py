@@ -4,6 +4,7 @@ Regression: a fresh clone's CI run hung in GraphRunner.stop() because a test's `
 kept running, busy and holding the GIL, after `executor.shutdown()` was called from the main thread
 (ros2/rclpy#968 races shutdown's clean-up against the spinning thread).
 """
+import os
 import threading
 import time
 
@@ -70,4 +71,28 @@ def test_spinner_validates_its_poll_period():
         with pytest.raises(ValueError, match="-1"):
             BackgroundSpinner(SingleThreadedExecutor(context=context), poll_sec=-1)
     finally:
+        context.try_shutdown()
+
+
+@pytest.mark.graph  # spins an executor
+@pytest.mark.parametrize("shut_down", [True, False])
+def test_spinner_ends_quietly_only_when_the_context_is_down(shut_down):
+    from rclpy.context import Context
+    context = Context()
+    rclpy.init(context=context, domain_id=200 + os.getpid() % 30)
+    executor = SingleThreadedExecutor(context=context)
+    errors = []
+    previous, threading.excepthook = threading.excepthook, lambda args: errors.append(args.exc_value)
+
+    def spin_once(timeout_sec=None):  # shut down between the loop's ok() check and the next wait
+        if shut_down:
+            context.try_shutdown()
+        raise RuntimeError("failed to initialize wait set: the given context is not valid")
+    executor.spin_once = spin_once
+    try:
+        spinner = BackgroundSpinner(executor, poll_sec=0.01)
+        spinner._thread.join(timeout=5)
+        assert not spinner._thread.is_alive() and (errors == []) == shut_down, errors
+    finally:
+        threading.excepthook = previous
         context.try_shutdown()

@@ -1,0 +1,34 @@
+"""hamster-demo's verdict on the terminal, without a graph: the reason of a failure on stderr, the JSON line last on
+stdout, and the exit codes the README documents."""
+import json
+import subprocess
+import sys
+
+from hamster_apps.episode_client import failure_reason
+
+
+def test_failure_reason_says_what_went_wrong():
+    assert failure_reason({"success": True}) is None
+    assert failure_reason({"success": False, "error": "policy_node exited with 1"}) == "policy_node exited with 1"
+    assert failure_reason({"success": False, "policy_success": False,
+                           "policy_message": "timed out after 4 s while executing"}) \
+        == "the episode ended unsuccessfully: timed out after 4 s while executing"
+    assert "the task is not done: cube at [0.5, 0.1, 0.02]" in failure_reason(
+        {"success": False, "policy_success": True, "check": "cube at [0.5, 0.1, 0.02]"})
+
+
+def test_a_failed_demo_prints_its_reason_on_stderr_keeps_json_last_and_exits_1(monkeypatch, capsys):
+    import hamster_apps.demo as demo
+    monkeypatch.setattr(demo, "run_demo", lambda args: {"success": False, "policy_success": False,
+                                                        "policy_message": "timed out after 4 s while executing",
+                                                        "logs": "runs/episode-x/logs"})
+    assert demo.main([]) == 1
+    out, err = capsys.readouterr()
+    assert "hamster-demo: FAILED: the episode ended unsuccessfully: timed out after 4 s while executing" in err
+    assert "runs/episode-x/logs" in err and json.loads(out.strip().splitlines()[-1])["success"] is False
+
+
+def test_episode_client_refuses_an_empty_instruction():
+    run = subprocess.run([sys.executable, "-m", "hamster_apps.episode_client", "--instruction", "  "],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--instruction must not be empty" in run.stderr
