@@ -36,6 +36,7 @@ PERIOD = 1.0 / RUNTIME["rate_hz"]
 MAX_STEP = SIM["max_linear_speed"] * 2 * PERIOD + 1e-6          # m per message (a late tick: two periods)
 MAX_TURN = SIM["max_angular_speed"] * 2 * PERIOD + 1e-5          # rad per message
 SEED = 3
+STREAM_PAUSE_SEC = 0.5   # the stream sent nothing this long: it was halted and starts over from the arm
 
 # Faster failures than the defaults, so the module fits in `make test`.
 OVERRIDES = {
@@ -61,7 +62,9 @@ def _reseeded(monitor: Monitor, target) -> bool:
 
 def assert_safe_targets(monitor: Monitor) -> int:
     """Over every target received so far: inside the workspace, unit quaternions, and steps within the
-    executor's per-tick limits, except a jump onto the arm's measured pose (a re-seed: commands no motion)."""
+    executor's per-tick limits. A jump is allowed only onto the arm's measured pose (commands no motion), and only
+    within max_reseed_distance (a re-seed) or after the stream paused (a new episode starting from the arm after a
+    halt): a frozen, re-stamped state once drew 8 cm jumps onto itself again and again."""
     with monitor.lock:
         targets = list(monitor.targets)
     assert targets, "no Cartesian target was received"
@@ -77,6 +80,10 @@ def assert_safe_targets(monitor: Monitor) -> int:
     for i in np.flatnonzero(steps > MAX_STEP):
         assert _reseeded(monitor, targets[i + 1]), \
             f"target {i + 1} moved {steps[i]:.4f} m in one message (limit {MAX_STEP:.4f}), not onto a measured pose"
+        paused = targets[i + 1][0] - targets[i][0] > STREAM_PAUSE_SEC
+        assert steps[i] <= SIM["max_reseed_distance"] + 1e-6 or paused, \
+            f"target {i + 1} re-seeded {steps[i]:.4f} m onto a measured pose (max_reseed_distance " \
+            f"{SIM['max_reseed_distance']})"
         jumps.add(i + 1)
     for i in range(1, len(targets)):
         angle = quaternion_angle(quaternions[i - 1], quaternions[i])
@@ -166,6 +173,39 @@ def test_frozen_proprioception_holds_at_once_and_resumes(graph):
     m.stop()
     outcome = m.result(result, 30, graph.alive)
     assert not outcome.success and outcome.message == "stopped by request while executing", outcome.message
+    assert_safe_targets(m)
+
+
+def test_frozen_state_restamped_halts_the_executor_and_ends_the_episode(graph):
+    """Issue 21: a robot state frozen but re-published with fresh stamps (a driver or bridge re-stamping a stale
+    sample) drew 12 target jumps of ~8 cm in 5 s and the episode never ended."""
+    from geometry_msgs.msg import PoseStamped
+    m = graph.monitor
+    instruction = m.reset(SEED)
+    since = time.monotonic()
+    result = m.start_episode(instruction, 60, graph.alive)
+    graph.executing(since)
+    publisher = m.node.create_publisher(PoseStamped, m.t.EE_POSE, m.t.SENSOR)
+    sample = m.latest["ee"]
+    frozen = time.monotonic()
+    m.set_fault(m.freeze_state, True)   # the simulator's state stops ...
+
+    def restamped(index, stamp):        # ... and its last sample goes out again and again, freshly stamped
+        sample.header.stamp = stamp
+        return [(publisher, sample)]
+    injector = Injector(m, restamped, image=False)
+    try:
+        outcome = m.result(result, 60, graph.alive)
+    finally:
+        injector.close()
+        m.set_fault(m.freeze_state, False)
+        m.node.destroy_publisher(publisher)
+    assert not outcome.success, outcome.message
+    assert outcome.message.startswith("executor halted: the measured pose kept every bit") \
+        and outcome.message.endswith("a frozen state, re-stamped while executing"), outcome.message
+    _, halted = wait_until(lambda: m.status_since(frozen, "halted"), "status halted", 10, graph.alive)
+    assert "kept every bit" in halted["detail"], halted
+    assert not m.status_since(frozen, "holding_tracking_error"), "re-seeded onto the frozen pose"
     assert_safe_targets(m)
 
 
