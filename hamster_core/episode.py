@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ class InputSnapshot:
     ee_stamp: float | None
     cloud_stamp: float | None
     camera_ready: bool = False            # camera model and camera pose both known
+    cloud_problem: str | None = None      # what is wrong with the newest cloud, once converted (None: usable)
     robot_enabled: bool = True
     path: Path2D | None = None
     masks: dict = field(default_factory=dict)
@@ -65,6 +67,8 @@ def waiting_for(rules: InputRules, inputs: InputSnapshot, instruction: str, epis
         return "a fresh point cloud"
     if "camera" in required_inputs and not inputs.camera_ready:
         return "camera info and camera pose"
+    if inputs.cloud_problem:   # sensor problems first: a broken camera matters more than a pending path
+        return inputs.cloud_problem
     if "path" in required_inputs and inputs.path is None:
         return f"a path for {instruction!r}"
     if not inputs.masks and inputs.now - episode_start < rules.mask_wait_sec:
@@ -75,14 +79,61 @@ def waiting_for(rules: InputRules, inputs: InputSnapshot, instruction: str, epis
 def path_is_for(path_instruction: str, path_stamp: float, instruction: str, episode_start: float) -> bool:
     """A path answers this episode: drawn for its instruction, no earlier than it began (the VLM's latched path
     of a previous episode with the same words must not be reused)."""
-    return path_instruction == instruction and path_stamp >= episode_start
+    return path_drop_reason(path_instruction, path_stamp, instruction, episode_start) is None
+
+
+def path_drop_reason(path_instruction: str, path_stamp: float, instruction: str, episode_start: float) -> str | None:
+    """Why a path is not this episode's, or None."""
+    if path_instruction != instruction:
+        return "for another instruction"
+    if path_stamp < episode_start:
+        return "stamped before the episode"
+    return None
 
 
 def masks_are_for(phrases, stamp: float, instruction: str, episode_start: float, now: float,
                   max_age_sec: float) -> bool:
     """Fresh masks grounded from this instruction (perception may still publish the previous one's)."""
-    grounded_here = all(phrase.lower() in instruction.lower() for phrase in phrases)
-    return episode_start <= stamp and now - stamp <= max_age_sec and grounded_here
+    return masks_drop_reason(phrases, stamp, instruction, episode_start, now, max_age_sec) is None
+
+
+def masks_drop_reason(phrases, stamp: float, instruction: str, episode_start: float, now: float,
+                      max_age_sec: float) -> str | None:
+    """Why masks are not this episode's (or not fresh), or None."""
+    if not all(phrase.lower() in instruction.lower() for phrase in phrases):
+        return "for another instruction"
+    if stamp < episode_start:
+        return "stamped before the episode"
+    if now - stamp > max_age_sec:
+        return "older than max_input_age_sec"
+    return None
+
+
+class InputDrops:
+    """Inputs an episode looked at and did not use, counted by source and reason over the runtime's life.
+    `count` says whether the reason is new in this episode, so each is logged once per episode, with numbers."""
+
+    def __init__(self):
+        self._counts: dict[str, int] = {}     # "source: reason" -> messages
+        self._this_episode: set[str] = set()
+        self._lock = threading.Lock()         # counted on the episode's thread, reported from others
+
+    @property
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def new_episode(self) -> None:
+        with self._lock:
+            self._this_episode = set()
+
+    def count(self, source: str, reason: str) -> bool:
+        key = f"{source}: {reason}"
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            first = key not in self._this_episode
+            self._this_episode.add(key)
+        return first
 
 
 # -- interruptions --------------------------------------------------------------------------------------------
@@ -215,6 +266,9 @@ class EpisodeRuntime(ABC):
     def halt(self) -> None:
         """Stop the executor: the arm holds."""
 
+    def on_start(self, episode_start: float) -> None:
+        """The episode began at `episode_start` (the runtime's clock): inputs stamped before it are not its own."""
+
     def feedback(self, phase: str, progress: float = 0.0) -> None:
         """The loop's phase: waiting_for_inputs, planning or executing."""
 
@@ -248,6 +302,7 @@ def run_episode(runtime: EpisodeRuntime, policy: Policy, instruction: str, timeo
         raise ValueError(f"timeout_sec must be a finite number > 0, got {timeout_sec!r}")
     start = runtime.now()
     policy.reset()
+    runtime.on_start(start)
     outcome = EpisodeOutcome(False, "")
 
     def interrupted() -> str | None:

@@ -22,7 +22,7 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from hamster_core.episode import InputRules, RobotEvents, run_episode
+from hamster_core.episode import InputDrops, InputRules, RobotEvents, run_episode
 from hamster_core.executor import CartesianExecutor, GripperSettings, SafetyLimits
 from hamster_core.policies.base import POLICIES
 from hamster_core.timing import ClockWatchdog
@@ -89,6 +89,7 @@ class PolicyNode(RuntimeNode):
         self.ee_pose = self.ee_stamp = None
         self.gripper_width = 0.0
         self.robot_events = RobotEvents()
+        self.drops = InputDrops()                # inputs episodes looked at and did not use, by reason
         self.stop_requested = threading.Event()
         self.clock_jump: str | None = None       # set when the clock jumped back during an episode
         self.episode: NodeEpisodeRuntime | None = None
@@ -96,8 +97,8 @@ class PolicyNode(RuntimeNode):
         self.last_status = None                 # the executor's ExecutorStatus at the last tick
         self.progress = 0.0
         self.plan_frame_stamp: float | None = None   # camera frame of a new plan, until its first target goes out
-        self.report = {"detail": "", "waiting_for": None, "stamp": 0.0, "frame_to_command_ms": None,
-                       "frame_age_at_plan_ms": None, "plan_compute_ms": None}
+        self.report = {"detail": "", "waiting_for": None, "stamp": 0.0, "episode_start": None,
+                       "frame_to_command_ms": None, "frame_age_at_plan_ms": None, "plan_compute_ms": None}
 
         inputs = ReentrantCallbackGroup()
         self.latest = LatestMessages(self, inputs)

@@ -2,11 +2,13 @@
 Runs on the episode's own thread; the node's callbacks and control thread share its state under locks."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from std_msgs.msg import Header
 
-from hamster_core.episode import EpisodeRuntime, InputSnapshot, masks_are_for, path_is_for, vlm_failure, waiting_for
+from hamster_core.episode import (EpisodeRuntime, InputSnapshot, masks_drop_reason, path_drop_reason, vlm_failure,
+                                  waiting_for)
 from hamster_core.executor import ExecutorStatus
 from hamster_core.path2d import PathError
 from hamster_core.policies.base import Observation
@@ -24,6 +26,8 @@ class NodeEpisodeRuntime(EpisodeRuntime):
         self.node = node
         self.goal_handle = None   # set when the accepted goal starts running
         self._planning_started = time.monotonic()
+        self._converted: tuple = (None, None, None)   # (messages, Observation, problem) of the last conversion
+        self._seen: dict[str, tuple] = {}              # source -> (message, its checked value)
 
     def now(self) -> float:
         return self.node.now()
@@ -37,6 +41,11 @@ class NodeEpisodeRuntime(EpisodeRuntime):
     def feedback(self, phase: str, progress: float = 0.0) -> None:
         if self.node.context.ok():  # shutting down: the action server's publisher is gone, the stop ends the loop
             self.goal_handle.publish_feedback(RunEpisode.Feedback(phase=phase, progress=float(progress)))
+
+    def on_start(self, episode_start: float) -> None:
+        self.node.drops.new_episode()
+        self.node.report["episode_start"] = episode_start   # tests and tools stamp what they inject from this
+        self.node.stream.publish_status()
 
     def on_waiting(self, missing: str | None) -> None:
         self.node.report["waiting_for"] = missing
@@ -100,47 +109,92 @@ class NodeEpisodeRuntime(EpisodeRuntime):
         return ready
 
     def _observation(self, instruction: str, episode_start: float) -> tuple[Observation | None, str | None]:
-        """The newest messages, checked by the core's readiness rules, then converted."""
-        node, log = self.node, self.node.get_logger()
+        """The newest messages, converted, checked by the core's readiness rules."""
+        node = self.node
         now = self.now()
         cloud_msg, info, camera_pose_msg, path_msg, masks_msg = node.latest.get(
             "cloud", "camera_info", "camera_pose", "path", "masks")
         with node.state_lock:
             ee_pose, ee_stamp, width = node.ee_pose, node.ee_stamp, node.gripper_width
-        path = None
-        if path_msg is not None and path_is_for(path_msg.instruction, stamp_to_seconds(path_msg.header.stamp),
-                                                instruction, episode_start):
-            try:
-                path = path_from_msg(path_msg)
-            except PathError as error:
-                log.error(f"ignoring invalid path: {error}", throttle_duration_sec=5.0)
-        masks = {}
-        if masks_msg is not None and masks_are_for(masks_msg.phrases, stamp_to_seconds(masks_msg.header.stamp),
-                                                   instruction, episode_start, now,
-                                                   node.input_rules.max_input_age_sec):
-            try:
-                masks = masks_from_msg(masks_msg)
-            except (ConversionError, ValueError) as error:
-                log.error(f"ignoring invalid masks: {error}", throttle_duration_sec=5.0)
-            if info is not None and any(mask.shape != (info.height, info.width) for mask in masks.values()):
-                log.error(f"ignoring masks of size {[m.shape[::-1] for m in masks.values()]}: the camera's images "
-                          f"are {info.width}x{info.height}", throttle_duration_sec=5.0)
-                masks = {}
+        observation, cloud_problem = self._convert(instruction, cloud_msg, info, camera_pose_msg, ee_pose, width)
+        path = self._checked("path", path_msg, lambda msg: self._check_path(msg, instruction, episode_start))
+        masks = self._checked("masks", masks_msg,
+                              lambda msg: self._check_masks(msg, info, instruction, episode_start)) or {}
+        if masks and masks_drop_reason(masks_msg.phrases, stamp_to_seconds(masks_msg.header.stamp), instruction,
+                                       episode_start, now, node.input_rules.max_input_age_sec):
+            masks = {}   # aged out since it was checked: superseded, not dropped
         inputs = InputSnapshot(now=now, ee_stamp=ee_stamp,
                                cloud_stamp=stamp_to_seconds(cloud_msg.header.stamp) if cloud_msg else None,
                                camera_ready=info is not None and camera_pose_msg is not None,
-                               robot_enabled=node.robot_events.gate == "streaming", path=path, masks=masks)
+                               cloud_problem=cloud_problem, robot_enabled=node.robot_events.gate == "streaming",
+                               path=path, masks=masks)
         missing = waiting_for(node.input_rules, inputs, instruction, episode_start, node.policy.required_inputs)
         if missing:
             return None, missing
-        try:  # the one messages -> Observation conversion, shared with the demonstration loader
-            observation = observation_from_messages(instruction=instruction, cloud=cloud_msg, tcp_pose=ee_pose,
-                                                    gripper_width=width, camera_info=info,
-                                                    camera_pose=camera_pose_msg)
-        except (ConversionError, ValueError) as error:
-            log.error(f"ignoring invalid input: {error}", throttle_duration_sec=5.0)
-            return None, "valid camera and point cloud"
-        if len(observation.points) == 0:
-            return None, "a point cloud with finite points"
         observation.path, observation.masks = path, masks   # parsed and checked above, with the same conversions
         return observation, None
+
+    def _checked(self, source: str, msg, check):
+        """`check(msg)` -> (value, None) or (None, (reason, detail)), once per message however often the loop looks;
+        every message not used is counted by reason (status and /diagnostics) and each reason logged once per
+        episode, with the count."""
+        if msg is None:
+            return None
+        if self._seen.get(source, (None,))[0] is not msg:
+            value, dropped = check(msg)
+            self._seen[source] = (msg, value)
+            if dropped is not None:
+                self._drop(source, *dropped)
+        return self._seen[source][1]
+
+    def _drop(self, source: str, reason: str, detail: str = "") -> None:
+        if self.node.drops.count(source, reason):
+            self.node.get_logger().warning(f"dropped {source} {reason}{': ' + detail if detail else ''} "
+                                           f"({self.node.drops.counts[f'{source}: {reason}']} so far)")
+
+    def _check_path(self, msg, instruction: str, episode_start: float):
+        reason = path_drop_reason(msg.instruction, stamp_to_seconds(msg.header.stamp), instruction, episode_start)
+        if reason:
+            return None, (reason, f"{msg.instruction!r} stamped {stamp_to_seconds(msg.header.stamp):.3f}")
+        try:
+            return path_from_msg(msg), None
+        except PathError as error:
+            return None, ("invalid", str(error))
+
+    def _check_masks(self, msg, info, instruction: str, episode_start: float):
+        stamp = stamp_to_seconds(msg.header.stamp)
+        reason = masks_drop_reason(msg.phrases, stamp, instruction, episode_start, self.now(),
+                                   self.node.input_rules.max_input_age_sec)
+        if reason:
+            return None, (reason, f"{list(msg.phrases)} stamped {stamp:.3f}")
+        try:
+            masks = masks_from_msg(msg)
+        except (ConversionError, ValueError) as error:
+            return None, ("invalid", str(error))
+        if info is not None and any(mask.shape != (info.height, info.width) for mask in masks.values()):
+            return None, ("of the wrong size", f"{[m.shape[::-1] for m in masks.values()]}: the camera's images are "
+                                               f"{info.width}x{info.height}")
+        return masks, None
+
+    def _convert(self, instruction, cloud_msg, info, camera_pose_msg, tcp_pose, width):
+        """(Observation, None) from the newest cloud and camera, or (None, what is wrong with them); converted
+        once per cloud, however often the loop looks while it waits for other inputs."""
+        if cloud_msg is None or tcp_pose is None:
+            return None, None   # the readiness rules say which is missing
+        key = (cloud_msg, info, camera_pose_msg)
+        if self._converted[0] is None or any(a is not b for a, b in zip(key, self._converted[0])):
+            try:  # the one messages -> Observation conversion, shared with the demonstration loader
+                observation = observation_from_messages(instruction=instruction, cloud=cloud_msg, tcp_pose=tcp_pose,
+                                                        gripper_width=width, camera_info=info,
+                                                        camera_pose=camera_pose_msg)
+                problem = None if len(observation.points) else "a point cloud with finite points"
+            except (ConversionError, ValueError) as error:
+                observation, problem = None, "valid camera and point cloud"
+                self._drop("camera and cloud", "invalid", str(error))
+            if problem == "a point cloud with finite points":
+                self._drop("cloud", "without a finite point")
+            self._converted = (key, observation, problem)
+        _, observation, problem = self._converted
+        if observation is not None:   # the robot's state moves on while the camera's frame stays
+            observation = dataclasses.replace(observation, tcp_pose=tcp_pose, gripper_width=width)
+        return observation, problem

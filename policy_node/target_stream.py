@@ -112,11 +112,13 @@ class TargetStream:
         /diagnostics (WARN while holding, ERROR outside the workspace)."""
         node = self.node
         status = node.last_status.value if node.last_status else "not_started"
-        report = dict(node.report, status=status, progress=round(node.progress, 3), stream=self.tick_stats.summary())
+        report = dict(node.report, status=status, progress=round(node.progress, 3), stream=self.tick_stats.summary(),
+                      dropped=node.drops.counts)
         node.status_pub.publish(String(data=json.dumps(report)))
         values = [KeyValue(key="status", value=status)]
         if report["waiting_for"]:
             values.append(KeyValue(key="waiting_for", value=report["waiting_for"]))
+        values += [KeyValue(key=f"dropped {key}", value=str(count)) for key, count in sorted(report["dropped"].items())]
         array = DiagnosticArray(status=[DiagnosticStatus(
             level=HOLD_LEVELS.get(node.last_status, DiagnosticStatus.OK), name=node.get_name(), hardware_id="executor",
             message=f"{status}: {report['detail']}" if report["detail"] else status, values=values)])

@@ -92,6 +92,13 @@ def assert_safe_targets(monitor: Monitor) -> int:
     return len(targets)
 
 
+def dropped(monitor: Monitor, key: str) -> int:
+    """How many inputs policy_node dropped for this "source: reason", by its newest status (counted over its life)."""
+    with monitor.lock:
+        records = [record for _, record in monitor.statuses if "dropped" in record]
+    return records[-1]["dropped"].get(key, 0) if records else 0
+
+
 def assert_holds_after(monitor: Monitor, since: float, until: float, stamp_from: float | None = None,
                        min_count: int = 5) -> np.ndarray:
     """Every target received in [since, until] (and, with `stamp_from`, stamped at or after it: callbacks may
@@ -282,8 +289,8 @@ def test_stalled_camera_and_bad_clouds_hold_the_arm_and_end_the_episode_clearly(
             outcome.message
         waited = {record.get("waiting_for") for _, record in m.statuses[-200:]}
         assert {"valid camera and point cloud", "a point cloud with finite points"} <= waited, waited
-        log = graph.log("policy_node")
-        assert "ignoring invalid input: PointCloud2" in log
+        assert dropped(m, "camera and cloud: invalid") >= 1 and dropped(m, "cloud: without a finite point") >= 1
+        assert "dropped camera and cloud invalid: PointCloud2" in graph.log("policy_node")
         reported = {d[4].get("waiting_for") for d in m.diagnostics_since(start, "policy_node")}
         assert {"valid camera and point cloud", "a point cloud with finite points"} <= reported, reported
         assert instruction in [i for _, i in m.paths], "the VLM planned on the injected image"
@@ -381,21 +388,20 @@ def test_vlm_killed_bad_paths_rejected_then_restarted_vlm_resumes_the_episode(gr
         _, waiting_status = wait_until(lambda: m.status_since(start, predicate=lambda r: r.get("waiting_for") ==
                                                               f"a path for {instruction!r}"),
                                        "the episode to wait for a path", 30)
-        expected = "ignoring invalid path: point 1 (1.5, 0.4000000059604645) is outside the normalized range [0, 1]"
+        invalid_before = dropped(m, "path: invalid")
         for k, (x, y, gripper) in enumerate((([0.2, 1.5, 0.6], [0.3, 0.4, 0.5], [0, 1, 0]),  # x outside [0, 1]
                                             ([0.2, 0.4, 0.6], [0.3, 0.4], [0, 1, 0]),        # different lengths
                                             ([0.2, float("nan")], [0.3, 0.4], [0, 1]),       # not finite
                                             ([0.2, 0.4], [0.3, 0.4], [0, 7]))):              # gripper not 0/1
-            # Stamped no earlier than the policy's own status: a monitor clock behind the policy's would make the
-            # path older than the episode, and it would be ignored without a word.
-            stamp = max(stamp_to_seconds(m.now_stamp()), waiting_status["stamp"] + 0.001)
+            # Stamped no earlier than the episode's start as the policy reports it: a monitor clock behind the
+            # policy's would make the path older than the episode (dropped as such, not as invalid).
+            stamp = max(stamp_to_seconds(m.now_stamp()), waiting_status["episode_start"] + 0.001)
             msg = m.Path2D(header=Header(frame_id="camera", stamp=seconds_to_stamp(stamp)), image_width=320,
                            image_height=240, instruction=instruction, model_id="fault-injection")
             msg.x, msg.y, msg.gripper = array.array("f", x), array.array("f", y), array.array("B", gripper)
             path_pub.publish(msg)
-            if k == 0:  # the log is throttled: wait for the first rejection instead of assuming a window
-                wait_until(lambda: expected in graph.log("policy_node"), "the first bad path's rejection", 10)
-            time.sleep(0.3)
+            wait_until(lambda: dropped(m, "path: invalid") > invalid_before + k, f"bad path {k} counted as invalid",
+                       10)
         rejected = time.monotonic()
         waiting = wait_until(lambda: m.status_since(rejected, predicate=lambda r: r.get("waiting_for") ==
                                                     f"a path for {instruction!r}"), "still waiting for a path", 10)
@@ -417,7 +423,7 @@ def test_perception_killed_bad_masks_rejected_policy_plans_without_masks(graph):
     from std_msgs.msg import Header
 
     from hamster_core.instruction import PLACEMENT_LABEL, TARGET_LABEL, parse_pick_place_instruction
-    from hamster_ros.conversions import masks_to_msg
+    from hamster_ros.conversions import masks_to_msg, seconds_to_stamp, stamp_to_seconds
 
     m = graph.monitor
     graph.kill("perception_node")
@@ -426,6 +432,9 @@ def test_perception_killed_bad_masks_rejected_policy_plans_without_masks(graph):
     alive = lambda: graph.alive("perception_node")  # noqa: E731
 
     def bad_masks(i, stamp):
+        # Stamped no earlier than the episode's start as the policy reports it (a lagging monitor clock would make
+        # them "stamped before the episode", not the faults injected here).
+        stamp = seconds_to_stamp(max(stamp_to_seconds(stamp), episode_start + 0.001))
         header = Header(frame_id="camera_color_optical_frame", stamp=stamp)
         kind = i % 4
         size = (10, 10) if kind == 0 else (240, 320)
@@ -439,15 +448,18 @@ def test_perception_killed_bad_masks_rejected_policy_plans_without_masks(graph):
             msg.scores = msg.scores[:1]
         return [(m.masks_pub, msg)]
     start = time.monotonic()
+    result = m.start_episode(instruction, 60, alive)
+    _, started = wait_until(lambda: m.status_since(start, predicate=lambda r: r.get("episode_start") is not None
+                                                   and r.get("waiting_for")), "the episode's start", 30, alive)
+    episode_start = started["episode_start"]
     injector = Injector(m, bad_masks, image=False)
     try:
-        result = m.start_episode(instruction, 60, alive)
         wait_until(lambda: m.status_since(start, "executing"), "executing without masks", 60, alive)
     finally:
         injector.close()
+    assert dropped(m, "masks: of the wrong size") >= 1 and dropped(m, "masks: invalid") >= 1
     log = graph.log("policy_node")
-    assert "ignoring masks of size [(10, 10), (10, 10)]: the camera's images are 320x240" in log
-    assert "ignoring invalid masks:" in log
+    assert "dropped masks of the wrong size: [(10, 10), (10, 10)]: the camera's images are 320x240" in log
     last_plan = [line for line in log.splitlines() if re.search(r"\[policy_node\]: plan \d+: ", line)][-1]
     assert "'refined_with': []" in last_plan, last_plan  # planned from the path and cloud alone
     restarted = time.monotonic()
