@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -111,7 +112,8 @@ class LearnedPolicy(Policy):
     def __init__(self, config=None, **overrides):
         config = replace(config or self.config_class(), **overrides)
         if config.checkpoint:
-            saved = read_config(Path(config.checkpoint), self.config_class)
+            with checkpoint_errors(config.checkpoint):
+                saved = read_config(Path(config.checkpoint), self.config_class)
             config = replace(saved, **{name: getattr(config, name) for name in RUNTIME_FIELDS})
         self.config = config
         self.required_inputs = required_inputs(config)
@@ -120,8 +122,13 @@ class LearnedPolicy(Policy):
             self.model = self.model_class(config)
         self.init_note = None
         if config.checkpoint:
-            state = load_file(str(Path(config.checkpoint) / WEIGHTS_NAME))
-            self.model.load_state_dict(state, strict=True)
+            with checkpoint_errors(config.checkpoint):
+                state = load_file(str(Path(config.checkpoint) / WEIGHTS_NAME))
+                broken = [name for name, tensor in state.items()
+                          if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+                if broken:
+                    raise ValueError(f"non-finite weights in {', '.join(sorted(broken)[:3])}")
+                self.model.load_state_dict(state, strict=True)
         else:
             self.init_note = (f"{self.name}: no checkpoint, randomly initialised weights (seed {config.seed}); "
                               f"its actions are meaningless until trained")
@@ -200,6 +207,18 @@ class LearnedPolicy(Policy):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+
+@contextmanager
+def checkpoint_errors(checkpoint):
+    """Any failure to load a checkpoint (corrupt, truncated, wrong shapes, NaN weights, bad config) becomes one
+    ValueError naming the folder: nodes end on it with one FATAL line and exit 2, not a traceback."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - safetensors, torch and json each raise their own kinds
+        detail = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        detail = detail if len(detail) <= 300 else detail[:300] + "..."
+        raise ValueError(f"cannot load checkpoint {checkpoint}: {type(error).__name__}: {detail}") from error
 
 
 def read_config(path: Path, config_class):
