@@ -38,8 +38,28 @@ class RuntimeNode(Node):
         return super().create_publisher(*args, event_callbacks=event_callbacks, **kwargs)
 
 
+def wants_help(argv: list[str]) -> bool:
+    """-h/--help among a node's own arguments (those after --ros-args belong to ROS)."""
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    return any(arg in ("-h", "--help") for arg in own)
+
+
+def print_node_help(make_node: Callable[[], Node]) -> None:
+    module = sys.modules.get(make_node.__module__)
+    name = make_node.__module__ if make_node.__module__ != "__main__" else (
+        getattr(module, "__spec__", None) and module.__spec__.name) or sys.argv[0]
+    print(f"usage: python -m {name} [--ros-args [-p NAME:=VALUE] [--params-file FILE] [-r FROM:=TO]]\n")
+    print((module.__doc__ or "").strip())
+    print("\nEvery parameter is declared with a description (`ros2 param describe <node> <name>` while it runs); "
+          "the documented defaults are in config/*.yaml (docs/architecture.md).")
+
+
 def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
-    """threads=1 spins a SingleThreadedExecutor: less GIL contention for a node whose own thread does the work."""
+    """threads=1 spins a SingleThreadedExecutor: less GIL contention for a node whose own thread does the work.
+    -h/--help prints what the node is and how to pass parameters, and starts nothing."""
+    if wants_help(sys.argv):
+        print_node_help(make_node)
+        return
     keep_large_buffers()  # camera-rate images and clouds reuse heap blocks instead of faulting in fresh pages
     interrupted = threading.Event()
 
@@ -50,8 +70,9 @@ def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
     # Before rclpy.init, which chains its own SIGINT handler (shut the context down, wake the executor) to this one.
     signal.signal(signal.SIGINT, on_sigint)
     rclpy.init(args=sys.argv)
-    # SIGTERM from a process supervisor should end the node like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    # SIGTERM from a process supervisor ends the node like Ctrl-C: rclpy's own handler (SignalHandlerOptions.ALL)
+    # shuts the context down from C and wakes the executor. A Python handler here would only run once the executor's
+    # wait returned on its own, which for a node without timers is never (the VLM node outlived SIGTERM by 10 s+).
     node = None
     try:
         try:
@@ -67,8 +88,9 @@ def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
     except RuntimeError:
         # Ctrl-C's KeyboardInterrupt raised while rclpy's C++ code was converting a taken message into Python
         # comes out of the executor as pybind11's "RuntimeError: Unable to convert call argument '0' to Python
-        # object": the same interrupt, not a fault of the node.
-        if not interrupted.is_set():
+        # object": the same interrupt, not a fault of the node. A SIGTERM during start-up shuts the context down
+        # under the executor being built (RCLError, a RuntimeError): the same stop.
+        if not interrupted.is_set() and rclpy.ok():
             raise
     finally:
         if node is not None:
