@@ -31,6 +31,7 @@ def params_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # the simulator and the node with tiny models (~20 s)
 def test_pipeline_node_publishes_masks_diagnostics_and_clouds(tmp_path, params_file):
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray

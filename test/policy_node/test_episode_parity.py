@@ -18,7 +18,7 @@ import pytest
 from hamster_apps.graph import CONFIG_DIR, NodeSpec
 from waiting import wait_until
 
-pytestmark = pytest.mark.graph
+pytestmark = [pytest.mark.graph, pytest.mark.slow]  # three episodes through the graph and in-process (~20 s)
 
 PLUGIN = textwrap.dedent('''
     """A scripted policy whose keyframes depend only on the plan number and the instruction."""

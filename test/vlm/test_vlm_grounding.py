@@ -48,6 +48,7 @@ def test_unknown_or_bad_options_name_the_value(tmp_path):
 
 
 @pytest.mark.graph
+@pytest.mark.slow  # the node with tiny models (~10 s)
 def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_path):
     """The VLM node as a real process, mode masks: one grounding on the first frame after the instruction."""
     import json
