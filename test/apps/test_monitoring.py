@@ -103,6 +103,7 @@ def test_launch_file_adds_rviz_only_on_request(monkeypatch, tmp_path):
     assert "config/hamster.rviz" in installed
 
 
+@pytest.mark.slow  # the screenshot tool end to end on a bag (matplotlib)
 def test_readme_picture_is_small_and_its_script_runs_on_a_recorded_bag(tmp_path):
     """docs/monitoring.png is in the repository and under 200 KB; the script composes one from a bag with
     the three monitored streams (a synthetic one here: markers.py's own plan, a coloured cloud, overlays)."""

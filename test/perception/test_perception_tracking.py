@@ -58,7 +58,7 @@ def test_csrt_follows_a_moving_object_through_a_brief_occlusion():
     assert not any(update.lost for update, _ in results)
 
 
-@pytest.mark.parametrize("name", ["csrt", "kcf", "mil"])
+@pytest.mark.parametrize("name", ["csrt", "kcf", pytest.param("mil", marks=pytest.mark.slow)])  # mil: ~2 s each
 def test_tracker_is_never_confidently_wrong_through_an_occlusion(name):
     """KCF gives up under the occluder and MIL's box drifts there; both say so (the pipeline then re-detects)."""
     results = run_tracker(name, list(scene_frames()))
@@ -67,7 +67,7 @@ def test_tracker_is_never_confidently_wrong_through_an_occlusion(name):
     assert not any(update.lost for update, _ in results[:12])   # before the occluder
 
 
-@pytest.mark.parametrize("name", ["csrt", "kcf", "mil"])
+@pytest.mark.parametrize("name", ["csrt", "kcf", pytest.param("mil", marks=pytest.mark.slow)])  # mil: ~2 s each
 def test_tracker_reports_loss_when_the_object_is_gone_for_good(name):
     frames = list(scene_frames(n=30, occlude=(0, 0), vanish_at=10))
     tracker = TRACKERS.create(name)

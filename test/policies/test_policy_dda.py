@@ -143,7 +143,7 @@ def overfit(config: DDAConfig, steps: int):
     return first, evaluate(), model.predict(batch, torch.Generator().manual_seed(0)), target
 
 
-@pytest.mark.slow  # 80 training steps (~3 s); test_epsilon_prediction_trains is the quick one
+@pytest.mark.slow  # 80 training steps (~3 s)
 def test_overfits_one_keyframe():
     first, last, prediction, target = overfit(DDAConfig(**TINY, conditioning="path_channels"), 80)
     assert last < first / 50
@@ -152,6 +152,7 @@ def test_overfits_one_keyframe():
     assert prediction["gripper"][0, 0] > 0.9 and prediction["done"][0] < 0.1
 
 
+@pytest.mark.slow  # 40 training steps; test_training trains both policies briefly in make test-fast
 def test_epsilon_prediction_trains():
     first, last, _, _ = overfit(DDAConfig(**TINY, prediction="epsilon", position_head="regression"), 40)
     assert last < first / 4

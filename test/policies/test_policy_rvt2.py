@@ -132,6 +132,7 @@ def test_a_checkpoint_folder_without_weights_is_refused(tmp_path):
         RVT2Policy(checkpoint=str(tmp_path))
 
 
+@pytest.mark.slow  # 100 training steps; test_training trains both policies briefly in make test-fast
 def test_overfits_one_keyframe():
     """The losses are wired to the right outputs: a hundred steps on one sample drive every loss down and
     the prediction onto the target."""
