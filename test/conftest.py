@@ -12,20 +12,31 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
-# Hypothesis keeps no example database (.hypothesis/ in the working directory): tests write only to temporary
-# folders. A failure still prints the falsifying example and how to reproduce it.
+# Hypothesis keeps no example database: tests write only to temporary folders. A failure still prints the
+# falsifying example and how to reproduce it.
 settings.register_profile("hamster", database=None)
 settings.load_profile("hamster")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def ros_logs_in_a_temporary_folder(tmp_path_factory):
-    """rclpy in this process and every node process started from it log into this session's temporary folder,
-    not ~/.ros/log (unless ROS_LOG_DIR is set already)."""
+def temporary_storage(tmp_path_factory, pytestconfig):
+    """rclpy in this process and every node process started from it log into this session's temporary folder, not
+    ~/.ros/log (unless ROS_LOG_DIR is set already). Hypothesis keeps its caches (unicode tables, ~3 s to build)
+    beside the sessions' folders in pytest's temporary root, where the next session finds them, not in
+    .hypothesis/ of the working directory; with --basetemp, in this session's folder."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
     ours = "ROS_LOG_DIR" not in os.environ
     if ours:
         os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
+    if pytestconfig.option.basetemp is None:   # /tmp/pytest-of-<user>/pytest-<n>: its parent is pytest's own
+        hypothesis_home = tmp_path_factory.getbasetemp().parent / "hypothesis"
+        hypothesis_home.mkdir(exist_ok=True)
+    else:
+        hypothesis_home = tmp_path_factory.mktemp("hypothesis")
+    set_hypothesis_home_dir(hypothesis_home)
     yield
+    set_hypothesis_home_dir(None)
     if ours:
         del os.environ["ROS_LOG_DIR"]
 
