@@ -309,6 +309,7 @@ keyframe_positions = st.tuples(st.floats(0.0, 1.0), st.floats(-0.6, 0.6), st.flo
 quaternions = st.tuples(*[st.floats(-1, 1)] * 4).filter(lambda q: np.linalg.norm(q) > 0.1)
 
 
+@pytest.mark.slow  # 150 hypothesis plans (~3 s); test_safety_properties' first chunk runs in make test-fast
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(keyframe_positions, quaternions, st.sampled_from([None, 0, 1])), min_size=1, max_size=5),
        st.lists(st.floats(0.1, 4.0), min_size=50, max_size=50))

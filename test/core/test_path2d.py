@@ -222,6 +222,7 @@ paths = st.integers(min_value=1, max_value=30).flatmap(lambda n: st.builds(
 ))
 
 
+@pytest.mark.slow  # 300 hypothesis paths (~2 s); the parser's examples above run in make test-fast
 @settings(max_examples=300, deadline=None, database=None)
 @given(path=paths, decimals=st.integers(min_value=1, max_value=6))
 def test_format_then_parse_round_trips_within_rounding(path, decimals):
@@ -311,6 +312,7 @@ def _is_subsequence(simplified, path):
     return all(pair in remaining for pair in zip(simplified.points.tolist(), simplified.gripper.tolist()))
 
 
+@pytest.mark.slow  # 200 hypothesis paths (~2 s); the RDP examples above run in make test-fast
 @settings(max_examples=200, deadline=None, database=None)
 @given(path=paths, epsilon=st.floats(0.0, 0.3))
 def test_rdp_output_is_a_state_preserving_subsequence_within_epsilon(path, epsilon):
@@ -364,6 +366,7 @@ def test_resample_degenerate_paths():
         resample(Path2D([[0.1, 0.1], [0.2, 0.2]]), 1)
 
 
+@pytest.mark.slow  # 200 hypothesis paths (~2 s); the resampling examples above run in make test-fast
 @settings(max_examples=200, deadline=None, database=None)
 @given(path=paths, n=st.integers(min_value=2, max_value=120))
 def test_resample_preserves_ends_and_the_sequence_of_changes(path, n):
