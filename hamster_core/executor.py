@@ -196,6 +196,11 @@ class CartesianExecutor:
         return self._last_target
 
     @property
+    def executing(self) -> bool:
+        """A plan is being executed (set_keyframes accepted it; not yet stopped or halted)."""
+        return bool(self._segments) and not self._stopped
+
+    @property
     def halt_reason(self) -> str | None:
         """Why the executor halted itself (it sends nothing until start() or clear_stop()), or None."""
         return self._halt_reason
@@ -292,16 +297,19 @@ class CartesianExecutor:
             return ExecutorCommand(None, None, ExecutorStatus.OUTSIDE_WORKSPACE, 0.0)
         deviation = float(np.linalg.norm(measured.position - self._last_target.position))
         if deviation > self.limits.max_tracking_error:
-            # The arm is not where it was sent (pushed, blocked, a controller restart): never keep pulling it back
-            # to an old target. Hold where it is and resume the plan from there, step-limited; but only for a
-            # bounded jump of the target and a few times: beyond that the robot state cannot be trusted.
-            if deviation > self.limits.max_reseed_distance:
-                return self._halt(f"the arm is {deviation:.3f} m from its target, more than max_reseed_distance "
-                                  f"{self.limits.max_reseed_distance:g}")
-            self._reseed_times = [t for t in self._reseed_times if now - t < self.reseed_window_sec] + [now]
-            if len(self._reseed_times) > self.max_reseeds:
-                return self._halt(f"{len(self._reseed_times)} re-seeds within {self.reseed_window_sec:g} s: the "
-                                  "robot state does not follow the targets")
+            # The arm is not where it was sent (pushed, blocked, reset, a controller restart): never keep pulling it
+            # back to an old target. Hold where it is and resume the plan from there, step-limited. While a plan
+            # runs, only for a bounded jump of the target and a few times: a state that falls behind moving targets
+            # (frozen, re-stamped) would otherwise draw the target onto itself again and again. Without a plan the
+            # targets stand still, so the arm was moved (a scene reset, a hand): the target follows it.
+            if self.executing:
+                if deviation > self.limits.max_reseed_distance:
+                    return self._halt(f"the arm is {deviation:.3f} m from its target, more than "
+                                      f"max_reseed_distance {self.limits.max_reseed_distance:g}")
+                self._reseed_times = [t for t in self._reseed_times if now - t < self.reseed_window_sec] + [now]
+                if len(self._reseed_times) > self.max_reseeds:
+                    return self._halt(f"{len(self._reseed_times)} re-seeds within {self.reseed_window_sec:g} s: "
+                                      "the robot state does not follow the targets")
             self._last_target = Pose(self.limits.clip(measured.position), measured.orientation)
             return self._hold(ExecutorStatus.HOLDING_TRACKING)
         if self._stopped:

@@ -73,10 +73,21 @@ def test_tracking_error_reseeds_at_the_measured_pose():
     assert executor.update(2 * DT, moved, 2 * DT).status == ExecutorStatus.IDLE
 
 
-def test_a_reseed_farther_than_the_limit_halts_and_the_next_episode_starts_from_the_arm():
+def test_without_a_plan_the_target_follows_the_arm_however_far():
+    """A scene reset (or a hand) moves the idle arm: the next episode must start from there, not halt."""
+    executor = make_executor()
+    executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    far = pose(0.6, 0.2, 0.4)   # 24.5 cm from the target
+    command = executor.update(DT, far, DT)
+    assert command.status == ExecutorStatus.HOLDING_TRACKING
+    np.testing.assert_allclose(command.target.position, far.position)
+
+
+def test_a_reseed_farther_than_the_limit_during_a_plan_halts_and_the_next_episode_starts_from_the_arm():
     """Issue 21: the target jumped onto any received pose, however far."""
     executor = make_executor()
     executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    executor.set_keyframes([Keyframe(pose(0.6, 0.0, 0.3))], 0.0, 0.0)
     far = pose(0.6, 0.2, 0.4)   # 24.5 cm from the target
     command = executor.update(DT, far, DT)
     assert command.status == ExecutorStatus.HALTED and command.target is None
@@ -94,6 +105,7 @@ def test_repeated_reseeds_halt_with_the_reason():
     """Issue 21: a frozen state re-seeded the target 12 times in 5 s, each an 8 cm jump, and never ended."""
     executor = make_executor()
     executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    executor.set_keyframes([Keyframe(pose(0.5, 0.0, 0.2))], 0.0, 0.0)
     t, statuses = 0.0, []
     for offset in (0.1, 0.0, 0.1):   # the arm reported 10 cm off, back, off again
         t += DT
@@ -105,6 +117,7 @@ def test_repeated_reseeds_halt_with_the_reason():
 def test_reseeds_far_apart_do_not_add_up():
     executor = make_executor()
     executor.start(pose(0.5, 0.0, 0.3), 0.0)
+    executor.set_keyframes([Keyframe(pose(0.5, 0.0, 0.2))], 0.0, 0.0)
     for i, offset in enumerate((0.1, 0.0, 0.1, 0.0)):
         t = 6.0 * (i + 1)
         assert executor.update(t, pose(0.5 + offset, 0.0, 0.3), t).status == ExecutorStatus.HOLDING_TRACKING

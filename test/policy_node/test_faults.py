@@ -60,11 +60,23 @@ def _reseeded(monitor: Monitor, target) -> bool:
                and quaternion_angle(q, quaternion) < 1e-6 for _, p, q in poses)
 
 
+def free_to_follow_the_arm(monitor: Monitor, before, after) -> bool:
+    """Between two targets the executor halted (the second starts over from the arm: a new episode), or it ran no
+    plan (idle or stopped: nothing moves the target, so it follows an arm that a scene reset moved)."""
+    with monitor.lock:
+        statuses = list(monitor.statuses)
+    if any(record["status"] == "halted" and before[0] - 1.0 <= received <= after[0] for received, record in statuses):
+        return True
+    earlier = [record["status"] for received, record in statuses if received <= before[0]]
+    return bool(earlier) and earlier[-1] not in ("executing", "done")
+
+
 def assert_safe_targets(monitor: Monitor) -> int:
     """Over every target received so far: inside the workspace, unit quaternions, and steps within the
     executor's per-tick limits. A jump is allowed only onto the arm's measured pose (commands no motion), and only
-    within max_reseed_distance (a re-seed) or after the stream paused (a new episode starting from the arm after a
-    halt): a frozen, re-stamped state once drew 8 cm jumps onto itself again and again."""
+    within max_reseed_distance (a re-seed during a plan), after the stream paused or halted (a new episode or process
+    starting from the arm), or without a plan (a scene reset moved the arm): a frozen, re-stamped state once drew
+    8 cm jumps onto itself again and again."""
     with monitor.lock:
         targets = list(monitor.targets)
     assert targets, "no Cartesian target was received"
@@ -80,7 +92,7 @@ def assert_safe_targets(monitor: Monitor) -> int:
     for i in np.flatnonzero(steps > MAX_STEP):
         assert _reseeded(monitor, targets[i + 1]), \
             f"target {i + 1} moved {steps[i]:.4f} m in one message (limit {MAX_STEP:.4f}), not onto a measured pose"
-        paused = targets[i + 1][0] - targets[i][0] > STREAM_PAUSE_SEC
+        paused = targets[i + 1][0] - targets[i][0] > STREAM_PAUSE_SEC or free_to_follow_the_arm(monitor, *targets[i:i + 2])
         assert steps[i] <= SIM["max_reseed_distance"] + 1e-6 or paused, \
             f"target {i + 1} re-seeded {steps[i]:.4f} m onto a measured pose (max_reseed_distance " \
             f"{SIM['max_reseed_distance']})"
