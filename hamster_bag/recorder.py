@@ -105,7 +105,7 @@ class BagRecorder:
     subscription callbacks (any executor thread) and add_metadata (any thread) only queue work for it. rosbags'
     sqlite3 storage holds a Python sqlite3 connection, which raises ProgrammingError for every call from a
     thread other than the one that opened it: written from the callbacks, a sqlite3 bag would keep only what
-    the opening thread wrote (test/test_recorder.py). The writer thread also keeps disk I/O off the executor's
+    the opening thread wrote (test/bag/test_recorder.py). The writer thread also keeps disk I/O off the executor's
     threads for either storage.
 
     `counts` holds the messages actually written per topic; a failed write is logged once, kept in `error`

@@ -6,7 +6,7 @@ A run folder holds `checkpoint-<step>/` every `checkpoint_every` steps and `fina
 `save_pretrained` folder policy_node loads via `<policy>.checkpoint`, plus `training_state.safetensors`
 (optimizer moments, RNG states) and `trainer_state.json` (step, optimizer hyper-parameters, numpy RNG) so a
 run resumes exactly where it stopped: the same steps give the same weights whether or not it was
-interrupted (test/test_training.py). `train_log.jsonl` has the losses, `train_summary.json` time and sizes.
+interrupted (test/policies/test_training.py). `train_log.jsonl` has the losses, `train_summary.json` time and sizes.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Messages -> the policies' Observation, in one place: policy_node calls it on the messages it receives and
 the demonstration loader (hamster_bag.demonstration_dataset) on the same messages read back from a bag, so training
-samples and live inputs go through identical conversions (test/test_demonstrations.py pins the parity).
+samples and live inputs go through identical conversions (test/bag/test_demonstrations.py pins the parity).
 
 Works on rclpy messages and on the dataclasses rosbags deserializes alike (the conversions read attributes).
 """
