@@ -13,13 +13,15 @@ import tempfile
 
 import numpy as np
 
+from hamster_ros.dds import confine_dds_to_this_machine
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     args = parser.parse_args()
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1",
-               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(60 + os.getpid() % 40)))
+    env = confine_dds_to_this_machine(dict(os.environ, OMP_NUM_THREADS="1",
+                                           ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(60 + os.getpid() % 40))))
     episodes = []
     with tempfile.TemporaryDirectory() as out:
         for seed in args.seeds:

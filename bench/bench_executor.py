@@ -12,7 +12,9 @@ import json
 import os
 import time
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+from hamster_ros.dds import confine_dds_to_this_machine
+
+confine_dds_to_this_machine(os.environ)
 os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
 
 import rclpy  # noqa: E402

@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     from hamster_apps.runner import GraphRunner, ros_environment, stop_on_signals
     stop_on_signals()
     env = ros_environment(int(os.environ.get("ROS_DOMAIN_ID", 20 + os.getpid() % 40)))
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE",
+                                           "ROS_DOMAIN_ID")})
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from hamster_ros.dds import confine_dds_to_this_machine
+
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ["bench_setup.py", "bench_conversions.py", "bench_executor.py", "bench_sim.py", "bench_vlm.py", "bench_perception.py", "bench_episode.py"]
 
@@ -22,7 +24,7 @@ def main():
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {SCRIPTS}")
     scripts = args.scripts or SCRIPTS
-    env = dict(os.environ, OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env = confine_dds_to_this_machine(dict(os.environ, OMP_NUM_THREADS="1"))
     path = BENCH / "results.json"
     results = json.loads(path.read_text()) if args.scripts and path.is_file() else {}
     results.update({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": {"cpus": os.cpu_count(),

@@ -70,7 +70,8 @@ def run_demo(args) -> dict:
             env = franka_environment(env, "hamster-demo")
         except StandinError as error:  # the build log's tail is in the message
             return {"success": False, "seed": args.seed, "error": str(error)}
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE",
+                                           "ROS_DOMAIN_ID")})
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node

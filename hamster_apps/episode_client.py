@@ -27,6 +27,7 @@ from std_srvs.srv import SetBool, Trigger
 from hamster_msgs.action import RunEpisode
 from hamster_msgs.srv import ResetScene
 from hamster_ros import interfaces as topics
+from hamster_ros.dds import confine_dds_to_this_machine
 
 
 class EpisodeError(RuntimeError):
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.instruction is not None and not args.instruction.strip():
         parser.error("--instruction must not be empty")
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # as hamster-run starts the nodes
+    confine_dds_to_this_machine(os.environ)  # as hamster-run starts the nodes
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor

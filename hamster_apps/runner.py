@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from hamster_apps.graph import NodeSpec, describe_graph
+from hamster_ros.dds import confine_dds_to_this_machine
 
 
 EPILOG = """starting an episode:
@@ -45,7 +46,7 @@ exit codes:
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # never let discovery leave this machine
+    confine_dds_to_this_machine(env)  # never let discovery or DDS sockets leave this machine
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
     env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))

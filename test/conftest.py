@@ -2,7 +2,9 @@
 no model hub access; ROS logs and everything else a test writes go to temporary folders."""
 import os
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from hamster_ros.dds import confine_dds_to_this_machine  # noqa: E402  (imports no ROS library)
+
+confine_dds_to_this_machine(os.environ)
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
