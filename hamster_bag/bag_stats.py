@@ -1,8 +1,11 @@
 """Timing read back from a recorded episode: command stream rate and jitter, simulator real-time factor.
 
 `command_*` come from bag timestamps, the receive times on the recorder's clock: what a subscriber saw.
-`stream_*` are the policy node's own tick statistics: what it produced. `frame_to_command_ms`: per plan, the
-camera frame's stamp to the first target sent from that plan (ROS time).
+`stream_*` are the policy node's own tick statistics: what it produced. Per plan, on the wall clock across
+processes (the policy node's `plan_timing`): `frame_to_command_ms` from the publication of the cloud the plan was
+made from to the plan's first target, and its parts `frame_transport_ms` (publisher -> policy node),
+`frame_age_at_plan_ms` (received -> planning starts), `plan_compute_ms`; `camera_stamp_to_send_ms` (the camera's
+stamp -> the cloud's publication) where ROS time is the system clock (not in the simulator).
 """
 from __future__ import annotations
 
@@ -11,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 from rosbags.highlevel import AnyReader
+
+
+PLAN_TIMING_KEYS = ("frame_to_command_ms", "frame_transport_ms", "frame_age_at_plan_ms", "plan_compute_ms",
+                    "camera_stamp_to_send_ms")
 
 
 def _receive_times(reader: AnyReader, topic: str) -> np.ndarray:
@@ -37,11 +44,12 @@ def episode_timing(bag: Path | str, command_topic: str = "/robot/cartesian_targe
         produced = next((r["stream"] for r in reversed(reports) if r.get("stream")), {})
         stats.update({f"stream_{key}": value for key, value in produced.items()})
         # Camera frame -> first target of each plan and its parts, as the policy node measured them (per plan).
-        for key in ("frame_to_command_ms", "frame_age_at_plan_ms", "plan_compute_ms"):
-            values = [r[key] for r in reports if r.get(key) is not None]
-            per_plan = [value for index, value in enumerate(values) if index == 0 or value != values[index - 1]]
-            if per_plan:
-                stats[key] = per_plan
+        timings = [r["plan_timing"] for r in reports if r.get("plan_timing")]
+        per_plan = [timing for index, timing in enumerate(timings) if index == 0 or timing != timings[index - 1]]
+        for key in PLAN_TIMING_KEYS:
+            values = [timing.get(key) for timing in per_plan]
+            if any(value is not None for value in values):
+                stats[key] = values
         clock = [c for c in reader.connections if c.topic == "/clock"]
         samples = [(t * 1e-9, reader.deserialize(raw, c.msgtype).clock)
                    for c, t, raw in reader.messages(connections=clock)]

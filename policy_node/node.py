@@ -96,9 +96,8 @@ class PolicyNode(RuntimeNode):
         self._episode_thread: threading.Thread | None = None
         self.last_status = None                 # the executor's ExecutorStatus at the last tick
         self.progress = 0.0
-        self.plan_frame_stamp: float | None = None   # camera frame of a new plan, until its first target goes out
-        self.report = {"detail": "", "waiting_for": None, "stamp": 0.0, "episode_start": None,
-                       "frame_to_command_ms": None, "frame_age_at_plan_ms": None, "plan_compute_ms": None}
+        self.plan_timing_pending: tuple[dict, int] | None = None  # a new plan's latency, until its first target
+        self.report = {"detail": "", "waiting_for": None, "stamp": 0.0, "episode_start": None, "plan_timing": None}
 
         inputs = ReentrantCallbackGroup()
         self.latest = LatestMessages(self, inputs)

@@ -27,6 +27,8 @@ class NodeEpisodeRuntime(EpisodeRuntime):
         self.goal_handle = None   # set when the accepted goal starts running
         self._planning_started = time.monotonic()
         self._converted: tuple = (None, None, None)   # (messages, Observation, problem) of the last conversion
+        self._observed_cloud = None                    # the cloud message of the last observation returned
+        self._frame_timing: tuple[dict, int] = ({}, 0)  # the planned frame's latency parts, its send time (ns)
         self._seen: dict[str, tuple] = {}              # source -> (message, its checked value)
 
     def now(self) -> float:
@@ -62,10 +64,11 @@ class NodeEpisodeRuntime(EpisodeRuntime):
 
     def submit(self, keyframes, observation_stamp: float) -> None:
         node = self.node
-        node.report["plan_compute_ms"] = round(1e3 * (time.monotonic() - self._planning_started), 1)
+        timing, sent_ns = self._frame_timing
+        timing = dict(timing, plan_compute_ms=round(1e3 * (time.monotonic() - self._planning_started), 1))
         with node.executor_lock:  # refuses the plan if a stop arrived while it was computed
             node.executor_core.set_keyframes(keyframes, observation_stamp, self.now())
-            node.plan_frame_stamp = observation_stamp
+            node.plan_timing_pending = (timing, sent_ns)   # completed when the plan's first target goes out
             node.last_status = None
 
     def executor_progress(self) -> tuple[ExecutorStatus | None, float]:
@@ -88,25 +91,38 @@ class NodeEpisodeRuntime(EpisodeRuntime):
     def observe(self, instruction: str, episode_start: float) -> tuple[Observation | None, str | None]:
         observation, missing = self._observation(instruction, episode_start)
         if observation is not None:
-            observation = self._newest(observation, instruction, episode_start)
-            self.node.report["frame_age_at_plan_ms"] = round(1e3 * (self.now() - observation.stamp), 1)
+            observation, cloud_msg = self._newest(observation, self._observed_cloud, instruction, episode_start)
+            self._frame_timing = self._timing_of(observation, cloud_msg)
             self._planning_started = time.monotonic()
         return observation, missing
 
-    def _newest(self, ready: Observation, instruction: str, episode_start: float) -> Observation:
+    def _timing_of(self, observation: Observation, cloud_msg) -> tuple[dict, int]:
+        """The planned frame's latency so far, on the wall clock: the cloud's publisher -> this node, and its
+        wait here until planning starts; with ROS time on the system clock (a real camera), also the camera's
+        stamp -> its cloud's publication. Unknown parts are None (the middleware gave no timestamps)."""
+        arrival = self.node.latest.arrival("cloud", cloud_msg)
+        if arrival is None:
+            return {"frame_transport_ms": None, "frame_age_at_plan_ms": None, "camera_stamp_to_send_ms": None}, 0
+        simulated = self.node.get_clock().ros_time_is_active
+        return {"frame_transport_ms": round(arrival.transport_ms, 2),
+                "frame_age_at_plan_ms": round((time.time_ns() - arrival.received_ns) / 1e6, 2),
+                "camera_stamp_to_send_ms": None if simulated else round(
+                    arrival.sent_ns / 1e6 - 1e3 * observation.stamp, 2)}, arrival.sent_ns
+
+    def _newest(self, ready: Observation, ready_cloud, instruction: str, episode_start: float):
         """Plan on the next camera frame rather than one that may be a camera period old: waiting for it costs
         the episode at most that period, and the plan then starts from the scene as it is. Falls back to
-        `ready` when no newer frame comes."""
+        `ready` when no newer frame comes. Returns the observation and its cloud message."""
         deadline = time.monotonic() + NEXT_FRAME_WAIT_SEC
         while time.monotonic() < deadline:
             cloud_msg = self.node.latest.get("cloud")
             if cloud_msg is not None and stamp_to_seconds(cloud_msg.header.stamp) > ready.stamp:
                 newer, _ = self._observation(instruction, episode_start)
                 if newer is not None and newer.stamp > ready.stamp:
-                    return newer
+                    return newer, self._observed_cloud
                 time.sleep(0.005)  # the new frame's other inputs (masks) are still on their way
             time.sleep(0.002)
-        return ready
+        return ready, ready_cloud
 
     def _observation(self, instruction: str, episode_start: float) -> tuple[Observation | None, str | None]:
         """The newest messages, converted, checked by the core's readiness rules."""
@@ -132,6 +148,7 @@ class NodeEpisodeRuntime(EpisodeRuntime):
         if missing:
             return None, missing
         observation.path, observation.masks = path, masks   # parsed and checked above, with the same conversions
+        self._observed_cloud = cloud_msg
         return observation, None
 
     def _checked(self, source: str, msg, check):

@@ -76,8 +76,8 @@ class TargetStream:
                     node.get_logger().error(f"not streaming: {error}", throttle_duration_sec=5.0)
                     return
             command = node.executor_core.update(now, measured, measured_stamp)
-            plan_frame_stamp, node.plan_frame_stamp = (
-                (node.plan_frame_stamp, None) if command.target is not None else (None, node.plan_frame_stamp))
+            plan_timing, node.plan_timing_pending = (
+                (node.plan_timing_pending, None) if command.target is not None else (None, node.plan_timing_pending))
             # Under the lock, so an episode thread that just set a new plan never sees the old plan's DONE.
             status_changed = command.status != node.last_status
             node.last_status, node.progress = command.status, command.progress
@@ -90,8 +90,10 @@ class TargetStream:
         header = Header(frame_id=node.base_frame, stamp=node.get_clock().now().to_msg())
         if command.target is not None:
             node.target_pub.publish(pose_to_msg(command.target, header))
-            if plan_frame_stamp is not None:  # the first target of a new plan: how old its camera frame is
-                node.report["frame_to_command_ms"] = round(1e3 * (stamp_to_seconds(header.stamp) - plan_frame_stamp), 1)
+            if plan_timing is not None:  # the first target of a new plan: its frame's publication -> now (wall)
+                timing, sent_ns = plan_timing
+                node.report["plan_timing"] = dict(timing, frame_to_command_ms=round(
+                    (time.time_ns() - sent_ns) / 1e6, 2) if sent_ns else None)
         if command.gripper is not None:
             node.gripper_pub.publish(gripper_goal_to_msg(command.gripper, header))
         if status_changed:
@@ -106,6 +108,8 @@ class TargetStream:
             else:
                 node.get_logger().info(text)
             self.publish_status()
+        elif plan_timing is not None:
+            self.publish_status()   # every plan's timing reaches the status topic
 
     def publish_status(self):
         """Executor state and the stream's own rate and jitter, on change and once a second; the same state on
