@@ -27,6 +27,9 @@ class VlmRequest:
 
 class VlmBackend(ABC):
     model_id: str = "unknown"
+    # Request fields besides the image that `query` cannot do without ("camera", "tcp_pose", "scene_json"): the
+    # node waits for them before it spends an attempt.
+    required_inputs: frozenset[str] = frozenset()
 
     @abstractmethod
     def query(self, request: VlmRequest) -> str:
@@ -59,6 +62,7 @@ class PromptedBackend(VlmBackend):
         if not isinstance(gripper_position, bool):
             raise ValueError(f"gripper_position must be a bool, got {gripper_position!r}")
         self.gripper_position = gripper_position
+        self.required_inputs = frozenset({"camera", "tcp_pose"}) if gripper_position else frozenset()
 
     def prompt(self, request: VlmRequest) -> str:
         gripper_xy = gripper_image_position(request) if self.gripper_position else None

@@ -34,6 +34,8 @@ def expert_path_2d(scene: SceneDescription, request: VlmRequest, rdp_epsilon: fl
 
 @VLM_BACKENDS.register("oracle")
 class OracleBackend(VlmBackend):
+    required_inputs = frozenset({"scene_json", "camera", "tcp_pose"})
+
     def __init__(self, rdp_epsilon: float = 0.05):
         if not 0 <= rdp_epsilon < 1:
             raise ValueError(f"rdp_epsilon must be in [0, 1), got {rdp_epsilon}")

@@ -37,6 +37,8 @@ from hamster_vlm_node.planner import PLANNER_PARAMETERS, PlanError, backend_para
 
 
 MODES = ("path", "masks", "both")
+INPUT_TOPICS = {"camera": f"camera model ({topics.COLOR_INFO} and {topics.CAMERA_POSE})",
+                "tcp_pose": f"end-effector pose ({topics.EE_POSE})", "scene_json": f"scene ({topics.SIM_SCENE})"}
 
 
 class VlmNode(RuntimeNode):
@@ -68,7 +70,8 @@ class VlmNode(RuntimeNode):
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
 
         self._lock = threading.Lock()
-        self._pending: tuple[str, float] | None = None   # (instruction, node time of the request)
+        # (instruction, node time of the request, the camera image already here then)
+        self._pending: tuple[str, float, Image | None] | None = None
         self._current: str | None = None                # the latest instruction, for replanning
         self._wake = threading.Event()
 
@@ -104,7 +107,7 @@ class VlmNode(RuntimeNode):
     def _on_instruction(self, msg):
         instruction = msg.data.strip()
         with self._lock:
-            self._pending = (instruction, self._now())
+            self._pending = (instruction, self._now(), self.latest.get("image"))
             self._current = instruction or None
         if self.target_motion is not None:
             self.target_motion.reset()
@@ -126,7 +129,7 @@ class VlmNode(RuntimeNode):
         with self._lock:
             instruction = self._current
             if instruction:
-                self._pending = (instruction, self._now())
+                self._pending = (instruction, self._now(), self.latest.get("image"))
         if instruction:
             self._wake.set()
         return instruction
@@ -162,25 +165,52 @@ class VlmNode(RuntimeNode):
                                  f"{type(error).__name__}: {error}", 0)
 
     # -- one instruction --------------------------------------------------------------------------------
-    def _fresh_image(self, since: float, deadline: float) -> Image | None:
-        """The first camera image stamped after `since`: a path must describe the scene as it is now."""
+    def _fresh_image(self, since: float, held: Image | None, deadline: float) -> Image | None:
+        """The first camera image stamped after `since` that arrived after the request (not `held`): a path must
+        describe the scene as it is now. Both, because this node's simulated clock can lag the one of the node
+        that sent the instruction (each follows /clock as it receives it): an image already here can carry a
+        stamp past this node's `since` and still predate the episode (the policy node then drops the path)."""
         while self._running and time.monotonic() < deadline:
             image = self.latest.get("image")
             if self._superseded():
                 return None
-            if image is not None and stamp_to_seconds(image.header.stamp) >= since:
+            if image is not None and image is not held and stamp_to_seconds(image.header.stamp) >= since:
                 return image
             time.sleep(0.02)
         return None
 
-    def _answer(self, instruction: str, received: float):
+    def _missing_inputs(self) -> list[str]:
+        """The backend's required request fields (VlmBackend.required_inputs) that no message provides yet."""
+        needed = self.planner.backend.required_inputs if self.planner is not None else frozenset()
+        info, camera_pose, ee_pose, scene = self.latest.get("camera_info", "camera_pose", "ee_pose", "scene")
+        available = {"camera": info is not None and camera_pose is not None, "tcp_pose": ee_pose is not None,
+                     "scene_json": scene is not None}
+        return [INPUT_TOPICS[name] for name in sorted(needed) if not available[name]]
+
+    def _wait_for_inputs(self, deadline: float) -> list[str]:
+        """Waits until the backend's inputs have arrived (an attempt without them would fail for certain and count
+        against max_attempts); returns what is still missing at the deadline."""
+        while (missing := self._missing_inputs()) and self._running and not self._superseded() \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return missing
+
+    def _answer(self, instruction: str, received: float, held_image: Image | None):
         started = time.monotonic()
+        missing = self._wait_for_inputs(started + self.input_timeout)
+        if self._superseded():
+            return
+        if missing:
+            self._status(instruction, received, "failed", f"no path for {instruction!r}: no {' or '.join(missing)} "
+                         f"within {self.input_timeout:g} s (the {self.planner.backend.model_id} backend needs them)",
+                         0)
+            return
         error_message = ""
         since = received
         grounded = grounded_header = None  # masks found in an earlier attempt are kept
         for attempt in range(1, self.max_attempts + 1):
             self._status(instruction, received, "planning", f"attempt {attempt} of {self.max_attempts}", attempt)
-            image_msg = self._fresh_image(since, time.monotonic() + self.input_timeout)
+            image_msg = self._fresh_image(since, held_image, time.monotonic() + self.input_timeout)
             if self._superseded():
                 return  # a newer instruction or replan request: it gets its own status
             if image_msg is None:

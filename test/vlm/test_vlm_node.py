@@ -2,6 +2,7 @@
 failed attempts end the episode with the VLM's message, nothing invalid reaches /hamster/path, replanning
 works, and every output carries the model id."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ INSTRUCTION = "pick up the red cube and put it in the blue bowl"
 class Harness:
     """Camera images in, VLM status and paths out, the RunEpisode action and the replan service."""
 
-    def __init__(self):
+    def __init__(self, domain_id: int | None = None):
         import rclpy
         from rclpy.action import ActionClient
         from rclpy.executors import MultiThreadedExecutor
@@ -35,7 +36,7 @@ class Harness:
         from hamster_ros.spinner import BackgroundSpinner
 
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node("vlm_node_test", context=self.context)
         self.statuses, self.paths = [], []
         self.node.create_subscription(String, t.VLM_STATUS, lambda m: self.statuses.append(json.loads(m.data)),
@@ -127,3 +128,39 @@ def test_replan_queries_again_and_publishes_a_path_with_the_model_id(graph):
     assert status["message"] == "path with 2 points (2 in the answer)" and status["attempt"] == 1
     assert {"query_sec", "parse_sec", "total_sec", "backend_requests"} <= set(status["timing"])
     assert len(server.served) == before + 1
+
+
+def test_an_attempt_waits_for_the_inputs_the_backend_needs_and_the_failure_names_them(tmp_path):
+    """A backend that puts the gripper's image position in the prompt needs the camera model and the TCP pose. An
+    attempt without them fails for certain: it burned all attempts on the first fresh images of a loaded machine
+    before /robot/ee_pose arrived (test_franka_demo, issue 21). The node now waits for them, up to
+    input_timeout_sec, and then fails naming the topics, without asking the model."""
+    from std_msgs.msg import String
+
+    from hamster_apps.graph import CONFIG_DIR, NodeSpec
+    from hamster_apps.runner import GraphRunner, ros_environment
+    from hamster_ros import interfaces as t
+
+    server = ChatServer(lambda chat: GOOD, model=MODEL).start()
+    spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node",
+                    (str(CONFIG_DIR / "runtime.yaml"),),
+                    {"use_sim_time": False, "backend": "openai", "openai.base_url": server.base_url,
+                     "openai.model": MODEL, "openai.gripper_position": True, "input_timeout_sec": 2.0})
+    domain = 60 + os.getpid() % 30   # not the module's graph: its VLM node would answer too
+    runner = GraphRunner([spec], tmp_path, ros_environment(domain))
+    runner.start()
+    harness = Harness(domain)
+    try:
+        instruction_pub = harness.node.create_publisher(String, t.INSTRUCTION, t.LATCHED)
+        instruction_pub.publish(String(data=INSTRUCTION))
+        status = wait_until(lambda: next((s for s in harness.statuses if s["state"] == "failed"), None)
+                            or runner.exited(), "the VLM's failure")
+        assert not runner.exited(), {name: runner.log_tail(name) for name in runner.exited()}
+        assert status["message"] == (
+            f"no path for {INSTRUCTION!r}: no camera model ({t.COLOR_INFO} and {t.CAMERA_POSE}) or end-effector "
+            f"pose ({t.EE_POSE}) within 2 s (the openai:{MODEL}@{server.base_url} backend needs them)"), status
+        assert status["attempt"] == 0 and server.served == [] and harness.paths == []
+    finally:
+        harness.close()
+        runner.stop()
+        server.stop()
