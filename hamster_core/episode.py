@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -107,33 +106,6 @@ def masks_drop_reason(phrases, stamp: float, instruction: str, episode_start: fl
     if now - stamp > max_age_sec:
         return "older than max_input_age_sec"
     return None
-
-
-class InputDrops:
-    """Inputs an episode looked at and did not use, counted by source and reason over the runtime's life.
-    `count` says whether the reason is new in this episode, so each is logged once per episode, with numbers."""
-
-    def __init__(self):
-        self._counts: dict[str, int] = {}     # "source: reason" -> messages
-        self._this_episode: set[str] = set()
-        self._lock = threading.Lock()         # counted on the episode's thread, reported from others
-
-    @property
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def new_episode(self) -> None:
-        with self._lock:
-            self._this_episode = set()
-
-    def count(self, source: str, reason: str) -> bool:
-        key = f"{source}: {reason}"
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-            first = key not in self._this_episode
-            self._this_episode.add(key)
-        return first
 
 
 # -- interruptions --------------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ Episode semantics
 - A new instruction (or a /hamster/replan request for the current one) starts a query on the first fresh frame.
 - Up to `max_attempts` query+parse attempts; nothing invalid is ever published on /hamster/path.
 - Every step is reported, latched, on /hamster/vlm_status (JSON: instruction, state planning|ok|failed, message,
-  model_id, attempt, timing, received = node time of the request) and on /diagnostics. After the last failed
-  attempt the state is `failed` with the reason; policy_node then aborts the episode with that message.
+  model_id, attempt, timing, received = node time of the request, dropped = inputs not used by reason) and on
+  /diagnostics. After the last failed attempt the state is `failed` with the reason; policy_node then aborts the
+  episode with that message.
+- An attempt waits for the inputs the backend needs (VlmBackend.required_inputs) before it is spent.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from hamster_core.drawing import draw_masks, draw_path
+from hamster_core.input_drops import InputDrops
 from hamster_core.instruction import TARGET_LABEL
 from hamster_msgs.msg import GroundingMasks, Path2D
 from hamster_ros import interfaces as topics
@@ -74,6 +77,7 @@ class VlmNode(RuntimeNode):
         self._pending: tuple[str, float, Image | None] | None = None
         self._current: str | None = None                # the latest instruction, for replanning
         self._wake = threading.Event()
+        self.drops = InputDrops()   # instructions, images and masks received and not used, by reason
 
         group = ReentrantCallbackGroup()
         self.latest = LatestMessages(self, group)
@@ -106,6 +110,9 @@ class VlmNode(RuntimeNode):
     # -- requests -------------------------------------------------------------------------------------
     def _on_instruction(self, msg):
         instruction = msg.data.strip()
+        self.drops.new_episode()
+        if not instruction:
+            self._drop("instruction", "empty")
         with self._lock:
             self._pending = (instruction, self._now(), self.latest.get("image"))
             self._current = instruction or None
@@ -118,7 +125,8 @@ class VlmNode(RuntimeNode):
         is also what a grasp does, so this suits scenes changed by people before the grasp)."""
         try:
             masks = masks_from_msg(msg)
-        except ConversionError:
+        except (ConversionError, ValueError) as error:
+            self._drop("masks", "invalid", str(error))
             return
         mask = masks.get(TARGET_LABEL)
         distance = None if mask is None else self.target_motion.moved(mask)
@@ -227,6 +235,8 @@ class VlmNode(RuntimeNode):
                 result = self.planner.plan(request) if self.planner is not None else None
             except (PlanError, ConversionError, ValueError) as error:
                 stage = getattr(error, "stage", "input")
+                if stage == "input":
+                    self._drop("image", "invalid", str(error))
                 error_message = f"{stage} failed: {error}"
                 answer = getattr(error, "answer", None)
                 self.get_logger().error(f"attempt {attempt}/{self.max_attempts} for {instruction!r}: {error_message}"
@@ -278,12 +288,19 @@ class VlmNode(RuntimeNode):
         return request, image
 
     # -- reporting --------------------------------------------------------------------------------------
+    def _drop(self, source: str, reason: str, detail: str = "") -> None:
+        """Counts an input not used (in the status's `dropped` and on /diagnostics); logs each reason once per
+        instruction."""
+        line = self.drops.record(source, reason, detail)
+        if line:
+            self.get_logger().warning(line)
+
     def _status(self, instruction: str, received: float, state: str, message: str, attempt: int,
                 timing: dict | None = None):
         """Latched status for policy_node and people, plus the same on /diagnostics."""
         status = {"instruction": instruction, "state": state, "message": message, "model_id": self.model_id,
                   "attempt": attempt, "max_attempts": self.max_attempts, "timing": timing or {},
-                  "received": received, "stamp": self._now()}
+                  "received": received, "stamp": self._now(), "dropped": self.drops.counts}
         self.status_pub.publish(String(data=json.dumps(status)))
         if state == "failed":
             self.get_logger().error(message)
@@ -291,6 +308,7 @@ class VlmNode(RuntimeNode):
         values = [KeyValue(key="instruction", value=instruction), KeyValue(key="state", value=state),
                   KeyValue(key="attempt", value=str(attempt))]
         values += [KeyValue(key=key, value=str(value)) for key, value in (timing or {}).items()]
+        values += [KeyValue(key=key, value=value) for key, value in self.drops.diagnostic_values()]
         diagnostic = DiagnosticStatus(level=level, name="hamster_vlm_node", message=message,
                                       hardware_id=self.model_id, values=values)
         array = DiagnosticArray(status=[diagnostic])

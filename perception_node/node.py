@@ -15,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from hamster_core.input_drops import InputDrops
 from hamster_core.instruction import PLACEMENT_LABEL, TARGET_LABEL, parse_pick_place_instruction
 from hamster_msgs.msg import GroundingMasks
 from hamster_ros import interfaces as topics
@@ -84,7 +85,9 @@ class PerceptionNode(RuntimeNode):
         self.backend = PERCEPTION_BACKENDS.create(backend_name, **(pipeline_config if backend_name == "pipeline"
                                                                    else {}))
         self._processed_stamp = None
+        self._awaiting_stamp = None   # an image whose segmentation has not arrived yet
         self._cloud_pubs = {}
+        self.drops = InputDrops()      # frames and instructions received and not used, by reason
 
         inputs = ReentrantCallbackGroup()
         self.latest = LatestMessages(self, inputs)
@@ -106,10 +109,11 @@ class PerceptionNode(RuntimeNode):
         self.get_logger().info(f"backend={backend_name}")
 
     def _on_instruction(self, msg):
+        self.drops.new_episode()
         try:
             target, placement = parse_pick_place_instruction(msg.data)
         except ValueError as error:
-            self.get_logger().error(f"cannot ground the instruction: {error}")
+            self._drop("instruction", "not a pick-and-place instruction", str(error))
             self.backend.set_queries({})
             return
         self.backend.set_queries({TARGET_LABEL: target, PLACEMENT_LABEL: placement, **self.extra_queries})
@@ -127,8 +131,12 @@ class PerceptionNode(RuntimeNode):
         if image is None or image.header.stamp == self._processed_stamp or not self.backend.queries:
             return
         synced = segmentation is not None and segmentation.header.stamp == image.header.stamp
+        awaited, self._awaiting_stamp = self._awaiting_stamp, None
+        if awaited is not None and awaited != image.header.stamp:
+            self._drop("image", "superseded before its segmentation arrived")
         if self.backend.uses_segmentation and not synced:
-            return  # its segmentation is still on the way
+            self._awaiting_stamp = image.header.stamp   # its segmentation is still on the way
+            return
         self._processed_stamp = image.header.stamp
         started = time.monotonic()
         try:
@@ -138,11 +146,10 @@ class PerceptionNode(RuntimeNode):
                 stamp=stamp_to_seconds(image.header.stamp), rgb=rgb,
                 segmentation=labels, scene_json=scene.data if scene else None))
         except (ConversionError, ValueError) as error:
-            self.get_logger().error(f"frame skipped: {error}", throttle_duration_sec=2.0)
+            self._drop("image", "invalid", str(error))
             return
         except Exception as error:  # a backend bug must not end the node: report and take the next frame
-            self.get_logger().error(f"frame skipped: unexpected {type(error).__name__}: {error}",
-                                    throttle_duration_sec=2.0)
+            self._drop("image", "backend failed", f"unexpected {type(error).__name__}: {error}")
             return
         self.masks_pub.publish(masks_to_msg(image.header, [d.label for d in detections],
                                             [d.phrase for d in detections], [d.mask for d in detections],
@@ -155,9 +162,22 @@ class PerceptionNode(RuntimeNode):
         self._publish_diagnostics(image.header.stamp, detections, elapsed_ms)
         self.get_logger().debug(f"{len(detections)} masks in {elapsed_ms:.1f} ms")
 
+    def _drop(self, source: str, reason: str, detail: str = "") -> None:
+        """Counts an input not used; logs each reason once per instruction and says it on /diagnostics."""
+        line = self.drops.record(source, reason, detail)
+        if line:
+            self.get_logger().warning(line)
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN, name=self.get_name(), hardware_id="perception",
+                                  message=f"dropped {source} {reason}",
+                                  values=[KeyValue(key=k, value=v) for k, v in self.drops.diagnostic_values()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
     def _publish_diagnostics(self, stamp, detections, elapsed_ms: float):
         values = {"frame_ms": f"{elapsed_ms:.2f}", "objects": str(len(detections)),
-                  "labels": ",".join(d.label for d in detections), **self.backend.diagnostics()}
+                  "labels": ",".join(d.label for d in detections), **self.backend.diagnostics(),
+                  **dict(self.drops.diagnostic_values())}
         missing = sorted(set(self.backend.queries) - {d.label for d in detections})
         status = DiagnosticStatus(level=DiagnosticStatus.WARN if missing else DiagnosticStatus.OK,
                                   name=self.get_name(), hardware_id="perception",
@@ -185,7 +205,7 @@ class PerceptionNode(RuntimeNode):
                 header = pose.header.__class__(stamp=image.header.stamp, frame_id=pose.header.frame_id)
                 publisher.publish(numpy_to_pointcloud2(points.astype("float32"), None, header))
         except (ConversionError, ValueError) as error:
-            self.get_logger().error(f"object clouds skipped: {error}", throttle_duration_sec=2.0)
+            self._drop("depth", "invalid", f"no object clouds: {error}")
 
 
 def main():

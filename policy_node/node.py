@@ -22,7 +22,8 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from hamster_core.episode import InputDrops, InputRules, RobotEvents, run_episode
+from hamster_core.episode import InputRules, RobotEvents, run_episode
+from hamster_core.input_drops import InputDrops
 from hamster_core.executor import CartesianExecutor, GripperSettings, SafetyLimits
 from hamster_core.policies.base import POLICIES
 from hamster_core.timing import ClockWatchdog

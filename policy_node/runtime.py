@@ -165,9 +165,9 @@ class NodeEpisodeRuntime(EpisodeRuntime):
         return self._seen[source][1]
 
     def _drop(self, source: str, reason: str, detail: str = "") -> None:
-        if self.node.drops.count(source, reason):
-            self.node.get_logger().warning(f"dropped {source} {reason}{': ' + detail if detail else ''} "
-                                           f"({self.node.drops.counts[f'{source}: {reason}']} so far)")
+        line = self.node.drops.record(source, reason, detail)
+        if line:
+            self.node.get_logger().warning(line)
 
     def _check_path(self, msg, instruction: str, episode_start: float):
         reason = path_drop_reason(msg.instruction, stamp_to_seconds(msg.header.stamp), instruction, episode_start)

@@ -122,7 +122,7 @@ class TargetStream:
         values = [KeyValue(key="status", value=status)]
         if report["waiting_for"]:
             values.append(KeyValue(key="waiting_for", value=report["waiting_for"]))
-        values += [KeyValue(key=f"dropped {key}", value=str(count)) for key, count in sorted(report["dropped"].items())]
+        values += [KeyValue(key=key, value=count) for key, count in node.drops.diagnostic_values()]
         array = DiagnosticArray(status=[DiagnosticStatus(
             level=HOLD_LEVELS.get(node.last_status, DiagnosticStatus.OK), name=node.get_name(), hardware_id="executor",
             message=f"{status}: {report['detail']}" if report["detail"] else status, values=values)])

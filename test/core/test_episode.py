@@ -241,12 +241,3 @@ def test_drop_reasons_name_why_a_path_or_masks_are_not_this_episodes():
     assert masks_drop_reason(["cube"], 10.5, "put the cube in the bowl", 10.0, now=12.0, max_age_sec=1.0) == \
         "older than max_input_age_sec"
     assert masks_drop_reason(["cube", "bowl"], 10.5, "put the cube in the bowl", 10.0, 11.0, 1.0) is None
-
-
-def test_input_drops_count_every_message_and_report_each_reason_once_per_episode():
-    from hamster_core.episode import InputDrops
-    drops = InputDrops()
-    assert [drops.count("masks", "invalid") for _ in range(3)] == [True, False, False]
-    assert drops.count("path", "invalid")
-    drops.new_episode()
-    assert drops.count("masks", "invalid") and drops.counts == {"masks: invalid": 4, "path: invalid": 1}

@@ -376,7 +376,11 @@ def test_bad_camera_images_fail_the_vlm_clearly_and_nothing_is_planned(graph):
     vlm_errors = [d for d in m.diagnostics_since(start, "hamster_vlm_node") if d[2] == 2]
     assert vlm_errors and "input failed" in vlm_errors[-1][3]
     assert instruction not in [i for _, i in m.paths]
-    assert "frame skipped" in graph.log("perception_node")
+    # Each node counts what it dropped (issue 21): the VLM's status, perception's /diagnostics.
+    status = [s for s in m.vlm_statuses if s["instruction"] == instruction][-1]
+    assert status["dropped"].get("image: invalid", 0) >= 3, status
+    wait_until(lambda: any(int(d[4].get("dropped image: invalid", 0)) > 0
+                           for d in m.diagnostics_since(start, "perception_node")), "perception's drop count", 30)
     assert_holds_after(m, start, time.monotonic())
     graph.alive()
     assert_safe_targets(m)
