@@ -15,6 +15,8 @@ from rclpy.qos import qos_policy_name_from_kind
 
 from hamster_ros.allocator import keep_large_buffers
 
+SHUTDOWN_CHECK_SEC = 0.5   # longest the executor waits before it looks whether the context was shut down
+
 
 class RuntimeNode(Node):
     """A Node whose publishers and subscriptions carry no middleware event handlers but a subscription's
@@ -82,7 +84,10 @@ def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
             raise SystemExit(2) from None
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        # A bounded wait, not executor.spin(): an idle VLM node once outlived SIGTERM (its context shut down, its
+        # wait never woken) until a debugger interrupted the wait. With the bound it ends within that time anyway.
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SHUTDOWN_CHECK_SEC)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
