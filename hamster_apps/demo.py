@@ -1,7 +1,7 @@
 """One seeded episode end to end: the simulator and the three runtime nodes as separate processes over DDS
 (this machine only), the episode recorded as a rosbag2, the path overlay saved. Prints one JSON line last.
 `--robot franka` runs the franka_ros2 adapter and camera_cloud against the simulator's franka interface
-(FrankaRobotState, equilibrium pose, franka_gripper actions) and enables the stream before the episode.
+(FrankaRobotState, target pose, franka_gripper actions) and enables the stream before the episode.
 
     hamster-demo [--seed N] [--out DIR] [--timeout SEC] [graph options as for hamster-run]
 

@@ -149,6 +149,54 @@ class TargetLimits:
         return None
 
 
+# -- the controller that takes the targets ------------------------------------------------------------------
+# Controllers a `geometry_msgs/PoseStamped` target stream can drive, by the name of franka_bridge's `controller`
+# parameter -> the topic it listens on.
+CONTROLLER_TOPICS = {
+    # crisp_controllers' CartesianController (src/cartesian_controller.cpp): subscribes "target_pose" (relative:
+    # /target_pose under controller_manager's default namespace), QoS(1) reliable, base-frame poses, and ignores
+    # every message while more than one node publishes there.
+    "crisp_cartesian": "/target_pose",
+}
+CUSTOM_CONTROLLER = "custom"  # your own controller: give its topic as target_topic
+REFUSED_CONTROLLERS = {
+    "franka_cartesian_impedance_example": (
+        "franka_ros2's cartesian_impedance_example_controller listens on ~/equilibrium_pose but overwrites the "
+        "target position every cycle with its own demonstration motion: streamed targets would be ignored"),
+}
+
+
+def controller_target_topic(controller: str, target_topic: str = "") -> str:
+    """The topic the runtime streams targets to for a controller profile; ValueError names what is wrong."""
+    if controller in REFUSED_CONTROLLERS:
+        raise ValueError(f"controller {controller!r} cannot follow a target stream: "
+                         f"{REFUSED_CONTROLLERS[controller]}; use crisp_cartesian or custom")
+    if controller == CUSTOM_CONTROLLER:
+        if not target_topic.startswith("/") or len(target_topic) < 2:
+            raise ValueError(f"controller 'custom' needs target_topic, the absolute topic your controller listens "
+                             f"on for geometry_msgs/PoseStamped targets, got {target_topic!r}")
+        return target_topic
+    if controller not in CONTROLLER_TOPICS:
+        raise ValueError(f"unknown controller {controller!r}: one of "
+                         f"{', '.join([*CONTROLLER_TOPICS, CUSTOM_CONTROLLER])}")
+    if target_topic:
+        raise ValueError(f"target_topic {target_topic!r} is only for controller 'custom'; {controller} listens on "
+                         f"{CONTROLLER_TOPICS[controller]}")
+    return CONTROLLER_TOPICS[controller]
+
+
+def controller_link_problem(topic: str, subscribers: int, publishers: int) -> str | None:
+    """Why the target stream cannot reach a controller that takes it from this node alone, or None. Counted on
+    the graph with this node's own publisher on the topic. More subscribers are no problem: a configured but
+    inactive controller subscribes too, and so does an observer (`ros2 topic echo`, a recorder)."""
+    if subscribers == 0:
+        return f"nothing subscribes to {topic}: is the controller loaded and active?"
+    if publishers > 1:
+        return (f"{publishers - 1} other publisher(s) on {topic}: the controller must take targets from this node "
+                f"alone (crisp_controllers ignores all of them then)")
+    return None
+
+
 class GateState(str, enum.Enum):
     DISABLED = "disabled"             # nothing is sent until enable()
     STREAMING = "streaming"

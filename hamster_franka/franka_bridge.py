@@ -2,15 +2,16 @@
 hamster_core.franka.
 
     FrankaRobotState (franka_robot_state_broadcaster)  ->  /robot/ee_pose (o_t_ee), /robot/status (JSON)
-    /robot/cartesian_target (policy_node, 100 Hz)       ->  the impedance controller's equilibrium pose, gated
+    /robot/cartesian_target (policy_node, 100 Hz)       ->  the controller's target pose (`controller` profile), gated
     /robot/gripper_command                              ->  franka_gripper move / grasp / homing goals, async,
                                                             with a timeout; each result on /robot/gripper_result
 
 Safety: it starts DISABLED and forwards nothing until `/robot/enable` (std_srvs/SetBool true) is called with a
-fresh, healthy robot state; the policy node meanwhile holds the measured pose. A reflex, user stop, error flag
+fresh, healthy robot state and a subscriber on the target topic (the controller), with this node its only
+publisher; the policy node meanwhile holds the measured pose. A reflex, user stop, error flag
 or a robot state older than stale_after_sec halts it at once (in the state callback, or at the next check of
 the control-rate timer), as does `/robot/stop` (std_srvs/Trigger) or `/robot/enable false`: nothing more
-reaches the controller, which holds its last equilibrium pose, until the next enable (gripper commands are
+reaches the controller, which holds its last target, until the next enable (gripper commands are
 refused then too; only `gripper.homing_on_start` homes before an enable). A state with an invalid o_t_ee halts
 as well (its mode and errors are read first), and so does no state for stale_after_wall_sec of wall time (a
 stopped /clock with use_sim_time freezes ROS time too). Every halt increments the status's `halt_count` (never
@@ -37,7 +38,8 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
 from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, GripperResult,
-                                 StreamGate, TargetLimits, interpret_state)
+                                 StreamGate, TargetLimits, controller_link_problem, controller_target_topic,
+                                 interpret_state)
 from hamster_msgs.msg import GripperCommand
 from hamster_ros import interfaces as topics, realtime
 from hamster_ros.conversions import pose_from_msg, pose_to_msg, stamp_to_seconds
@@ -58,8 +60,11 @@ class FrankaBridge(RuntimeNode):
         self._error_fields = [name for name in msg.Errors.get_fields_and_field_types()]
         state_topic = declare(self, "robot_state_topic", "/franka_robot_state_broadcaster/robot_state",
                               "franka_msgs/FrankaRobotState from franka_robot_state_broadcaster.")
-        equilibrium_topic = declare(self, "equilibrium_pose_topic", "/cartesian_impedance_controller/equilibrium_pose",
-                                    "PoseStamped equilibrium of the Cartesian impedance controller.")
+        self.controller = declare(self, "controller", "crisp_cartesian",
+                                  "The controller that takes the targets: crisp_cartesian (crisp_controllers' "
+                                  "CartesianController, /target_pose) or custom (target_topic).")
+        self.target_topic = controller_target_topic(self.controller, declare(
+            self, "target_topic", "", "controller custom: the topic its geometry_msgs/PoseStamped targets go to."))
         gripper_ns = declare(self, "gripper_namespace", "/franka_gripper",
                              "franka_gripper's action namespace (<ns>/move, <ns>/grasp, <ns>/homing).").rstrip("/")
         rate_hz = declare(self, "rate_hz", 100.0, "Nominal target rate; the stale check runs at this rate.")
@@ -98,7 +103,7 @@ class FrankaBridge(RuntimeNode):
         self.create_subscription(GripperCommand, topics.GRIPPER_COMMAND, self._on_gripper, topics.EVENTS,
                                  callback_group=group)
         self.ee_pub = self.create_publisher(PoseStamped, topics.EE_POSE, topics.SENSOR)
-        self.equilibrium_pub = self.create_publisher(PoseStamped, equilibrium_topic, topics.COMMAND)
+        self.target_pub = self.create_publisher(PoseStamped, self.target_topic, topics.COMMAND)
         self.status_pub = self.create_publisher(String, topics.ROBOT_STATUS, topics.LATCHED)
         self.result_pub = self.create_publisher(String, topics.GRIPPER_RESULT, topics.EVENTS)
         self.create_service(SetBool, topics.ROBOT_ENABLE, self._on_enable, callback_group=group)
@@ -120,7 +125,8 @@ class FrankaBridge(RuntimeNode):
         refused = realtime.make_current_thread_realtime(priority)
         if refused:
             self.get_logger().warning(f"executor_thread_priority={priority} not granted ({refused})")
-        self.get_logger().info(f"franka bridge: state {state_topic}, targets -> {equilibrium_topic}, gripper "
+        self.get_logger().info(f"franka bridge: state {state_topic}, targets -> {self.target_topic} "
+                               f"({self.controller}), gripper "
                                f"{gripper_ns}/{{move,grasp,homing}}; DISABLED until {topics.ROBOT_ENABLE} is called")
 
     def _now(self) -> float:
@@ -191,7 +197,7 @@ class FrankaBridge(RuntimeNode):
                     # The pose that was checked (unit quaternion), not the message as it came.
                     out = pose_to_msg(target, Header(frame_id=msg.header.frame_id,
                                                      stamp=self.get_clock().now().to_msg()))
-                    self.equilibrium_pub.publish(out)
+                    self.target_pub.publish(out)
                     self._last_forwarded = (target, now)
                     self._forwarded += 1
                     return
@@ -212,7 +218,13 @@ class FrankaBridge(RuntimeNode):
         with self._lock:
             if request.data:
                 was_streaming, now = self.gate.open, self._now()
-                response.success, response.message = self.gate.enable(now, time.monotonic())
+                problem = None if was_streaming else controller_link_problem(
+                    self.target_topic, self.count_subscribers(self.target_topic),
+                    self.count_publishers(self.target_topic))
+                if problem:
+                    response.success, response.message = False, f"cannot enable: {problem}"
+                else:
+                    response.success, response.message = self.gate.enable(now, time.monotonic())
                 if response.success and not was_streaming:
                     # The first target after this enable is step-limited from the measured pose (see _on_target),
                     # not from a target before the halt; an enable while streaming changes nothing.
@@ -242,7 +254,8 @@ class FrankaBridge(RuntimeNode):
         with self._lock:
             health = self.gate.health
             now = self._now()
-            status = {"gate": self.gate.state.value, "reason": self.gate.reason,
+            status = {"gate": self.gate.state.value, "reason": self.gate.reason, "controller": self.controller,
+                      "target_topic": self.target_topic,
                       "mode": health.mode if health else None, "ok": bool(health and health.ok),
                       "errors": list(health.errors) if health else [],
                       "state_age": None if self.gate.state_stamp is None else round(now - self.gate.state_stamp, 4),
@@ -293,10 +306,32 @@ class FrankaBridge(RuntimeNode):
             goal_id, preempted = self.gripper_goals.start(request, self._now())
             old = [handle for gid, handle in self._goal_handles.items() if gid != goal_id]
             self._goal_handles = {}
-        for handle in old:
-            handle.cancel_goal_async()
         if preempted is not None:
             self._report(preempted)
+        if not old:
+            self._send_goal(goal_id, client, goal)
+            return
+        # franka_gripper answers a cancel at once but stops the fingers (gripper_->stop()) only when its goal loop
+        # sees it, up to a feedback period later: a goal sent before that stop would be stopped by it. So the new
+        # goal goes out once every preempted goal has ended (if one never does, the new goal times out as usual).
+        ended = [handle.get_result_async() for handle in old]
+        for handle in old:
+            handle.cancel_goal_async()
+        sent = threading.Event()
+
+        def send_when_all_ended(_):
+            if not all(future.done() for future in ended):
+                return
+            with self._lock:
+                # once (each ended goal calls this), and only if not preempted or timed out meanwhile
+                send = not sent.is_set() and self.gripper_goals.is_current(goal_id)
+                sent.set()
+            if send:
+                self._send_goal(goal_id, client, goal)
+        for future in ended:
+            future.add_done_callback(send_when_all_ended)
+
+    def _send_goal(self, goal_id: int, client, goal):
         future = client.send_goal_async(goal)
         future.add_done_callback(lambda f, goal_id=goal_id: self._on_goal_response(goal_id, f))
 

@@ -8,7 +8,8 @@ Checks: every input topic is alive at its expected rate; header stamps are recen
 sync (colour vs depth, camera vs robot state); camera_info, the images and the calibration agree; the robot
 mode is one that streams (no reflex, user stop or error); the point cloud, transformed with the calibration,
 sees the gripper where the robot state says it is (hamster_core.preflight.CALIBRATION_TOLERANCE); the
-impedance controller subscribes to its equilibrium pose and, with --nudge M, follows a target M metres above
+controller subscribes to the target topic (franka.yaml's `controller` profile) and, with --nudge M, follows
+a target M metres above
 the current pose and back; franka_gripper answers a move to its current width (no motion) or a homing.
 
 The nudge moves the arm only when the robot's mode/errors and its state stream's alive and recent rows passed
@@ -16,7 +17,7 @@ The nudge moves the arm only when the robot's mode/errors and its state stream's
 inside the workspace box, ramped at max_linear_speed (franka.yaml's franka_bridge limits by default), in the
 runtime's base frame; it stops at once if the robot leaves a streaming mode or its state goes stale.
 
-Run it before starting the runtime (with --nudge it publishes equilibrium poses itself: nothing else may).
+Run it before starting the runtime (with --nudge it publishes target poses itself: nothing else may).
 Topic names default to config/franka_remappings.yaml and config/franka.yaml's franka_bridge section.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import yaml
 
 from hamster_core.calibration import CalibrationError, CloudProjector, depth_in_metres, load_calibration, stream_problems
-from hamster_core.franka import interpret_state
+from hamster_core.franka import controller_link_problem, controller_target_topic, interpret_state
 from hamster_core.geometry import Pose
 from hamster_core.preflight import (NUDGE_STATE_PERIODS, Check, calibration_check, format_table, nudge_blocker,
                                     nudge_ramp, nudge_start_problem, rate_check, recency_check, sync_check)
@@ -53,7 +54,8 @@ def _defaults() -> dict:
             "max_linear_speed": bridge["max_linear_speed"], "rate_hz": bridge["rate_hz"], "frame_id": base_frame,
             "color": remaps["/camera/color/image_raw"], "depth": remaps["/camera/depth/image_raw"],
             "info": remaps["/camera/color/camera_info"], "joints": remaps["/robot/joint_states"],
-            "state": bridge["robot_state_topic"], "equilibrium": bridge["equilibrium_pose_topic"],
+            "state": bridge["robot_state_topic"],
+            "target": controller_target_topic(bridge["controller"], bridge.get("target_topic", "")),
             "gripper": bridge["gripper_namespace"], "calibration": str(CONFIG_DIR / "calibration.yaml")}
 
 
@@ -88,8 +90,8 @@ class Probe:
         deep = QoSProfile(depth=500, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
         for key, msg_type, topic in subscriptions:
             self.node.create_subscription(msg_type, topic, lambda m, key=key: self._record(key, m), deep)
-        self.equilibrium_topic = args.equilibrium_topic
-        self.equilibrium_pub = self.node.create_publisher(PoseStamped, args.equilibrium_topic, topics.COMMAND)
+        self.target_topic = args.target_topic
+        self.target_pub = self.node.create_publisher(PoseStamped, args.target_topic, topics.COMMAND)
         self.PoseStamped = PoseStamped
         # Every callback only records: one thread, far less CPU per message than the multi-threaded executor,
         # so a loaded machine does not leave the newest robot state queued behind older messages.
@@ -210,17 +212,17 @@ def _state_health(msg):
 
 
 def controller_check(probe: Probe, args, checks: list[Check] | None = None) -> Check:
-    name = "controller: accepts equilibrium targets"
-    subscribers = probe.node.count_subscribers(probe.equilibrium_topic)
+    name = "controller: takes the target stream"
+    subscribers = probe.node.count_subscribers(probe.target_topic)
     if subscribers == 0:
-        return Check(name, False, "no subscriber", "the impedance controller subscribes",
-                     f"nothing subscribes to {probe.equilibrium_topic}: is the controller loaded and active?")
+        return Check(name, False, "no subscriber", "the controller subscribes",
+                     controller_link_problem(probe.target_topic, subscribers, 1))
     if args.nudge <= 0:
         return Check(name, True, f"{subscribers} subscriber(s)", "subscribed", "not moved (--nudge 0)")
-    others = probe.node.count_publishers(probe.equilibrium_topic) - 1
+    others = probe.node.count_publishers(probe.target_topic) - 1
     if others > 0:
         return Check(name, None, f"{subscribers} subscriber(s)", "subscribed",
-                     f"not nudged: {others} other publisher(s) on {probe.equilibrium_topic} (stop the runtime first)")
+                     f"not nudged: {others} other publisher(s) on {probe.target_topic} (stop the runtime first)")
     blocker = nudge_blocker(checks or [], args.state_topic)
     if blocker is not None:
         return Check(name, None, f"{subscribers} subscriber(s)", "subscribed", blocker)
@@ -276,7 +278,7 @@ def controller_check(probe: Probe, args, checks: list[Check] | None = None) -> C
                 continue
             target = leg[min(index, len(leg) - 1)]
             index += 1
-            probe.equilibrium_pub.publish(pose_to_msg(target, Header(frame_id=args.frame_id,
+            probe.target_pub.publish(pose_to_msg(target, Header(frame_id=args.frame_id,
                                                                      stamp=probe.node.get_clock().now().to_msg())))
             time.sleep(1.0 / args.rate_hz)
         reached = _tcp_from_state(probe.snapshot("state")[-1][3])
@@ -370,7 +372,8 @@ def main(argv=None) -> int:
     parser.add_argument("--info-topic", default=defaults["info"])
     parser.add_argument("--state-topic", default=defaults["state"])
     parser.add_argument("--joint-states-topic", default=defaults["joints"])
-    parser.add_argument("--equilibrium-topic", default=defaults["equilibrium"])
+    parser.add_argument("--target-topic", default=defaults["target"],
+                        help="the controller's target pose topic (default: franka.yaml's franka_bridge controller)")
     parser.add_argument("--gripper-namespace", default=defaults["gripper"])
     parser.add_argument("--max-linear-speed", type=float, default=defaults["max_linear_speed"],
                         help="m/s of the nudge's ramp (default: franka.yaml's franka_bridge limit)")

@@ -5,8 +5,8 @@ Speaks what a real FR3 with franka_ros2 offers, with the same names and types, s
 
 - franka_msgs/FrankaRobotState on `franka.robot_state_topic` (franka_robot_state_broadcaster's topic): header,
   o_t_ee (PoseStamped), measured_joint_state, robot_mode, current_errors / last_motion_errors;
-- the Cartesian impedance controller's equilibrium pose (geometry_msgs/PoseStamped) on
-  `franka.equilibrium_pose_topic`;
+- the Cartesian controller's target pose (geometry_msgs/PoseStamped, crisp_controllers' /target_pose) on
+  `franka.target_topic`;
 - franka_gripper's move / grasp / homing actions (franka_msgs/action/{Move,Grasp,Homing}) under
   `franka.gripper_namespace`, each taking as long as the simulated fingers do, success and error as the real
   hand reports them (a grasp succeeds when the fingers stop within width - epsilon.inner .. width +
@@ -18,10 +18,10 @@ cartesian_reflex flag in current_errors), /sim/stall_gripper (gripper goals are 
 /sim/bad_pose (o_t_ee carries an all-zero quaternion, which no consumer can use).
 
 The interface is its own node with its own executor threads: a gripper goal takes ~1 s and must not hold up
-the simulator's single-threaded callbacks (the equilibrium pose stream among them). The gripper's action servers
+the simulator's single-threaded callbacks (the target pose stream among them). The gripper's action servers
 run on a second node with an executor of their own: each goal blocks one of its threads for up to
 GRIPPER_GOAL_LIMIT_SEC (or until canceled, with /sim/stall_gripper), and however many are in flight, the
-equilibrium pose stream and the fault services (each in its own mutually exclusive callback group on the first
+target pose stream and the fault services (each in its own mutually exclusive callback group on the first
 node's executor) always have a thread.
 """
 from __future__ import annotations
@@ -45,6 +45,7 @@ from hamster_ros.spinner import BackgroundSpinner
 
 MAX_WIDTH = 0.08
 GRIPPER_GOAL_LIMIT_SEC = 10.0   # a simulated finger move never takes longer; the real driver has its own limits
+GRIPPER_FEEDBACK_RATE_HZ = 30   # franka_gripper_node.yaml: how often its goal loop looks for a cancel
 
 
 class SimFrankaInterface:
@@ -65,7 +66,7 @@ class SimFrankaInterface:
                        "bad_pose": False}
         self._lock = threading.Lock()
         self.state_pub = node.create_publisher(msg.FrankaRobotState, self.state_topic, topics.SENSOR)
-        node.create_subscription(PoseStamped, sim.franka_equilibrium_topic, self._on_equilibrium, topics.COMMAND,
+        node.create_subscription(PoseStamped, sim.franka_target_topic, self._on_target, topics.COMMAND,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         faults = MutuallyExclusiveCallbackGroup()
         for name in self.faults:
@@ -84,7 +85,7 @@ class SimFrankaInterface:
                          goal_callback=lambda goal: GoalResponse.ACCEPT,
                          cancel_callback=lambda handle: CancelResponse.ACCEPT),
         ]
-        # One thread per callback group: the equilibrium stream and the fault services never wait for each other.
+        # One thread per callback group: the target stream and the fault services never wait for each other.
         self.executor = MultiThreadedExecutor(num_threads=2, context=context)
         self.executor.add_node(node)
         # Goals block their thread; three let a preempted goal wind down while the next one runs.
@@ -142,20 +143,22 @@ class SimFrankaInterface:
         self.state_pub.publish(msg)
 
     # -- arm ------------------------------------------------------------------------------------------
-    def _on_equilibrium(self, msg: PoseStamped):
+    def _on_target(self, msg: PoseStamped):
         if self.halted():
             return  # the real controller stops with a reflex or user stop; the arm stays where it is
         try:
             pose = pose_from_msg(msg)
         except ValueError as error:
-            self.sim.get_logger().error(f"ignoring invalid equilibrium pose: {error}", throttle_duration_sec=1.0)
+            self.sim.get_logger().error(f"ignoring invalid target pose: {error}", throttle_duration_sec=1.0)
             return
         self.sim._requests.put((lambda world: world.set_cartesian_target(pose), None))
 
     # -- gripper --------------------------------------------------------------------------------------
     def _run_gripper(self, goal_handle, width: float, speed: float, force: float, grasp: bool):
         """Command the fingers and wait (this executor thread only) until they stop; returns (final width,
-        error text or '')."""
+        error text or ''). A cancel is answered at once and acted on when this loop sees it, by stopping the
+        fingers, as franka_gripper's gripper_action_server does (`gripper_->stop()`): that stops whatever command
+        runs then, a newer goal's included."""
         if self.faults["stall_gripper"]:
             while not goal_handle.is_cancel_requested and self.node.context.ok():
                 time.sleep(0.02)
@@ -171,10 +174,11 @@ class SimFrankaInterface:
             if not moving:
                 return measured, ""
             if goal_handle.is_cancel_requested:
+                self.sim._in_sim_thread(lambda world: world.stop_gripper())
                 return measured, "canceled"
             if time.monotonic() - started > GRIPPER_GOAL_LIMIT_SEC:
                 return measured, f"the fingers did not stop within {GRIPPER_GOAL_LIMIT_SEC:g} s"
-            time.sleep(0.02)
+            time.sleep(1.0 / GRIPPER_FEEDBACK_RATE_HZ)
 
     def _finish(self, goal_handle, result, success: bool, error: str):
         result.success, result.error = bool(success), error

@@ -11,7 +11,7 @@ Fault injection, for tests and bring-up (std_srvs/SetBool, data=true starts the 
   still follows its last target.
 
 `interface: franka` swaps the robot side for franka_ros2's (hamster_sim.franka_interface: FrankaRobotState,
-the impedance controller's equilibrium pose, franka_gripper's actions; /robot/ee_pose, /robot/cartesian_target
+the Cartesian controller's target pose, franka_gripper's actions; /robot/ee_pose, /robot/cartesian_target
 and /robot/gripper_command are then the franka adapter's business). With `publish_points: false` the runtime's
 camera_cloud node makes /camera/points and /camera/pose from depth and a calibration file, as on a real setup;
 `depth_encoding: 16UC1` publishes depth in millimetres as a RealSense does.
@@ -89,9 +89,8 @@ class SimNode(RuntimeNode):
         self.depth_encoding = declare(self, "depth_encoding", "32FC1", "32FC1 (m) or 16UC1 (mm, as a RealSense).")
         self.franka_state_topic = declare(self, "franka.robot_state_topic",
                                           "/franka_robot_state_broadcaster/robot_state", "FrankaRobotState topic.")
-        self.franka_equilibrium_topic = declare(self, "franka.equilibrium_pose_topic",
-                                                "/cartesian_impedance_controller/equilibrium_pose",
-                                                "The impedance controller's equilibrium pose topic.")
+        self.franka_target_topic = declare(self, "franka.target_topic", "/target_pose",
+                                           "The Cartesian controller's target pose topic (crisp_controllers').")
         self.franka_gripper_namespace = declare(self, "franka.gripper_namespace", "/franka_gripper",
                                                 "franka_gripper's action namespace (move, grasp, homing).")
         if self.interface not in ("hamster", "franka"):

@@ -205,6 +205,12 @@ class _Gripper:
     def ramping(self) -> bool:
         return not self.blocked and self.commanded_width != self.goal_width
 
+    def stop(self) -> None:
+        """libfranka's Gripper::stop: whatever command runs ends where the fingers are, the squeeze released."""
+        self.goal_width = self.commanded_width
+        self.force = 0.0
+        self.grasp = self.blocked = False
+
     def update(self, dt: float, measured_width: float) -> tuple[float, float]:
         """Advance one control period; returns (width for the position actuator, squeeze force per finger)."""
         if self.blocked and measured_width < self.blocked_width - self.LOST_MARGIN:
@@ -325,6 +331,10 @@ class FrankaWorld:
         if not np.isfinite(force) or not 0.0 <= force <= MAX_GRASP_FORCE:
             raise ValueError(f"force must be in [0, {MAX_GRASP_FORCE}] N, got {force!r}")
         self._gripper.command(float(width), float(speed), float(force), bool(grasp))
+
+    def stop_gripper(self) -> None:
+        """Stop the running gripper command, whichever goal sent it (as franka_gripper does on a cancel)."""
+        self._gripper.stop()
 
     def gripper_width(self) -> float:
         """Measured opening between the fingers (m)."""

@@ -195,20 +195,22 @@ def test_franka_bridge_and_simulator_agree_on_franka_ros2_names():
     from hamster_sim.sim_node import SimNode
     bridge = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]
     franka_sim = yaml.safe_load((CONFIG_DIR / "franka_sim.yaml").read_text())["sim_node"]["ros__parameters"]
-    names = {"robot_state_topic": "franka.robot_state_topic", "equilibrium_pose_topic": "franka.equilibrium_pose_topic",
-             "gripper_namespace": "franka.gripper_namespace"}
-    assert not {"franka", *names.values()} & set(franka_sim)
+    names = {"robot_state_topic": "franka.robot_state_topic", "gripper_namespace": "franka.gripper_namespace"}
+    assert not {"franka", "franka.target_topic", *names.values()} & set(franka_sim)
     rclpy.init()
     try:
         node = SimNode()
         try:
             served = {key: node.get_parameter(name).value for key, name in names.items()}
+            served_target = node.get_parameter("franka.target_topic").value
         finally:
             node.close()
             node.destroy_node()
     finally:
         rclpy.try_shutdown()
     assert served == {key: bridge[key] for key in names}
+    from hamster_core.franka import controller_target_topic
+    assert served_target == controller_target_topic(bridge["controller"], bridge["target_topic"]) == "/target_pose"
 
 
 def test_user_parameter_files_load_last_in_every_node(tmp_path):

@@ -397,3 +397,29 @@ def test_the_nudge_ramps_at_the_speed_limit_inside_the_workspace():
         nudge_ramp(Pose([0.5, 0.0, 0.49], TOP_DOWN), [0.5, 0.0, 0.52], 0.1, 100.0, (0.3, -0.3, 0.05), (0.7, 0.3, 0.5))
     with pytest.raises(ValueError, match="the start .* outside the workspace"):
         nudge_ramp(Pose([0.9, 0.0, 0.3], TOP_DOWN), [0.9, 0.0, 0.31], 0.1, 100.0, (0.3, -0.3, 0.05), (0.7, 0.3, 0.5))
+
+
+# -- the controller that takes the targets (issue 18) -------------------------------------------------------
+def test_controller_profiles_name_the_topic_the_controller_listens_on():
+    from hamster_core.franka import controller_target_topic
+    # crisp_controllers' CartesianController: create_subscription<PoseStamped>("target_pose", QoS(1), ...)
+    # in src/cartesian_controller.cpp, under controller_manager's root namespace.
+    assert controller_target_topic("crisp_cartesian") == "/target_pose"
+    assert controller_target_topic("custom", "/my_controller/target") == "/my_controller/target"
+    with pytest.raises(ValueError, match="'custom' needs target_topic.*got ''"):
+        controller_target_topic("custom")
+    with pytest.raises(ValueError, match="only for controller 'custom'"):
+        controller_target_topic("crisp_cartesian", "/elsewhere")
+    with pytest.raises(ValueError, match="unknown controller 'impedance': one of crisp_cartesian, custom"):
+        controller_target_topic("impedance")
+    with pytest.raises(ValueError, match="overwrites the target position every cycle"):
+        controller_target_topic("franka_cartesian_impedance_example")
+
+
+def test_the_target_stream_needs_a_listening_controller_and_no_other_publisher():
+    from hamster_core.franka import controller_link_problem
+    assert controller_link_problem("/target_pose", 0, 1) == \
+        "nothing subscribes to /target_pose: is the controller loaded and active?"
+    assert controller_link_problem("/target_pose", 1, 2).startswith("1 other publisher(s) on /target_pose")
+    assert controller_link_problem("/target_pose", 1, 1) is None
+    assert controller_link_problem("/target_pose", 3, 1) is None   # an inactive controller, an observer

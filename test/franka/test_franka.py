@@ -2,7 +2,7 @@
 
 franka_msgs cannot be installed here: the module builds the test stand-in (tools/franka_msgs_standin, same field
 layout) into a temporary prefix once, and starts the nodes with that environment. The test process itself never
-imports franka_msgs: it watches the runtime's side (/robot/status, /robot/gripper_result) and the equilibrium pose
+imports franka_msgs: it watches the runtime's side (/robot/status, /robot/gripper_result) and the target pose
 stream the adapter sends to the "controller".
 
 First the simulator alone: hamster-preflight passes on it, and names the failure with a wrong extrinsic and with a
@@ -29,8 +29,7 @@ pytestmark = [pytest.mark.graph, pytest.mark.slow]  # builds the franka_msgs sta
 
 FRANKA_SIM = yaml.safe_load((CONFIG_DIR / "franka_sim.yaml").read_text())
 PERIOD = 1.0 / yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]["rate_hz"]
-EQUILIBRIUM = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"][
-    "equilibrium_pose_topic"]
+CONTROLLER_TOPIC = "/target_pose"   # franka.yaml's controller crisp_cartesian: crisp_controllers' target_pose
 CLOCK_STEP = 1.0 / yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["sim_node"]["ros__parameters"]["clock_rate_hz"]
 SEED = 1
 GRIPPER_TIMEOUT = 1.0
@@ -48,7 +47,7 @@ def franka_env(franka_msgs_env):
 
 
 class Monitor:
-    """Records the adapter's outputs and the equilibrium stream; calls services; runs episodes."""
+    """Records the adapter's outputs and the controller's target stream; calls services; runs episodes."""
 
     def __init__(self):
         import rclpy
@@ -71,13 +70,14 @@ class Monitor:
         self.node = RuntimeNode("franka_test_monitor", context=self.context,
                                 parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.lock = threading.Lock()
-        self.equilibrium: list[tuple[float, float, tuple, tuple]] = []  # (received wall, stamp, position, quaternion)
+        # (received wall, stamp, position, quaternion) of every target the controller got
+        self.controller_targets: list[tuple[float, float, tuple, tuple]] = []
         self.ee_pose = None                                           # the adapter's newest /robot/ee_pose (position)
         self.statuses: list[tuple[float, dict]] = []
         self.gripper_results: list[dict] = []
         self.executor_statuses: list[tuple[float, dict]] = []
         every = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(PoseStamped, EQUILIBRIUM, self._on_equilibrium, every)
+        self.node.create_subscription(PoseStamped, CONTROLLER_TOPIC, self._on_controller_target, every)
         self.node.create_subscription(String, t.ROBOT_STATUS, lambda m: self._append(self.statuses, json.loads(m.data)),
                                       t.LATCHED)
         self.node.create_subscription(String, t.GRIPPER_RESULT,
@@ -99,10 +99,10 @@ class Monitor:
         self.executor.add_node(self.node)
         self.spinner = BackgroundSpinner(self.executor)
 
-    def _on_equilibrium(self, msg):
+    def _on_controller_target(self, msg):
         with self.lock:
             p, q = msg.pose.position, msg.pose.orientation
-            self.equilibrium.append((time.monotonic(), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+            self.controller_targets.append((time.monotonic(), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
                                      (p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))
 
     def _on_ee_pose(self, msg):
@@ -151,9 +151,9 @@ class Monitor:
         wait_until(lambda: self.status().get("gate") == "streaming", "status streaming", 10)
         return message
 
-    def equilibrium_since(self, since: float) -> list:
+    def controller_targets_since(self, since: float) -> list:
         with self.lock:
-            return [e for e in self.equilibrium if e[0] >= since]
+            return [e for e in self.controller_targets if e[0] >= since]
 
     def close(self):
         assert self.spinner.stop(), "the spin thread did not stop"
@@ -226,7 +226,7 @@ def test_preflight_passes_on_a_healthy_simulator_and_moves_the_arm(franka):
     verdicts = rows(process.stdout)
     assert process.returncode == 0, process.stdout + process.stderr
     assert process.stdout.strip().endswith("PRE-FLIGHT PASSED")
-    assert verdicts["controller: accepts equilibrium targets"] == "PASS", process.stdout
+    assert verdicts["controller: takes the target stream"] == "PASS", process.stdout
     assert verdicts["gripper: answers a move goal"] == "PASS"
     assert verdicts["calibration: cloud sees the gripper at the measured pose"] == "PASS"
     assert sum(v == "PASS" for v in verdicts.values()) >= 14, process.stdout
@@ -310,7 +310,7 @@ def test_the_adapter_step_limits_from_the_measured_pose_after_a_re_enable_and_se
             return monitor.ee_pose
 
     def forwarded_after(since: float, count: int = 1, timeout: float = 5.0):
-        return wait_until(lambda: (lambda e: e if len(e) >= count else None)(monitor.equilibrium_since(since)),
+        return wait_until(lambda: (lambda e: e if len(e) >= count else None)(monitor.controller_targets_since(since)),
                           "a forwarded target", timeout, lambda: _alive(bridge_alone))
 
     def step_drops() -> int:
@@ -323,7 +323,7 @@ def test_the_adapter_step_limits_from_the_measured_pose_after_a_re_enable_and_se
             monitor.publish_target(position, orientation)
             time.sleep(PERIOD)
         wait_until(lambda: step_drops() > drops, "the jump dropped by the step limit", 5, lambda: _alive(bridge_alone))
-        return monitor.equilibrium_since(since) == []
+        return monitor.controller_targets_since(since) == []
 
     def stream(position, orientation, seconds: float = 0.2):
         for _ in range(int(seconds / PERIOD)):
@@ -395,7 +395,7 @@ def test_nothing_reaches_the_controller_before_enable_then_the_measured_pose_is_
     time.sleep(0.5)  # the policy node streams its held pose at 100 Hz by now
     status = monitor.status()
     assert status["gate"] == "disabled" and "enable" in status["reason"]
-    assert monitor.equilibrium_since(runtime.runtime_started) == [] and status["forwarded"] == 0
+    assert monitor.controller_targets_since(runtime.runtime_started) == [] and status["forwarded"] == 0
     # gripper.homing_on_start: the one thing the adapter does before an enable, once franka_gripper is up
     # (it may finish before this monitor matched the results topic: the latched status keeps the last result)
     homing = wait_until(lambda: (monitor.status().get("last_gripper") or {}).get("action") == "homing"
@@ -404,7 +404,7 @@ def test_nothing_reaches_the_controller_before_enable_then_the_measured_pose_is_
     message = monitor.enable()
     assert message.startswith("enabled")
     since = time.monotonic()
-    wait_until(lambda: len(monitor.equilibrium_since(since)) > 20, "the equilibrium stream", 10, runtime.alive)
+    wait_until(lambda: len(monitor.controller_targets_since(since)) > 20, "the target stream", 10, runtime.alive)
 
 
 @pytest.mark.parametrize("fault,words", [("reflex", "reflex mode"), ("user_stop", "user stop"),
@@ -412,7 +412,8 @@ def test_nothing_reaches_the_controller_before_enable_then_the_measured_pose_is_
 def test_a_bad_robot_state_halts_the_stream_within_one_control_period(runtime, fault, words):
     monitor = runtime.monitor
     monitor.enable()
-    wait_until(lambda: len(monitor.equilibrium_since(time.monotonic() - 0.2)) > 5, "streaming", 10, runtime.alive)
+    wait_until(lambda: len(monitor.controller_targets_since(time.monotonic() - 0.2)) > 5, "streaming", 10,
+               runtime.alive)
     response = monitor.call(monitor.SetBool, f"/sim/{fault}", monitor.SetBool.Request(data=True))
     switched = float(response.message.split("at sim time ")[1].split()[0])
     try:
@@ -424,7 +425,7 @@ def test_a_bad_robot_state_halts_the_stream_within_one_control_period(runtime, f
         stale_after = FRANKA_SIM["franka_bridge"]["ros__parameters"]["stale_after_sec"]
         # The adapter halted in the callback of a robot state that showed the fault: nothing it forwarded is
         # stamped after that callback (stamps are the adapter's clock, the simulator's /clock) ...
-        late = [e[1] for e in monitor.equilibrium_since(halted - 2.0) if e[1] > status["halted_at"]]
+        late = [e[1] for e in monitor.controller_targets_since(halted - 2.0) if e[1] > status["halted_at"]]
         assert late == [], f"{len(late)} targets forwarded after the halt"
         # ... on a state published after the switch (the simulator publishes one per control period), and not as
         # a stale-state halt: within stale_after_sec of the switch, on this loaded machine usually the first one.
@@ -524,9 +525,38 @@ def test_a_grasp_without_a_result_ends_the_episode_with_the_reason(runtime):
         wait_until(result_future.done, "the episode to end", 60, runtime.alive)
         since = time.monotonic()
         time.sleep(0.3)
-        assert len(monitor.equilibrium_since(since)) > 10, "the stream to the controller went on"
+        assert len(monitor.controller_targets_since(since)) > 10, "the stream to the controller went on"
     finally:
         monitor.set_fault("stall_gripper", False)
     result = result_future.result().result
     assert not result.success
     assert f"gripper grasp failed: no result within {GRIPPER_TIMEOUT:g} s" in result.message, result.message
+
+
+def test_a_gripper_goal_that_preempts_another_is_not_stopped_by_its_cancel(runtime):
+    """Issue 18: franka_gripper answers a cancel at once and stops the fingers (`gripper_->stop()`) when its goal
+    loop next sees it, up to a feedback period later; the simulator's gripper does the same. The adapter sent the
+    new goal right after the cancel, so that stop could halt the new goal's motion. It now sends it once the
+    preempted goal has ended."""
+    from sensor_msgs.msg import JointState
+
+    monitor = runtime.monitor
+    G = monitor.GripperCommand
+    widths = []   # the fingers' opening from the joint states, as franka_gripper publishes them
+
+    def on_joints(msg):
+        if "fr3_finger_joint1" in msg.name:
+            widths.append(2.0 * msg.position[list(msg.name).index("fr3_finger_joint1")])
+    joints_topic = yaml.safe_load((CONFIG_DIR / "franka_remappings.yaml").read_text())["/robot/joint_states"]
+    monitor.node.create_subscription(JointState, joints_topic, on_joints, monitor.t.SENSOR)
+    monitor.enable()
+    assert _gripper(monitor, G.MOVE, 0.08)["success"]
+    count = len(monitor.gripper_results)
+    monitor.gripper_pub.publish(G(command=G.MOVE, width=0.0, speed=0.02))    # closing slowly, ~4 s
+    wait_until(lambda: widths and widths[-1] < 0.075, "the fingers to start closing", 15, runtime.alive)
+    monitor.gripper_pub.publish(G(command=G.MOVE, width=0.08, speed=0.1))    # open again: preempts the close
+    wait_until(lambda: len(monitor.gripper_results) >= count + 2, "both goals' results", 20, runtime.alive)
+    preempted, reopened = monitor.gripper_results[count:count + 2]
+    assert not preempted["success"] and preempted["error"] == "preempted by a move goal", preempted
+    assert reopened["action"] == "move" and reopened["success"], reopened
+    assert widths[-1] > 0.075, widths[-5:]
