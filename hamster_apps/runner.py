@@ -14,6 +14,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
+
+import yaml
 
 from hamster_apps.graph import NodeSpec, describe_graph
 from hamster_ros.dds import confine_dds_to_this_machine
@@ -54,6 +57,42 @@ def ros_environment(domain_id: int | None = None) -> dict[str, str]:
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def caller_ros_environment() -> dict[str, str]:
+    """A real robot's graph runs in the caller's ROS environment as it is: franka_ros2's domain, discovery range
+    and DDS profile (it may run on another computer). Without ROS_DOMAIN_ID that is ROS's default domain 0."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def topic_visible(env: dict[str, str], topic: str, timeout_sec: float) -> bool:
+    """Whether anything publishes or subscribes `topic` in env's ROS domain, within timeout_sec of discovery."""
+    import rclpy
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(env.get("ROS_DOMAIN_ID") or 0))
+    try:
+        node = rclpy.create_node("hamster_run_probe", context=context)
+        deadline = time.monotonic() + timeout_sec
+        while time.monotonic() < deadline:
+            if any(name == topic for name, _ in node.get_topic_names_and_types()):
+                return True
+            time.sleep(0.1)
+        return False
+    finally:
+        context.try_shutdown()
+
+
+def real_robot_refusal(env: dict[str, str], state_topic: str, robot_visible: Callable[[], bool]) -> str | None:
+    """Why the graph must not start for a real robot, or None. A graph on another domain than franka_ros2's
+    would wait for a robot state forever while `hamster-preflight` (run in the caller's environment) passes."""
+    if env.get("ROS_DOMAIN_ID") or robot_visible():
+        return None
+    return (f"ROS_DOMAIN_ID is not set and franka_ros2 is not visible on ROS's default domain 0 (nothing on "
+            f"{state_topic}): export the ROS_DOMAIN_ID of the robot PC's franka_ros2 (and, if it runs on another "
+            f"computer, ROS_AUTOMATIC_DISCOVERY_RANGE or ROS_STATIC_PEERS; README \"Running across machines\")")
 
 
 class GraphRunner:
@@ -153,6 +192,16 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
                         help="your own ROS parameter file, loaded last (repeatable)")
 
 
+def robot_state_topic(specs: list[NodeSpec]) -> str:
+    """franka_bridge's robot_state_topic as its parameter files set it (the last file that names it wins)."""
+    topic = "/franka_robot_state_broadcaster/robot_state"
+    bridge = next(spec for spec in specs if spec.name == "franka_bridge")
+    for path in bridge.parameter_files:
+        section = (yaml.safe_load(Path(path).read_text()) or {}).get("franka_bridge", {}).get("ros__parameters", {})
+        topic = section.get("robot_state_topic", topic)
+    return topic
+
+
 def graph_from_arguments(args) -> list[NodeSpec]:
     return describe_graph(args.policy, args.vlm_backend, args.perception_backend, args.robot,
                           config_dir=args.config_dir, seed=args.seed, params_files=tuple(args.params_file),
@@ -179,6 +228,12 @@ def main(argv=None):
             parser.error(STANDIN_ON_REAL_ROBOT_MESSAGE.format(prefix=os.environ["HAMSTER_FRANKA_MSGS_STANDIN"]))
         elif not franka_msgs_available():
             parser.error(MISSING_MESSAGE)
+        else:
+            env = caller_ros_environment()
+            state_topic = robot_state_topic(specs)
+            refusal = real_robot_refusal(env, state_topic, lambda: topic_visible(env, state_topic, 3.0))
+            if refusal:
+                parser.error(refusal)
     stop_on_signals()
     runner = GraphRunner(specs, args.log_dir, env)
     code = 0

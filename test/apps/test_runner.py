@@ -87,3 +87,45 @@ def test_runner_exits_1_with_the_log_tail_when_a_node_exits_by_itself(tmp_path):
     assert run.returncode == 1, run.stdout + run.stderr
     assert "policy_node exited with 2" in run.stderr and "control_thread_priority" in run.stderr
     assert "hamster_apps.episode_client" in run.stdout
+
+
+def test_a_real_robot_graph_runs_in_the_callers_ros_environment(monkeypatch):
+    """Issue 18: hamster-run forced LOCALHOST and, without ROS_DOMAIN_ID, a domain from its pid, so the nodes never
+    saw franka_ros2 on domain 0 while hamster-preflight (the caller's environment) passed."""
+    from hamster_apps.runner import caller_ros_environment, ros_environment
+    monkeypatch.setenv("ROS_DOMAIN_ID", "7")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE")
+    env = caller_ros_environment()
+    assert (env["ROS_DOMAIN_ID"], env["ROS_AUTOMATIC_DISCOVERY_RANGE"]) == ("7", "SUBNET")
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in env
+    monkeypatch.delenv("ROS_DOMAIN_ID")
+    assert "ROS_DOMAIN_ID" not in caller_ros_environment()   # ROS's default domain 0, as franka_ros2's
+    confined = ros_environment()   # the simulator's graph: this machine only, a domain of its own
+    assert confined["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and confined["ROS_DOMAIN_ID"]
+
+
+def test_a_real_robot_graph_refuses_to_start_without_a_domain_when_franka_ros2_is_not_visible():
+    from hamster_apps.runner import real_robot_refusal
+    topic = "/franka_robot_state_broadcaster/robot_state"
+    looked = []
+
+    def visible(answer):
+        return lambda: looked.append(answer) or answer
+    assert real_robot_refusal({"ROS_DOMAIN_ID": "3"}, topic, visible(False)) is None and looked == []
+    assert real_robot_refusal({}, topic, visible(True)) is None
+    refusal = real_robot_refusal({}, topic, visible(False))
+    assert refusal.startswith("ROS_DOMAIN_ID is not set and franka_ros2 is not visible on ROS's default domain 0 "
+                              f"(nothing on {topic})"), refusal
+
+
+def test_the_robot_state_topic_is_the_one_the_bridge_is_given(tmp_path):
+    """The visibility check looks where franka_bridge will: a lab's parameter file (loaded last) wins."""
+    from hamster_apps.graph import describe_graph
+    from hamster_apps.runner import robot_state_topic
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("franka_bridge:\n  ros__parameters:\n    robot_state_topic: /fr3/robot_state\n")
+    real = {"robot": "franka", "vlm_backend": "openai", "perception_backend": "pipeline",
+            "calibration": str(CALIBRATION)}
+    assert robot_state_topic(describe_graph(**real)) == "/franka_robot_state_broadcaster/robot_state"
+    assert robot_state_topic(describe_graph(**real, params_files=(str(lab),))) == "/fr3/robot_state"
