@@ -69,7 +69,7 @@ RUN_NODE_SCRIPT = textwrap.dedent("""
     from rclpy.node import Node
     from hamster_ros import node_main
     class Executor(SingleThreadedExecutor):
-        def spin(self):
+        def spin_once(self, timeout_sec=None):
             if sys.argv[1] == "sigint":
                 try:
                     os.kill(os.getpid(), signal.SIGINT); time.sleep(2)
