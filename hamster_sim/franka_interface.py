@@ -154,11 +154,11 @@ class SimFrankaInterface:
         self.sim._requests.put((lambda world: world.set_cartesian_target(pose), None))
 
     # -- gripper --------------------------------------------------------------------------------------
-    def _run_gripper(self, goal_handle, width: float, speed: float, force: float, grasp: bool):
+    def _run_gripper(self, goal_handle, feedback, width: float, speed: float, force: float, grasp: bool):
         """Command the fingers and wait (this executor thread only) until they stop; returns (final width,
         error text or ''). A cancel is answered at once and acted on when this loop sees it, by stopping the
         fingers, as franka_gripper's gripper_action_server does (`gripper_->stop()`): that stops whatever command
-        runs then, a newer goal's included."""
+        runs then, a newer goal's included. Feedback carries the fingers' width at franka_gripper's feedback rate."""
         if self.faults["stall_gripper"]:
             while not goal_handle.is_cancel_requested and self.node.context.ok():
                 time.sleep(0.02)
@@ -173,6 +173,7 @@ class SimFrankaInterface:
             moving, measured = self.sim._in_sim_thread(lambda world: (world.gripper_moving(), world.gripper_width()))
             if not moving:
                 return measured, ""
+            goal_handle.publish_feedback(feedback(current_width=float(measured)))
             if goal_handle.is_cancel_requested:
                 self.sim._in_sim_thread(lambda world: world.stop_gripper())
                 return measured, "canceled"
@@ -195,7 +196,8 @@ class SimFrankaInterface:
         result = self.action.Move.Result()
         if not (np.isfinite(goal.width) and 0.0 <= goal.width <= MAX_WIDTH and goal.speed > 0):
             return self._finish(goal_handle, result, False, f"invalid move goal width={goal.width} speed={goal.speed}")
-        final, error = self._run_gripper(goal_handle, goal.width, min(goal.speed, 0.2), 0.0, False)
+        final, error = self._run_gripper(goal_handle, self.action.Move.Feedback, goal.width, min(goal.speed, 0.2),
+                                         0.0, False)
         if not error and abs(final - goal.width) > 0.005:
             error = f"the fingers stopped at {final:.4f} m, not {goal.width:.4f} m (blocked?)"
         return self._finish(goal_handle, result, not error, error)
@@ -207,7 +209,8 @@ class SimFrankaInterface:
             return self._finish(goal_handle, result, False,
                                 f"invalid grasp goal width={goal.width} speed={goal.speed} force={goal.force}")
         # Close until blocked, as the hand does, and judge the stop against the goal's epsilon window.
-        final, error = self._run_gripper(goal_handle, 0.0, min(goal.speed, 0.2), min(goal.force, 70.0), True)
+        final, error = self._run_gripper(goal_handle, self.action.Grasp.Feedback, 0.0, min(goal.speed, 0.2),
+                                         min(goal.force, 70.0), True)
         if not error and not grasp_succeeded(final, goal.width, goal.epsilon.inner, goal.epsilon.outer):
             error = (f"grasp failed: the fingers stopped at {final:.4f} m, outside {goal.width:.4f} m "
                      f"-{goal.epsilon.inner:.4f}/+{goal.epsilon.outer:.4f}")
@@ -215,5 +218,5 @@ class SimFrankaInterface:
 
     def _execute_homing(self, goal_handle):
         result = self.action.Homing.Result()
-        final, error = self._run_gripper(goal_handle, MAX_WIDTH, 0.1, 0.0, False)
+        final, error = self._run_gripper(goal_handle, self.action.Homing.Feedback, MAX_WIDTH, 0.1, 0.0, False)
         return self._finish(goal_handle, result, not error, error)
