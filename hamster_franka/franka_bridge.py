@@ -113,11 +113,11 @@ class FrankaBridge(RuntimeNode):
         group = ReentrantCallbackGroup()
         # State and targets one at a time, in arrival order: a target is judged against the newest state only.
         stream = MutuallyExclusiveCallbackGroup()
-        # franka_robot_state_broadcaster publishes ~2.8 KB at 1 kHz. Deserializing one costs 0.6-0.8 ms in Python
-        # and each executor callback ~0.3 ms more: a callback per state took most of a core. So the states queue
-        # in a subscription no executor serves (its node is never spun), and the rate_hz check takes them all
-        # and deserializes the newest only.
-        self._state_subscription = None
+        # franka_robot_state_broadcaster publishes ~2.8 KB at 1 kHz. Deserializing one takes ~0.35 ms here, plus
+        # ~0.13 ms of executor per callback: a callback per state took most of a core. So the states queue in a
+        # subscription no executor serves (its node is never spun), and the rate_hz check takes them all and
+        # deserializes the newest only.
+        self._state_reader = self._state_subscription = None
         if state_per_message:
             self.create_subscription(msg.FrankaRobotState, state_topic, self._on_raw_state, topics.SENSOR,
                                      callback_group=stream, raw=True)
@@ -160,6 +160,11 @@ class FrankaBridge(RuntimeNode):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def destroy_node(self):
+        if self._state_reader is not None:
+            self._state_reader.destroy_node()
+        super().destroy_node()
+
     # -- robot state ----------------------------------------------------------------------------------
     def _take_states(self):
         """Every queued robot state, the newest read in full: a reflex or error halts within one check period."""
@@ -170,11 +175,13 @@ class FrankaBridge(RuntimeNode):
             newest = taken[0]
             self.state_counts["received"] += 1
         if newest is not None:
-            self._on_raw_state(newest, counted=True)
+            self._read_state(newest)
 
-    def _on_raw_state(self, data: bytes, counted: bool = False):
-        if not counted:
-            self.state_counts["received"] += 1
+    def _on_raw_state(self, data: bytes):   # state_per_message
+        self.state_counts["received"] += 1
+        self._read_state(data)
+
+    def _read_state(self, data: bytes):
         self.state_counts["decoded"] += 1
         self._on_state(deserialize_message(data, self.msg.FrankaRobotState), time.monotonic())
 

@@ -479,11 +479,23 @@ def test_a_frozen_robot_state_halts_the_stream(runtime):
 
 
 def _gripper(monitor, command: int, width: float, **fields) -> dict:
-    count = len(monitor.gripper_results)
-    msg = monitor.GripperCommand(command=command, width=width, speed=0.1, **fields)
+    """Sends a gripper command and returns its result: the one carrying the command's stamp (a homing that timed
+    out meanwhile, or another goal's result, is someone else's)."""
+    return _gripper_result(monitor, _send_gripper_command(monitor, command, width, **fields))
+
+
+def _send_gripper_command(monitor, command: int, width: float, speed: float = 0.1, **fields) -> float:
+    msg = monitor.GripperCommand(command=command, width=width, speed=speed, **fields)
+    msg.header.stamp = monitor.node.get_clock().now().to_msg()
+    stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
     monitor.gripper_pub.publish(msg)
-    wait_until(lambda: len(monitor.gripper_results) > count, "a gripper result", 15)
-    return monitor.gripper_results[count]
+    return stamp
+
+
+def _gripper_result(monitor, stamp: float) -> dict:
+    return wait_until(lambda: next((r for r in list(monitor.gripper_results)
+                                    if r["command_stamp"] is not None and abs(r["command_stamp"] - stamp) < 1e-6),
+                                   None), "the command's gripper result", 15)
 
 
 def test_gripper_timeout_and_failure_are_reported(runtime):
@@ -551,12 +563,10 @@ def test_a_gripper_goal_that_preempts_another_is_not_stopped_by_its_cancel(runti
     monitor.node.create_subscription(JointState, joints_topic, on_joints, monitor.t.SENSOR)
     monitor.enable()
     assert _gripper(monitor, G.MOVE, 0.08)["success"]
-    count = len(monitor.gripper_results)
-    monitor.gripper_pub.publish(G(command=G.MOVE, width=0.0, speed=0.02))    # closing slowly, ~4 s
+    close = _send_gripper_command(monitor, G.MOVE, 0.0, speed=0.02)      # closing slowly, ~4 s
     wait_until(lambda: widths and widths[-1] < 0.075, "the fingers to start closing", 15, runtime.alive)
-    monitor.gripper_pub.publish(G(command=G.MOVE, width=0.08, speed=0.1))    # open again: preempts the close
-    wait_until(lambda: len(monitor.gripper_results) >= count + 2, "both goals' results", 20, runtime.alive)
-    preempted, reopened = monitor.gripper_results[count:count + 2]
+    reopen = _send_gripper_command(monitor, G.MOVE, 0.08)               # open again: preempts the close
+    preempted, reopened = _gripper_result(monitor, close), _gripper_result(monitor, reopen)
     assert not preempted["success"] and preempted["error"] == "preempted by a move goal", preempted
     assert reopened["action"] == "move" and reopened["success"], reopened
     assert widths[-1] > 0.075, widths[-5:]
