@@ -1,5 +1,5 @@
-"""DDS stays on this machine: discovery limited to localhost, and a Fast DDS profile of shared memory and a UDP
-transport bound to loopback only, so no DDS receive socket is on an address the network reaches."""
+"""DDS stays on this machine: discovery limited to localhost, and a Fast DDS profile whose UDP transport is bound
+to loopback only (rmw_fastrtps adds shared memory), so no DDS receive socket is on an address the network reaches."""
 from __future__ import annotations
 
 from typing import MutableMapping
