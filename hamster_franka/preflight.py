@@ -40,6 +40,7 @@ from hamster_core.preflight import (NUDGE_STATE_PERIODS, Check, calibration_chec
 from hamster_ros.package_files import CONFIG_DIR
 
 NUDGE_SETTLE_SEC = 1.5
+NUDGE_SLOWEST_CLOCK = 10.0  # a ROS clock this many times slower than the wall aborts the nudge
 NUDGE_TOLERANCE = 0.005   # m between the nudged target and where the arm went
 NUDGE_START_WAIT_SEC = 1.0  # wait this long at most for a robot state fresh enough to start the nudge from
 
@@ -265,9 +266,16 @@ def controller_check(probe: Probe, args, checks: list[Check] | None = None) -> C
     errors = []
     for leg in legs:
         goal = leg[-1]
-        deadline = time.monotonic() + NUDGE_SETTLE_SEC
+        # Paced and settled on the robot's clock (ROS time: a simulator's under --use-sim-time, which runs slower
+        # than the wall on a loaded machine and would otherwise see a faster ramp and a shorter settle).
+        deadline = probe.now() + NUDGE_SETTLE_SEC
+        wall_deadline = time.monotonic() + NUDGE_SETTLE_SEC * NUDGE_SLOWEST_CLOCK
         index = 0
-        while time.monotonic() < deadline:  # a steady stream, as the controller expects: the ramp, then the goal
+        while probe.now() < deadline:  # a steady stream, as the controller expects: the ramp, then the goal
+            if time.monotonic() > wall_deadline:
+                return Check(name, False, "aborted", "follows",
+                             f"nudge aborted: ROS time advanced less than {NUDGE_SETTLE_SEC:g} s in "
+                             f"{NUDGE_SETTLE_SEC * NUDGE_SLOWEST_CLOCK:g} s (is /clock published?)")
             stale, unhealthy, _ = newest_problem(moving_periods)
             if unhealthy is None and stale is not None:
                 unhealthy = newest_problem(given_up_periods)[0]
@@ -280,12 +288,20 @@ def controller_check(probe: Probe, args, checks: list[Check] | None = None) -> C
             index += 1
             probe.target_pub.publish(pose_to_msg(target, Header(frame_id=args.frame_id,
                                                                      stamp=probe.node.get_clock().now().to_msg())))
-            time.sleep(1.0 / args.rate_hz)
+            _sleep_ros(probe, 1.0 / args.rate_hz, wall_deadline)
         reached = _tcp_from_state(probe.snapshot("state")[-1][3])
         errors.append(float(np.linalg.norm(reached.position - goal.position)))
     worst = max(errors)
     return Check(name, worst <= NUDGE_TOLERANCE, f"{worst * 1000:.1f} mm off", f"<= {NUDGE_TOLERANCE * 1000:.0f} mm",
                  f"nudged {args.nudge * 100:.1f} cm up and back")
+
+
+def _sleep_ros(probe: Probe, seconds: float, wall_deadline: float) -> None:
+    """Sleep until the probe's ROS time advanced by `seconds` (at most until `wall_deadline`)."""
+    until = probe.now() + seconds
+    time.sleep(seconds)
+    while probe.now() < until and time.monotonic() < wall_deadline:
+        time.sleep(0.001)
 
 
 def gripper_check(probe: Probe, args) -> Check:

@@ -32,7 +32,7 @@ PERIOD = 1.0 / yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_
 CONTROLLER_TOPIC = "/target_pose"   # franka.yaml's controller crisp_cartesian: crisp_controllers' target_pose
 CLOCK_STEP = 1.0 / yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["sim_node"]["ros__parameters"]["clock_rate_hz"]
 SEED = 1
-GRIPPER_TIMEOUT = 1.0
+GRIPPER_TIMEOUT = 3.0   # short, for the tests that wait for a timeout; 1 s was missed by a healthy start-up homing under load
 OVERRIDES = {"franka_bridge": {"gripper": {"timeout_sec": GRIPPER_TIMEOUT, "homing_on_start": True}},
              "policy_node": {"mask_wait_sec": 1.5}}
 
@@ -430,8 +430,10 @@ def test_a_bad_robot_state_halts_the_stream_within_one_control_period(runtime, f
         # ... on a state published after the switch (the simulator publishes one per control period), and not as
         # a stale-state halt: within stale_after_sec of the switch, on this loaded machine usually the first one.
         assert switched - CLOCK_STEP <= status["halt_state_stamp"] <= switched + stale_after, (switched, status)
+        # The adapter's clock is its own copy of /clock and lags the simulator's under load (14 ms seen): a state
+        # may be stamped a little after the adapter's now, within the gate's symmetric freshness window.
         delivery = status["halted_at"] - status["halt_state_stamp"]
-        assert -CLOCK_STEP <= delivery <= stale_after, status
+        assert -stale_after <= delivery <= stale_after, status
         print(f"{fault}: halted on the state {(status['halt_state_stamp'] - switched) * 1000:.0f} ms after the "
               f"switch, {delivery * 1000:.0f} ms after its stamp (sim time)")
         response = monitor.call(monitor.SetBool, monitor.t.ROBOT_ENABLE, monitor.SetBool.Request(data=True))
