@@ -12,10 +12,20 @@ Speaks what a real FR3 with franka_ros2 offers, with the same names and types, s
   hand reports them (a grasp succeeds when the fingers stop within width - epsilon.inner .. width +
   epsilon.outer).
 
+- franka_hardware's error recovery (franka_msgs/action/ErrorRecovery, `franka.error_recovery_action`) and
+  controller_manager's switch_controller (controller_manager_msgs/srv/SwitchController) for the state
+  broadcaster and the Cartesian controller (`franka.controllers`).
+
 Fault injection (std_srvs/SetBool, true starts it): /sim/reflex, /sim/user_stop (robot_mode REFLEX /
 USER_STOPPED; the arm stops following targets, as the real controller does), /sim/robot_error (a
 cartesian_reflex flag in current_errors), /sim/stall_gripper (gripper goals are accepted and never finish),
 /sim/bad_pose (o_t_ee carries an all-zero quaternion, which no consumer can use).
+
+A reflex is the real sequence: /sim/reflex true is its cause (a collision); the robot stays in REFLEX mode until
+error recovery succeeds, which it does only once the cause is gone (/sim/reflex false). With
+`franka.reflex_deactivates_controllers`, the state that shows the reflex is the broadcaster's last: it and the
+controller go inactive (no robot state, targets ignored) until switch_controller activates them again, which it
+refuses while the reflex lasts.
 
 The interface is its own node with its own executor threads: a gripper goal takes ~1 s and must not hold up
 the simulator's single-threaded callbacks (the target pose stream among them). The gripper's action servers
@@ -64,6 +74,10 @@ class SimFrankaInterface:
         self.mode = RobotMode.MOVE
         self.faults = {"reflex": False, "user_stop": False, "robot_error": False, "stall_gripper": False,
                        "bad_pose": False}
+        self.in_reflex = False          # latched by a reflex, cleared by error recovery
+        self.broadcaster, self.controller = sim.franka_recovery.controllers[:2]
+        self.active = {self.broadcaster, self.controller}
+        self.reflex_deactivates = sim.franka_reflex_deactivates
         self._lock = threading.Lock()
         self.state_pub = node.create_publisher(msg.FrankaRobotState, self.state_topic, topics.SENSOR)
         node.create_subscription(PoseStamped, sim.franka_target_topic, self._on_target, topics.COMMAND,
@@ -71,6 +85,16 @@ class SimFrankaInterface:
         faults = MutuallyExclusiveCallbackGroup()
         for name in self.faults:
             node.create_service(SetBool, f"/sim/{name}", self._fault(name), callback_group=faults)
+        recovery = MutuallyExclusiveCallbackGroup()
+        self._recovery_server = ActionServer(
+            node, action.ErrorRecovery, sim.franka_recovery.error_recovery_action, self._execute_error_recovery,
+            callback_group=recovery)
+        switch = topics.controller_switch_service()
+        if switch is None:
+            sim.get_logger().warning("controller_manager_msgs is not importable: no switch_controller service")
+        else:
+            node.create_service(switch, sim.franka_recovery.switch_controller_service, self._switch_controllers,
+                                callback_group=recovery)
         ns = sim.franka_gripper_namespace.rstrip("/")
         group = ReentrantCallbackGroup()
         gripper = self.gripper_node
@@ -97,6 +121,7 @@ class SimFrankaInterface:
     def close(self):
         self._spinner.stop(timeout=1.0)
         self._gripper_spinner.stop(timeout=1.0)
+        self._recovery_server.destroy()
         self.node.destroy_node()
         self.gripper_node.destroy_node()
 
@@ -105,6 +130,8 @@ class SimFrankaInterface:
         def switch(request, response):
             with self._lock:
                 self.faults[name] = bool(request.data)
+                if name == "reflex" and request.data:
+                    self.in_reflex = True
                 switched = self.sim._sim_time  # the next robot state (within one state period) shows it
             response.success = True
             response.message = f"{name} {'on' if request.data else 'off'} at sim time {switched:.4f} s"
@@ -116,12 +143,50 @@ class SimFrankaInterface:
         with self._lock:
             if self.faults["user_stop"]:
                 return RobotMode.USER_STOPPED
-            if self.faults["reflex"]:
+            if self.in_reflex:
                 return RobotMode.REFLEX
             return RobotMode.MOVE
 
     def halted(self) -> bool:
-        return self.robot_mode() != RobotMode.MOVE
+        """The arm does not follow targets: a reflex or user stop, or its controller inactive."""
+        with self._lock:
+            inactive = self.controller not in self.active
+        return inactive or self.robot_mode() != RobotMode.MOVE
+
+    # -- recovery -------------------------------------------------------------------------------------
+    def _execute_error_recovery(self, goal_handle):
+        """libfranka's automaticErrorRecovery: clears a reflex once its cause is gone; aborts otherwise."""
+        with self._lock:
+            cleared = not (self.faults["reflex"] or self.faults["user_stop"])
+            if cleared:
+                self.in_reflex = False
+        self.sim.get_logger().warning(f"error recovery {'succeeded' if cleared else 'failed: the cause persists'}")
+        if cleared:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return self.action.ErrorRecovery.Result()
+
+    def _switch_controllers(self, request, response):
+        """controller_manager's switch_controller for the two controllers this interface has. STRICT fails on an
+        unknown name; BEST_EFFORT skips it (and fails when every name is unknown). Nothing activates during a
+        reflex: the hardware interface reports the error until recovery."""
+        known = {self.broadcaster, self.controller}
+        names = list(request.activate_controllers) + list(request.deactivate_controllers)
+        unknown = [n for n in names if n not in known]
+        strict = request.strictness == request.STRICT
+        with self._lock:
+            if request.activate_controllers and self.in_reflex:
+                response.ok, response.message = False, "the hardware is in reflex mode: run error recovery first"
+            elif unknown and (strict or len(unknown) == len(names)):
+                response.ok, response.message = False, f"unknown controllers {unknown} (known: {sorted(known)})"
+            else:
+                self.active -= set(request.deactivate_controllers)
+                self.active |= known & set(request.activate_controllers)
+                response.ok = True
+                response.message = f"active: {sorted(self.active)}" + (f"; skipped {unknown}" if unknown else "")
+        self.sim.get_logger().info(f"switch_controller: {response.message}")
+        return response
 
     # -- state ----------------------------------------------------------------------------------------
     def publish_state(self, header, names, positions, velocities, tcp_pose):
@@ -140,6 +205,11 @@ class SimFrankaInterface:
             orientation.x = orientation.y = orientation.z = orientation.w = 0.0
         msg.current_errors.cartesian_reflex = error
         msg.last_motion_errors.cartesian_reflex = error
+        with self._lock:
+            if self.broadcaster not in self.active:
+                return
+            if self.in_reflex and self.reflex_deactivates:  # this state, showing the reflex, is the last one
+                self.active.clear()
         self.state_pub.publish(msg)
 
     # -- arm ------------------------------------------------------------------------------------------

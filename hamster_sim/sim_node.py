@@ -32,6 +32,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
+from hamster_core.franka import RECOVERY_CONTROLLERS, RecoveryConfig
 from hamster_core.geometry import Pose
 from hamster_msgs.msg import GripperCommand
 from hamster_msgs.srv import ResetScene
@@ -93,6 +94,18 @@ class SimNode(RuntimeNode):
                                            "The Cartesian controller's target pose topic (crisp_controllers').")
         self.franka_gripper_namespace = declare(self, "franka.gripper_namespace", "/franka_gripper",
                                                 "franka_gripper's action namespace (move, grasp, homing).")
+        self.franka_reflex_deactivates = declare(
+            self, "franka.reflex_deactivates_controllers", True,
+            "On a reflex, the state broadcaster and the controller go inactive after the state that shows it (as "
+            "ros2_control does when franka_hardware reports the error) until switched on again.")
+        self.franka_recovery = RecoveryConfig(
+            error_recovery_action=declare(self, "franka.error_recovery_action", "/action_server/error_recovery",
+                                          "franka_hardware's ErrorRecovery action (clears a reflex)."),
+            switch_controller_service=declare(self, "franka.switch_controller_service",
+                                              "/controller_manager/switch_controller",
+                                              "controller_manager's SwitchController service."),
+            controllers=tuple(declare(self, "franka.controllers", list(RECOVERY_CONTROLLERS),
+                                      "The state broadcaster's and the Cartesian controller's names.")))
         if self.interface not in ("hamster", "franka"):
             raise ValueError(f"interface must be 'hamster' or 'franka', got {self.interface!r}")
         if self.depth_encoding not in ("32FC1", "16UC1"):

@@ -10,8 +10,8 @@ from hamster_core.calibration import (LINK_FROM_OPTICAL, CalibrationError, Camer
                                       calibration_from_dict, depth_in_metres, from_hand_eye, load_calibration,
                                       main as calibration_main, save_calibration, stream_problems)
 from hamster_core.camera import PinholeCamera, look_at
-from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, RobotMode, StreamGate,
-                                 TargetLimits, grasp_succeeded, interpret_state)
+from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, RecoveryConfig, RobotMode,
+                                 StreamGate, TargetLimits, grasp_succeeded, interpret_state)
 from hamster_core.geometry import TOP_DOWN, Pose, quaternion_angle, top_down_orientation
 from hamster_core.preflight import (Check, calibration_check, format_table, nudge_blocker, nudge_ramp,
                                     nudge_start_problem, rate_check, recency_check, sync_check)
@@ -51,6 +51,25 @@ def test_gate_starts_disabled_refuses_enable_without_a_fresh_healthy_state_and_h
     assert gate.state == GateState.HALTED and "user stop" in gate.reason and gate.halted_at == 10.06
     gate.on_state(interpret_state(RobotMode.MOVE, NO_ERRORS), 10.07, 10.07)
     assert not gate.open, "a halt is sticky until the next explicit enable"
+
+
+def test_enable_names_the_last_states_reflex_before_its_age():
+    """Issue 18: after a reflex franka_ros2's broadcaster goes inactive, so the last state is also stale; the
+    refusal names the reflex (what to recover from), not only the age."""
+    gate = StreamGate(stale_after_sec=0.1)
+    gate.on_state(interpret_state(RobotMode.REFLEX, NO_ERRORS), 10.0, 10.0)
+    ok, message = gate.enable(30.0)
+    assert not ok and "reflex mode" in message, message
+
+
+@pytest.mark.parametrize("field,value", [("error_recovery_action", "action_server/error_recovery"),
+                                         ("switch_controller_service", ""), ("controllers", ()),
+                                         ("controllers", ("a", "a")), ("controllers", ("a", "")),
+                                         ("timeout_sec", 0.0), ("timeout_sec", float("nan"))])
+def test_recovery_config_refuses_bad_values_naming_them(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]) as error:
+        RecoveryConfig(**{field: value})
+    assert repr(list(value) if field == "controllers" else value) in str(error.value)
 
 
 def test_gate_halts_on_a_stale_or_future_state():

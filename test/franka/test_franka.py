@@ -143,6 +143,14 @@ class Monitor:
         response = self.call(self.SetBool, f"/sim/{name}", self.SetBool.Request(data=on))
         assert response.success, response.message
 
+    def recover(self) -> str:
+        """/robot/recover after a reflex whose cause is gone: succeeds and leaves the adapter disabled."""
+        response = self.call(self.Trigger, self.t.ROBOT_RECOVER, self.Trigger.Request(), timeout=60)
+        assert response.success, response.message
+        wait_until(lambda: (self.status().get("last_recovery") or {}).get("success")
+                   and self.status().get("gate") == "disabled", "status recovered", 10)
+        return response.message
+
     def enable(self) -> str:
         def accepted():
             response = self.call(self.SetBool, self.t.ROBOT_ENABLE, self.SetBool.Request(data=True))
@@ -353,6 +361,7 @@ def test_the_adapter_step_limits_from_the_measured_pose_after_a_re_enable_and_se
         monitor.set_fault("reflex", False)
     status = monitor.status()
     assert status["halt_count"] == halts + 1 and "reflex" in status["last_halt_reason"], status
+    monitor.recover()
     monitor.enable()
     status = monitor.status()
     assert status["halt_count"] == halts + 1 and "reflex" in status["last_halt_reason"], "kept over the re-enable"
@@ -440,6 +449,8 @@ def test_a_bad_robot_state_halts_the_stream_within_one_control_period(runtime, f
         assert not response.success and words in response.message, "enable must be refused while the fault lasts"
     finally:
         monitor.set_fault(fault, False)
+    if fault == "reflex":   # latched until error recovery, the controllers inactive meanwhile
+        monitor.recover()
 
 
 def test_a_reflex_during_an_episode_ends_it_with_the_reason(runtime):
@@ -460,11 +471,29 @@ def test_a_reflex_during_an_episode_ends_it_with_the_reason(runtime):
     monitor.set_fault("reflex", True)
     try:
         wait_until(result_future.done, "the episode to end", 30, runtime.alive)
+        result = result_future.result().result
+        assert not result.success and "robot halted: the robot is in reflex mode" in result.message, result.message
+        assert result.message.endswith("while executing"), result.message
+        # Issue 18, franka_ros2's sequence: the controllers went inactive after the state that showed the reflex
+        # (no more states), the reflex stays until error recovery, and error recovery fails while its cause lasts.
+        halted = monitor.status()
+        wait_until(lambda: (monitor.status().get("state_age") or 0) > 1.0, "the robot state to stop", 10,
+                   runtime.alive)
+        response = monitor.call(monitor.SetBool, monitor.t.ROBOT_ENABLE, monitor.SetBool.Request(data=True))
+        assert not response.success and "reflex mode" in response.message, response.message
+        refused = monitor.call(monitor.Trigger, monitor.t.ROBOT_RECOVER, monitor.Trigger.Request(), timeout=60)
+        assert not refused.success and "error recovery ended aborted: the robot's error persists" in refused.message, \
+            refused.message
     finally:
         monitor.set_fault("reflex", False)
-    result = result_future.result().result
-    assert not result.success and "robot halted: the robot is in reflex mode" in result.message, result.message
-    assert result.message.endswith("while executing"), result.message
+    assert halted["gate"] == "halted" and halted["mode"] == "reflex", halted
+    message = monitor.recover()
+    assert message.startswith("recovered: error recovery succeeded; activated franka_robot_state_broadcaster, "
+                              "cartesian_impedance_controller"), message
+    assert monitor.status()["mode"] == "move" and monitor.status()["state_age"] < 1.0, monitor.status()
+    monitor.enable()
+    outcome = monitor.episodes.episode(SEED, 90)
+    assert outcome["success"], outcome
 
 
 def test_a_frozen_robot_state_halts_the_stream(runtime):
