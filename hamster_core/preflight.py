@@ -97,7 +97,7 @@ def calibration_check(points: np.ndarray, tcp: Pose, width: float,
     return Check(name, best <= tolerance, f"{best * 1000:.1f} mm", expected, detail)
 
 
-def format_table(checks: list[Check]) -> str:
+def format_table(checks: list[Check], title: str = "PRE-FLIGHT") -> str:
     rows = [("check", "result", "value", "expected", "detail")] + \
            [(c.name, c.verdict, c.value, c.expected, c.detail) for c in checks]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -107,7 +107,7 @@ def format_table(checks: list[Check]) -> str:
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     failed = [c.name for c in checks if c.passed is False]
-    lines.append(f"PRE-FLIGHT {'FAILED: ' + '; '.join(failed) if failed else 'PASSED'}")
+    lines.append(f"{title} {'FAILED: ' + '; '.join(failed) if failed else 'PASSED'}")
     return "\n".join(lines)
 
 
@@ -158,3 +158,43 @@ def nudge_ramp(start: Pose, goal_position, max_linear_speed: float, rate_hz: flo
     steps = max(1, int(np.ceil(distance / (max_linear_speed / rate_hz) - 1e-9)))
     return [Pose(start.position + (goal - start.position) * (i / steps), start.orientation)
             for i in range(1, steps + 1)]
+
+
+@dataclass(frozen=True)
+class ExpectedInterface:
+    """A name the runtime needs from the robot side (`hamster-preflight --interfaces`)."""
+    kind: str                  # "publisher" / "subscriber" (of a topic: the side the robot must have), "action",
+    name: str                  # "service"
+    type: str
+    provider: str              # who provides it on a robot PC
+    needed_for: str            # what of the runtime's uses it
+
+
+@dataclass(frozen=True)
+class GraphView:
+    """What the ROS graph shows: topic -> (publishers, subscribers) not counting the viewer, and the names of the
+    action servers and services that are up."""
+    topics: dict
+    actions: frozenset
+    services: frozenset
+
+
+def interface_checks(expected: list[ExpectedInterface], graph: GraphView) -> list[Check]:
+    """A row per expected interface: PASS when the graph has its provider, FAIL naming what is missing."""
+    checks = []
+    for item in expected:
+        publishers, subscribers = graph.topics.get(item.name, (0, 0))
+        if item.kind == "publisher":
+            seen, value = publishers > 0, f"{publishers} publisher(s)"
+        elif item.kind == "subscriber":
+            seen, value = subscribers > 0, f"{subscribers} subscriber(s)"
+        elif item.kind == "action":
+            seen, value = item.name in graph.actions, "server up" if item.name in graph.actions else "no server"
+        elif item.kind == "service":
+            seen, value = item.name in graph.services, "up" if item.name in graph.services else "not offered"
+        else:
+            raise ValueError(f"unknown interface kind {item.kind!r}")
+        checks.append(Check(f"{item.kind}: {item.name}", seen, value, item.type,
+                            f"{item.provider}, for {item.needed_for}" if seen else
+                            f"missing (for {item.needed_for}): is {item.provider} running, under this name?"))
+    return checks

@@ -3,6 +3,7 @@ before the first episode, and print a pass/fail table. Exit code 0 when every ch
 
     hamster-preflight [--calibration config/calibration.yaml] [--camera-hz 30] [--state-hz 100] [--nudge 0.01]
                       [--gripper move|homing|none] [--use-sim-time] [--json report.json]
+    hamster-preflight --interfaces      # what the runtime expects from the robot side, and what is there now
 
 Checks: every input topic is alive at its expected rate; header stamps are recent on this machine's clock and in
 sync (colour vs depth, camera vs robot state); camera_info, the images and the calibration agree; the robot
@@ -35,8 +36,9 @@ import yaml
 from hamster_core.calibration import CalibrationError, CloudProjector, depth_in_metres, load_calibration, stream_problems
 from hamster_core.franka import controller_link_problem, controller_target_topic, interpret_state
 from hamster_core.geometry import Pose
-from hamster_core.preflight import (NUDGE_STATE_PERIODS, Check, calibration_check, format_table, nudge_blocker,
-                                    nudge_ramp, nudge_start_problem, rate_check, recency_check, sync_check)
+from hamster_core.preflight import (NUDGE_STATE_PERIODS, Check, ExpectedInterface, GraphView, calibration_check,
+                                    format_table, interface_checks, nudge_blocker, nudge_ramp, nudge_start_problem,
+                                    rate_check, recency_check, sync_check)
 from hamster_ros.package_files import CONFIG_DIR
 
 NUDGE_SETTLE_SEC = 1.5
@@ -57,7 +59,69 @@ def _defaults() -> dict:
             "info": remaps["/camera/color/camera_info"], "joints": remaps["/robot/joint_states"],
             "state": bridge["robot_state_topic"],
             "target": controller_target_topic(bridge["controller"], bridge.get("target_topic", "")),
-            "gripper": bridge["gripper_namespace"], "calibration": str(CONFIG_DIR / "calibration.yaml")}
+            "gripper": bridge["gripper_namespace"], "calibration": str(CONFIG_DIR / "calibration.yaml"),
+            "error_recovery_action": bridge["recovery"]["error_recovery_action"],
+            "switch_controller_service": bridge["recovery"]["switch_controller_service"]}
+
+
+def expected_interfaces(args) -> list[ExpectedInterface]:
+    """What the runtime with robot:=franka needs from franka_ros2, the controller and the camera driver."""
+    gripper = args.gripper_namespace.rstrip("/")
+    return [
+        ExpectedInterface("publisher", args.state_topic, "franka_msgs/msg/FrankaRobotState",
+                          "franka_robot_state_broadcaster", "the measured pose, mode and errors"),
+        ExpectedInterface("publisher", args.joint_states_topic, "sensor_msgs/msg/JointState",
+                          "joint_state_broadcaster", "the finger width"),
+        ExpectedInterface("subscriber", args.target_topic, "geometry_msgs/msg/PoseStamped",
+                          "the Cartesian controller", "the target stream (franka_bridge.controller)"),
+        *(ExpectedInterface("action", f"{gripper}/{name}", f"franka_msgs/action/{name.title()}", "franka_gripper",
+                            "the gripper commands") for name in ("move", "grasp", "homing")),
+        ExpectedInterface("action", args.error_recovery_action, "franka_msgs/action/ErrorRecovery",
+                          "franka_hardware's action_server", "/robot/recover"),
+        ExpectedInterface("service", args.switch_controller_service, "controller_manager_msgs/srv/SwitchController",
+                          "controller_manager", "/robot/recover"),
+        ExpectedInterface("publisher", args.color_topic, "sensor_msgs/msg/Image", "the camera driver",
+                          "the VLM, perception and the cloud"),
+        ExpectedInterface("publisher", args.depth_topic, "sensor_msgs/msg/Image", "the camera driver (aligned depth)",
+                          "the cloud"),
+        ExpectedInterface("publisher", args.info_topic, "sensor_msgs/msg/CameraInfo", "the camera driver",
+                          "the cloud and the projection"),
+    ]
+
+
+def list_interfaces(args) -> tuple[list[Check], int]:
+    """--interfaces: what the runtime expects and what the graph shows now (nothing is subscribed or moved)."""
+    import rclpy
+    from rclpy.action.graph import get_action_server_names_and_types_by_node
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("hamster_preflight_interfaces", context=context, start_parameter_services=False)
+    try:
+        expected = expected_interfaces(args)
+        topics = [item.name for item in expected if item.kind in ("publisher", "subscriber")]
+
+        def view() -> GraphView:
+            actions, services = set(), set()
+            for name, namespace in node.get_node_names_and_namespaces():   # servers only, node by node
+                try:
+                    actions |= {a for a, _ in get_action_server_names_and_types_by_node(node, name, namespace)}
+                    services |= {s for s, _ in node.get_service_names_and_types_by_node(name, namespace)}
+                except Exception:   # noqa: BLE001  (a node that left between the two calls)
+                    continue
+            return GraphView({t: (node.count_publishers(t), node.count_subscribers(t)) for t in topics},
+                             frozenset(actions), frozenset(services))
+        # Discovery takes a moment: look until everything is seen or discovery_timeout passed.
+        deadline = time.monotonic() + args.discovery_timeout
+        while True:
+            checks = interface_checks(expected, view())
+            if all(c.passed for c in checks) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+    return checks, (1 if any(c.passed is False for c in checks) else 0)
 
 
 class Probe:
@@ -399,6 +463,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workspace-max", type=float, nargs=3, default=defaults["workspace_max"])
     parser.add_argument("--frame-id", default=defaults["frame_id"], help="frame of the nudge's targets (the "
                         "runtime's policy_node.base_frame by default)")
+    parser.add_argument("--error-recovery-action", default=defaults["error_recovery_action"])
+    parser.add_argument("--switch-controller-service", default=defaults["switch_controller_service"])
+    parser.add_argument("--interfaces", action="store_true",
+                        help="only list the topics, actions and services the runtime expects from the robot side "
+                             "and whether the graph has them now (exit 1 when one is missing); moves nothing")
     parser.add_argument("--json", type=Path, default=None, help="also write the checks as JSON")
     args = parser.parse_args(argv)
     if not 0 <= args.nudge <= 0.05:
@@ -406,11 +475,11 @@ def main(argv=None) -> int:
     if not (args.max_linear_speed > 0 and args.rate_hz > 0):
         parser.error("--max-linear-speed and --rate-hz must be positive")
     try:
-        checks, code = run(args)
+        checks, code = list_interfaces(args) if args.interfaces else run(args)
     except ImportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(format_table(checks), flush=True)
+    print(format_table(checks, "INTERFACES" if args.interfaces else "PRE-FLIGHT"), flush=True)
     if args.json:
         args.json.write_text(json.dumps([c.as_dict() for c in checks], indent=1))
     return code

@@ -442,3 +442,22 @@ def test_the_target_stream_needs_a_listening_controller_and_no_other_publisher()
     assert controller_link_problem("/target_pose", 1, 2).startswith("1 other publisher(s) on /target_pose")
     assert controller_link_problem("/target_pose", 1, 1) is None
     assert controller_link_problem("/target_pose", 3, 1) is None   # an inactive controller, an observer
+
+
+def test_interface_rows_pass_on_the_providing_side_only_and_name_the_missing_provider():
+    """hamster-preflight --interfaces (issue 18): a topic counts only with the side the robot must have (a
+    subscriber of the target topic is the controller; a publisher there is not), actions and services by server."""
+    from hamster_core.preflight import ExpectedInterface, GraphView, interface_checks
+    expected = [ExpectedInterface("subscriber", "/target_pose", "geometry_msgs/msg/PoseStamped", "the controller",
+                                  "the target stream"),
+                ExpectedInterface("publisher", "/state", "franka_msgs/msg/FrankaRobotState", "the broadcaster", "pose"),
+                ExpectedInterface("action", "/recover", "franka_msgs/action/ErrorRecovery", "franka_hardware", "r"),
+                ExpectedInterface("service", "/switch", "controller_manager_msgs/srv/SwitchController", "cm", "r")]
+    seen = interface_checks(expected, GraphView({"/target_pose": (0, 1), "/state": (1, 0)}, frozenset({"/recover"}),
+                                                frozenset({"/switch"})))
+    assert [c.passed for c in seen] == [True, True, True, True]
+    missing = interface_checks(expected, GraphView({"/target_pose": (1, 0)}, frozenset(), frozenset({"/other"})))
+    assert [c.passed for c in missing] == [False, False, False, False]
+    assert missing[0].value == "0 subscriber(s)" and "is the controller running" in missing[0].detail
+    with pytest.raises(ValueError, match="'topic'"):
+        interface_checks([ExpectedInterface("topic", "/x", "t", "p", "n")], GraphView({}, frozenset(), frozenset()))

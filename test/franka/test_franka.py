@@ -32,7 +32,7 @@ PERIOD = 1.0 / yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_
 CONTROLLER_TOPIC = "/target_pose"   # franka.yaml's controller crisp_cartesian: crisp_controllers' target_pose
 CLOCK_STEP = 1.0 / yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["sim_node"]["ros__parameters"]["clock_rate_hz"]
 SEED = 1
-GRIPPER_TIMEOUT = 3.0   # short, for the tests that wait for a timeout; 1 s was missed by a healthy start-up homing under load
+GRIPPER_TIMEOUT = 3.0   # short, for the tests that wait for a timeout (1 s: a healthy homing missed it under load)
 OVERRIDES = {"franka_bridge": {"gripper": {"timeout_sec": GRIPPER_TIMEOUT, "homing_on_start": True}},
              "policy_node": {"mask_wait_sec": 1.5}}
 
@@ -238,6 +238,20 @@ def test_preflight_passes_on_a_healthy_simulator_and_moves_the_arm(franka):
     assert verdicts["gripper: answers a move goal"] == "PASS"
     assert verdicts["calibration: cloud sees the gripper at the measured pose"] == "PASS"
     assert sum(v == "PASS" for v in verdicts.values()) >= 14, process.stdout
+
+
+def test_the_simulators_franka_interface_offers_every_interface_the_runtime_expects(franka):
+    """Issue 18: `hamster-preflight --interfaces` lists what the runtime needs from the robot side (topics with the
+    side that must exist, gripper and recovery actions, switch_controller) and finds each on the simulator."""
+    process = franka.preflight("--interfaces")
+    assert process.returncode == 0, process.stdout + process.stderr
+    verdicts = rows(process.stdout)
+    assert set(verdicts.values()) == {"PASS"} and len(verdicts) == 11, process.stdout
+    for name in ("subscriber: /target_pose", "action: /action_server/error_recovery",
+                 "service: /controller_manager/switch_controller",
+                 "publisher: /franka_robot_state_broadcaster/robot_state"):
+        assert name in verdicts, process.stdout
+    assert process.stdout.strip().endswith("INTERFACES PASSED")
 
 
 def test_preflight_names_a_wrong_extrinsic(franka, tmp_path):
