@@ -4,6 +4,8 @@ table.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +115,19 @@ def format_table(checks: list[Check], title: str = "PRE-FLIGHT") -> str:
 
 # -- the controller nudge ----------------------------------------------------------------------------------
 NUDGE_STATE_PERIODS = 2.0      # the nudge starts from a robot state at most this many state periods old
+NUDGE_TOLERANCE = 0.005        # m between the nudge's goal and where a stiff arm went
+NUDGE_SETTLE_MARGIN = 0.002    # m an impedance-controlled arm may still be moving when the nudge is judged
+
+
+def nudge_tolerance(stiffness: float = 0.0, unmodelled_force: float = 0.0) -> float:
+    """m between the nudge's goal and where the arm may stop. A Cartesian impedance controller of `stiffness`
+    N/m stops short by the force it does not model (friction, payload error) over its stiffness: 400 N/m and 2 N
+    leave 5 mm. 0 stiffness: a stiff arm, NUDGE_TOLERANCE."""
+    if not (math.isfinite(stiffness) and stiffness >= 0 and math.isfinite(unmodelled_force) and unmodelled_force >= 0):
+        raise ValueError(f"stiffness and unmodelled force must be >= 0, got {stiffness!r} N/m, {unmodelled_force!r} N")
+    if stiffness == 0:
+        return NUDGE_TOLERANCE
+    return NUDGE_SETTLE_MARGIN + unmodelled_force / stiffness
 
 
 def nudge_blocker(checks: list[Check], state_topic: str) -> str | None:

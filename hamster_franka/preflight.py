@@ -38,12 +38,11 @@ from hamster_core.franka import controller_link_problem, controller_target_topic
 from hamster_core.geometry import Pose
 from hamster_core.preflight import (NUDGE_STATE_PERIODS, Check, ExpectedInterface, GraphView, calibration_check,
                                     format_table, interface_checks, nudge_blocker, nudge_ramp, nudge_start_problem,
-                                    rate_check, recency_check, sync_check)
+                                    nudge_tolerance, rate_check, recency_check, sync_check)
 from hamster_ros.package_files import CONFIG_DIR
 
 NUDGE_SETTLE_SEC = 1.5
 NUDGE_SLOWEST_CLOCK = 10.0  # a ROS clock this many times slower than the wall aborts the nudge
-NUDGE_TOLERANCE = 0.005   # m between the nudged target and where the arm went
 NUDGE_START_WAIT_SEC = 1.0  # wait this long at most for a robot state fresh enough to start the nudge from
 
 
@@ -355,8 +354,8 @@ def controller_check(probe: Probe, args, checks: list[Check] | None = None) -> C
             _sleep_ros(probe, 1.0 / args.rate_hz, wall_deadline)
         reached = _tcp_from_state(probe.snapshot("state")[-1][3])
         errors.append(float(np.linalg.norm(reached.position - goal.position)))
-    worst = max(errors)
-    return Check(name, worst <= NUDGE_TOLERANCE, f"{worst * 1000:.1f} mm off", f"<= {NUDGE_TOLERANCE * 1000:.0f} mm",
+    worst, tolerance = max(errors), nudge_tolerance(args.stiffness, args.unmodelled_force)
+    return Check(name, worst <= tolerance, f"{worst * 1000:.1f} mm off", f"<= {tolerance * 1000:.1f} mm",
                  f"nudged {args.nudge * 100:.1f} cm up and back")
 
 
@@ -444,6 +443,11 @@ def main(argv=None) -> int:
     parser.add_argument("--calibration-tolerance", type=float, default=0.02, help="m, see hamster_core.preflight")
     parser.add_argument("--depth-scale", type=float, default=0.001, help="m per unit of 16UC1 depth")
     parser.add_argument("--nudge", type=float, default=0.0, help="m to move the arm up and back (0: do not move)")
+    parser.add_argument("--stiffness", type=float, default=0.0,
+                        help="N/m of the Cartesian impedance controller: the nudge may then stop short by "
+                             "--unmodelled-force / stiffness (+2 mm); 0: a stiff arm, 5 mm")
+    parser.add_argument("--unmodelled-force", type=float, default=2.0,
+                        help="N the controller does not model (friction, payload error), with --stiffness")
     parser.add_argument("--gripper", choices=("move", "homing", "none"), default="move")
     parser.add_argument("--gripper-timeout", type=float, default=10.0)
     parser.add_argument("--use-sim-time", action="store_true", help="the simulator: stamps are on /clock")
@@ -472,6 +476,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.nudge <= 0.05:
         parser.error(f"--nudge must be in [0, 0.05] m, got {args.nudge}")
+    try:
+        nudge_tolerance(args.stiffness, args.unmodelled_force)
+    except ValueError as error:
+        parser.error(str(error))
     if not (args.max_linear_speed > 0 and args.rate_hz > 0):
         parser.error("--max-linear-speed and --rate-hz must be positive")
     try:

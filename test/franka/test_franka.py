@@ -254,6 +254,41 @@ def test_the_simulators_franka_interface_offers_every_interface_the_runtime_expe
     assert process.stdout.strip().endswith("INTERFACES PASSED")
 
 
+def test_a_compliant_arm_misses_the_stiff_nudge_tolerance_and_passes_the_one_from_its_stiffness(franka):
+    """Issue 18 (item 6): with the simulator's compliant arm (400 N/m, 3 N of friction: it stops 7.5 mm short) the
+    nudge fails the stiff arm's 5 mm and passes with --stiffness 400 --unmodelled-force 3 (2 + 7.5 mm)."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    monitor = franka.monitor
+
+    def compliance(stiffness: float, friction: float):
+        request = SetParameters.Request(parameters=[
+            Parameter("franka.compliance.stiffness", value=stiffness).to_parameter_msg(),
+            Parameter("franka.compliance.friction", value=friction).to_parameter_msg()])
+        results = monitor.call(SetParameters, "/sim_node/set_parameters", request).results
+        assert all(r.successful for r in results), [r.reason for r in results]
+
+    bridge = FRANKA_SIM["franka_bridge"]["ros__parameters"]
+    nudge = ("--nudge", "0.01", "--calibration", str(CONFIG_DIR / "calibration_sim.yaml"), "--gripper", "none",
+             "--workspace-min", *map(str, bridge["workspace_min"]), "--workspace-max", *map(str, bridge["workspace_max"]),
+             "--max-linear-speed", str(bridge["max_linear_speed"]))
+    compliance(400.0, 3.0)
+    try:
+        stiff = franka.preflight(*nudge)
+        compliant = franka.preflight(*nudge, "--stiffness", "400", "--unmodelled-force", "3")
+    finally:
+        compliance(0.0, 0.0)
+    row = "controller: takes the target stream"
+    line = next(line for line in stiff.stdout.splitlines() if line.startswith(row))
+    assert rows(stiff.stdout)[row] == "FAIL" and "<= 5.0 mm" in line, stiff.stdout
+    off = float(line.split("FAIL")[1].split("mm off")[0])
+    assert 6.0 <= off <= 9.5, line             # friction / stiffness = 7.5 mm short, give or take the settling
+    assert rows(compliant.stdout)[row] == "PASS" and "<= 9.5 mm" in compliant.stdout, compliant.stdout
+    bad = monitor.call(SetParameters, "/sim_node/set_parameters", SetParameters.Request(parameters=[
+        Parameter("franka.compliance.mass", value=-1.0).to_parameter_msg()])).results[0]
+    assert not bad.successful and "mass must be positive, got -1.0" in bad.reason
+
+
 def test_preflight_names_a_wrong_extrinsic(franka, tmp_path):
     wrong = yaml.safe_load((CONFIG_DIR / "calibration_sim.yaml").read_text())
     wrong["translation"][0] += 0.05          # 5 cm along the base x axis
@@ -463,8 +498,8 @@ def test_a_bad_robot_state_halts_the_stream_within_one_control_period(runtime, f
         assert not response.success and words in response.message, "enable must be refused while the fault lasts"
     finally:
         monitor.set_fault(fault, False)
-    if fault == "reflex":   # latched until error recovery, the controllers inactive meanwhile
-        monitor.recover()
+        if fault == "reflex":   # latched until error recovery, the controllers inactive meanwhile
+            monitor.recover()
 
 
 def test_a_reflex_during_an_episode_ends_it_with_the_reason(runtime):
@@ -488,7 +523,7 @@ def test_a_reflex_during_an_episode_ends_it_with_the_reason(runtime):
         result = result_future.result().result
         assert not result.success and "robot halted: the robot is in reflex mode" in result.message, result.message
         assert result.message.endswith("while executing"), result.message
-        # Issue 18, franka_ros2's sequence: the controllers went inactive after the state that showed the reflex
+        # Issue 18, franka_ros2's sequence: the controllers went inactive after the states that showed the reflex
         # (no more states), the reflex stays until error recovery, and error recovery fails while its cause lasts.
         halted = monitor.status()
         wait_until(lambda: (monitor.status().get("state_age") or 0) > 1.0, "the robot state to stop", 10,
