@@ -103,6 +103,9 @@ class SimNode(RuntimeNode):
                                            "The Cartesian controller's target pose topic (crisp_controllers').")
         self.franka_gripper_namespace = declare(self, "franka.gripper_namespace", "/franka_gripper",
                                                 "franka_gripper's action namespace (move, grasp, homing).")
+        franka_state_hz = declare(self, "franka.state_rate_hz", 0.0,
+                                  "FrankaRobotState rate (franka_robot_state_broadcaster's is 1000); 0: state_rate_hz.")
+        self.franka_state_rate = Every(franka_state_hz) if franka_state_hz else None
         self.franka_reflex_deactivates = declare(
             self, "franka.reflex_deactivates_controllers", True,
             "On a reflex, the state broadcaster and the controller go inactive (as ros2_control does when "
@@ -330,7 +333,10 @@ class SimNode(RuntimeNode):
                 self.franka.step(world, timestep)
             world.step(1)
             self._sim_time += timestep
-            state = self._read_state(world) if self.state_rate.due(self._sim_time) else None
+            joints_due = self.state_rate.due(self._sim_time)
+            franka_due = self.franka is not None and (
+                joints_due if self.franka_state_rate is None else self.franka_state_rate.due(self._sim_time))
+            state = self._read_state(world) if joints_due or franka_due else None
             frame = (world.render(), world.camera()) if self.camera_rate.due(self._sim_time) else None
             if self._state_frozen:
                 state = None
@@ -339,7 +345,7 @@ class SimNode(RuntimeNode):
             if self.clock_rate.due(self._sim_time):
                 self.clock_pub.publish(Clock(clock=seconds_to_stamp(self._sim_time)))
             if state is not None:
-                self._publish_state(*state)
+                self._publish_state(*state, joints=joints_due, franka=franka_due)
             if frame is not None:
                 self._publish_camera(*frame)
             if self.real_time_factor > 0:
@@ -351,14 +357,15 @@ class SimNode(RuntimeNode):
     def _read_state(world: FrankaWorld):
         return world.joint_names(), world.joint_positions(), world.joint_velocities(), world.tcp_pose()
 
-    def _publish_state(self, names, positions, velocities, tcp_pose):
+    def _publish_state(self, names, positions, velocities, tcp_pose, joints: bool = True, franka: bool = False):
         header = self._header(self.base_frame)
         names = [JOINT_NAME_MAP.get(n, n) for n in names]
-        self.joint_pub.publish(JointState(header=header, name=names, position=[float(p) for p in positions],
-                                          velocity=[float(v) for v in velocities]))
-        if self.franka is not None:  # the franka adapter makes /robot/ee_pose from the robot state
+        if joints:
+            self.joint_pub.publish(JointState(header=header, name=names, position=[float(p) for p in positions],
+                                              velocity=[float(v) for v in velocities]))
+        if franka:  # the franka adapter makes /robot/ee_pose from the robot state
             self.franka.publish_state(header, names, positions, velocities, tcp_pose)
-        else:
+        elif self.franka is None and joints:
             self.ee_pub.publish(pose_to_msg(tcp_pose, header))
 
     def _publish_camera(self, images, camera):
