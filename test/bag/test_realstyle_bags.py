@@ -1,0 +1,186 @@
+"""Real robot bags, as a lab records an FR3 + RealSense episode (test/bag/realstyle_bag.py writes them from the
+simulator's expert demonstration, with the project's code nowhere in the writing): hamster-replay-eval finds
+the camera pose on /tf_static, projects the TCP to within 0.5 px of the truth, finds the grasp and the release
+from one finger joint within 0.3 s of the finger motion, and reports sensor latencies; overrides are reported;
+no pose is an error naming the frames. Recording the expert takes ~10 s per episode: the module is slow."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rosbags.highlevel import AnyReader
+
+sys.path.insert(0, str(Path(__file__).parent))
+import realstyle_bag as rs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+MAPPING = ROOT / "config" / "bag_topics_realsense_franka.yaml"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return {seed: rs.record_expert_episode(seed) for seed in (3, 4)}
+
+
+@pytest.fixture(scope="module")
+def bags(episodes, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("realstyle")
+    made = {}
+    for name, seed, options in (("mcap", 3, {"storage": "mcap"}), ("sqlite3", 3, {"storage": "sqlite3"}),
+                                ("tf", 3, {"extrinsic_on": rs.TF}),
+                                ("depth_only", 4, {"with_points": False, "instruction_in_metadata": True}),
+                                ("no_extrinsic", 3, {"extrinsic_on": "nowhere"})):
+        made[name] = (folder / name, rs.write_realstyle_bag(episodes[seed], folder / name, **options))
+    return made
+
+
+def _eval(out: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hamster_bag.replay_eval", *map(str, args), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_generator_writes_what_realsense_ros_and_franka_ros2_publish(bags):
+    """Facts read from realsense-ros 4.x (rs_node_setup.cpp, base_realsense_node.cpp, named_filter.cpp, tfs.cpp)
+    and franka_ros2 (franka_robot_state_broadcaster, franka_description hand.xacro), pinned on the bag."""
+    bag, truth = bags["mcap"]
+    # tfs.cpp: quaternion_optical.setRPY(-M_PI / 2, 0, -M_PI / 2)
+    assert rs.quaternion_from_rpy(*rs.OPTICAL_RPY) == pytest.approx([-0.5, 0.5, -0.5, 0.5])
+    with AnyReader([bag]) as reader:
+        topics = {c.topic: c for c in reader.connections}
+        assert set(topics) == {"/camera/camera/color/image_raw", "/camera/camera/color/camera_info",
+                               "/camera/camera/aligned_depth_to_color/image_raw",
+                               "/camera/camera/aligned_depth_to_color/camera_info",
+                               "/camera/camera/depth/color/points", "/franka_robot_state_broadcaster/current_pose",
+                               "/joint_states", "/tf_static"}
+        assert topics["/tf_static"].ext.offered_qos_profiles[0].durability.name == "TRANSIENT_LOCAL"
+
+        def first(topic):
+            connection = topics[topic]
+            _, _, raw = next(reader.messages(connections=[connection]))
+            return reader.deserialize(raw, connection.msgtype)
+
+        depth = first("/camera/camera/aligned_depth_to_color/image_raw")
+        assert depth.encoding == "16UC1" and depth.header.frame_id == "camera_color_optical_frame"
+        millimetres = np.frombuffer(depth.data.tobytes(), np.uint16)
+        assert 500 < np.median(millimetres[millimetres > 0]) < 3000           # mm, not metres
+        cloud = first("/camera/camera/depth/color/points")
+        assert cloud.header.frame_id == "camera_depth_optical_frame" and cloud.height == 1 and cloud.is_dense
+        assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
+            ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("rgb", 12, 7, 1)] and cloud.point_step == 16
+        joints = first("/joint_states")
+        assert joints.name[-1] == "fr3_finger_joint1" and "fr3_finger_joint2" not in joints.name
+        assert 0.0 <= joints.position[-1] <= 0.04                            # hand.xacro: 0..0.04 per finger
+        pose = first("/franka_robot_state_broadcaster/current_pose")
+        assert pose.header.frame_id == "fr3_link0"
+        static = [t for _, _, raw in reader.messages(connections=[topics["/tf_static"]])
+                  for t in reader.deserialize(raw, "tf2_msgs/msg/TFMessage").transforms]
+        links = {(t.header.frame_id, t.child_frame_id) for t in static}
+        assert links == {("camera_link", "camera_color_frame"), ("camera_color_frame", "camera_color_optical_frame"),
+                         ("camera_link", "camera_depth_frame"), ("camera_depth_frame", "camera_depth_optical_frame"),
+                         ("fr3_link0", "camera_link")}
+    metadata = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert metadata["compression_format"] == "zstd" and metadata["storage_identifier"] == "mcap"
+    assert yaml.safe_load((bags["sqlite3"][0] / "metadata.yaml").read_text())[
+        "rosbag2_bagfile_information"]["storage_identifier"] == "sqlite3"
+    assert [state for _, state in truth.finger_motion] == ["closed", "open"]
+
+
+def _true_pixels(truth: rs.Truth) -> np.ndarray:
+    """The TCP at each colour stamp projected with the true extrinsic: u = fx x / z + cx."""
+    camera_from_base = np.linalg.inv(truth.base_from_color_optical)
+    points = np.array(truth.tcp_at_color) @ camera_from_base[:3, :3].T + camera_from_base[:3, 3]
+    return np.stack([truth.fx * points[:, 0] / points[:, 2] + truth.cx,
+                     truth.fy * points[:, 1] / points[:, 2] + truth.cy], axis=1)
+
+
+@pytest.mark.parametrize("variant", ["mcap", "sqlite3"])
+def test_report_takes_the_camera_pose_from_tf_static_and_projects_the_tcp_within_half_a_pixel(bags, tmp_path,
+                                                                                              variant):
+    bag, truth = bags[variant]
+    process = _eval(tmp_path, bag, "--mapping", MAPPING)
+    assert process.returncode == 0, process.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())[0]
+    assert report["camera_pose_source"] == "tf_static"
+    assert report["camera_pose"]["base_frame"] == "fr3_link0"
+    path = report["tcp_path_2d"]
+    assert [p["stamp_ns"] for p in path] == truth.color_stamps_ns
+    measured = np.array([p["xy"] for p in path]) * [truth.width, truth.height]
+    error = np.linalg.norm(measured - _true_pixels(truth), axis=1)
+    print(f"{variant}: tcp_path_2d error max {error.max():.4f} px, mean {error.mean():.4f} px over {len(error)} frames")
+    assert error.max() < 0.5
+    # Gripper from fr3_finger_joint1 alone, events within 0.3 s of the fingers starting to move.
+    assert report["gripper_source"] == "joint widths (fr3_finger_joint1)"
+    events = [(e["stamp_ns"], e["state"]) for e in report["gripper_events"]]
+    assert [state for _, state in events] == [state for _, state in truth.finger_motion] == ["closed", "open"]
+    for (found, _), (moved, _) in zip(events, truth.finger_motion):
+        assert 0 <= (found - moved) * 1e-9 < 0.3
+    # The oracle path carries the same actions; latencies are the generator's transport delays.
+    assert report["oracle_path"]["gripper"][0] == 0 and "<action>Close Gripper</action>" in report["oracle_path"]["answer"]
+    for topic, latency_ns in rs.LATENCY_NS.items():
+        if topic in report["sensor_latency_ms"]:
+            assert report["sensor_latency_ms"][topic]["p50_ms"] == pytest.approx(latency_ns * 1e-6, abs=0.01)
+    assert "/camera/camera/color/image_raw" in report["sensor_latency_ms"]
+    assert report["cloud_source"] == "/camera/camera/depth/color/points (camera_depth_optical_frame)"
+    assert Path(report["figures"]["oracle_latency"]).stat().st_size > 5000
+    assert "oracle_latency.png" in (tmp_path / "report.md").read_text()
+
+
+def test_the_extrinsic_on_tf_is_looked_up_at_the_frame_time(bags, tmp_path):
+    bag, truth = bags["tf"]
+    process = _eval(tmp_path, bag, "--mapping", MAPPING, "--policy", "none")
+    assert process.returncode == 0, process.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())[0]
+    assert report["camera_pose_source"] == "tf" and report["policy"] == {"skipped": "--policy none"}
+    measured = np.array([p["xy"] for p in report["tcp_path_2d"]]) * [truth.width, truth.height]
+    assert np.abs(measured - _true_pixels(truth)).max() < 0.5
+
+
+def test_explicit_overrides_are_used_and_reported(bags, tmp_path):
+    bag, truth = bags["mcap"]
+    mapping = yaml.safe_load(MAPPING.read_text())
+    # A placeholder 55 mm / 5 degrees off: used because it is given, and the report says so.
+    wrong = truth.base_from_color_optical @ rs.matrix([0.055, 0, 0], rs.quaternion_from_rpy(0, 0, math.radians(5)))
+    mapping["camera_pose"] = {"position": wrong[:3, 3].tolist(), "orientation": rs._quaternion(wrong[:3, :3]).tolist()}
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump(mapping))
+    process = _eval(tmp_path / "mapping", bag, "--mapping", tmp_path / "mapping.yaml", "--policy", "none")
+    assert process.returncode == 0, process.stderr[-3000:]
+    report = json.loads((tmp_path / "mapping" / "report.json").read_text())[0]
+    assert report["camera_pose_source"] == "mapping"
+    measured = np.array([p["xy"] for p in report["tcp_path_2d"]]) * [truth.width, truth.height]
+    assert np.linalg.norm(measured - _true_pixels(truth), axis=1).max() > 5      # the placeholder shows
+
+    calibration = tmp_path / "calibration.yaml"
+    subprocess.run([sys.executable, "-m", "hamster_core.calibration", "write", "--translation",
+                    *map(str, truth.base_from_color_optical[:3, 3]), "--rotation",
+                    *map(str, rs._quaternion(truth.base_from_color_optical[:3, :3])), "--out", str(calibration)],
+                   check=True, capture_output=True)
+    process = _eval(tmp_path / "calibration", bag, "--mapping", MAPPING, "--calibration", calibration,
+                    "--policy", "none")
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert json.loads((tmp_path / "calibration" / "report.json").read_text())[0]["camera_pose_source"] == "calibration"
+
+
+def test_no_camera_pose_is_an_error_naming_the_frames(bags, tmp_path):
+    bag, _ = bags["no_extrinsic"]
+    process = _eval(tmp_path, bag, "--mapping", MAPPING)
+    assert process.returncode == 2
+    line = process.stderr.strip().splitlines()[-1]
+    assert "no camera pose" in line and "'fr3_link0'" in line and "'camera_color_optical_frame'" in line
+    assert "--calibration" in line and "Traceback" not in process.stderr
+
+
+def test_a_failed_policy_step_exits_non_zero(bags, tmp_path):
+    """A bag with neither a cloud nor depth cannot feed the policy: the report says so and the exit is 1."""
+    bag, _ = bags["mcap"]
+    mapping = yaml.safe_load(MAPPING.read_text())
+    mapping["topics"] = {k: v for k, v in mapping["topics"].items() if "points" not in k and "depth" not in k}
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump(mapping))
+    process = _eval(tmp_path / "out", bag, "--mapping", tmp_path / "mapping.yaml")
+    assert process.returncode == 1, process.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())[0]
+    assert "point cloud" in report["policy"]["error"] and "policy:" in process.stderr
