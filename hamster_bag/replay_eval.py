@@ -34,22 +34,20 @@ from pathlib import Path
 import numpy as np
 
 from hamster_core.geometry import Pose
-from hamster_core.path2d import Path2D, simplify_rdp
+from hamster_core.path2d import Path2D
 from hamster_ros import interfaces as t
 from hamster_bag.bag_episode import BagError, Episode, EpisodeBag, TopicMapping, load_episode, sim_to_receive_time
 
-ORACLE_RDP_EPSILON = 0.05  # the HAMSTER paper's label simplification
-
-
 def oracle_path(episode: Episode) -> Path2D:
-    """The end effector's own path over the episode, as the first frame's camera saw the scene."""
-    trajectory, camera = episode.trajectory, episode.camera
-    pixels, depth = camera.project(trajectory.positions)
-    keep = depth > 0
-    if not np.any(keep):
-        raise BagError(f"{episode.path}: the end effector is never in front of the camera")
-    normalized = np.clip(camera.normalize(pixels[keep]), 0.0, 1.0)
-    return simplify_rdp(Path2D(normalized, trajectory.closed[keep].astype(np.uint8)), ORACLE_RDP_EPSILON)
+    """The end effector's own path over the episode, as the first frame's camera saw the scene, clipped to the
+    image and RDP-simplified like a HAMSTER label (hamster_sim.rollout.projected_path)."""
+    from hamster_sim.rollout import projected_path
+
+    trajectory = episode.trajectory
+    try:
+        return projected_path(episode.camera, trajectory.positions, trajectory.closed)
+    except ValueError as error:
+        raise BagError(f"{episode.path}: {error}") from None
 
 
 def vlm_path(episode: Episode, backend_name: str) -> tuple[Path2D, dict]:

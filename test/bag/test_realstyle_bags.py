@@ -184,3 +184,61 @@ def test_a_failed_policy_step_exits_non_zero(bags, tmp_path):
     assert process.returncode == 1, process.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())[0]
     assert "point cloud" in report["policy"]["error"] and "policy:" in process.stderr
+
+
+def _dataset(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hamster_apps.dataset", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_real_demonstrations_become_samples_in_the_base_frame(bags):
+    bag, truth = bags["mcap"]
+    depth_bag, depth_truth = bags["depth_only"]
+    process = _dataset(bag, depth_bag, "--mapping", MAPPING, "--json")   # the first has no instruction
+    assert process.returncode == 0, process.stderr[-3000:]
+    report = json.loads(process.stdout)
+    assert [s["bag"] for s in report["skipped"]] == [str(bag)] and "--instruction" in report["skipped"][0]["reason"]
+    (episode,) = report["episodes"]
+    assert episode["instruction"] == depth_truth.instruction                 # from metadata.yaml custom_data
+
+    process = _dataset(bag, "--mapping", MAPPING, "--instruction", truth.instruction, "--json")
+    assert process.returncode == 0, process.stderr[-3000:]
+    for episode, episode_truth in ((json.loads(process.stdout)["episodes"][0], truth), (episode, depth_truth)):
+        samples = episode["samples"]
+        assert {s["cloud_frame"] for s in samples} == {"fr3_link0"} and all(s["path_points"] >= 2 for s in samples)
+        grasp = next(s for s in samples if s["target_closed"])
+        assert np.linalg.norm(np.subtract(grasp["target_xyz"][:2], episode_truth.object_position[:2])) < 0.02
+        later = samples[samples.index(grasp) + 1:]
+        assert any(np.linalg.norm(np.subtract(s["target_xyz"][:2], episode_truth.container_position[:2])) < 0.03
+                   and s["target_xyz"][2] > episode_truth.container_position[2] for s in later)
+        assert samples[-1]["done"] and not samples[-1]["target_closed"]
+
+
+def test_sample_clouds_are_in_the_base_frame_and_paths_take_hamsters_noise(bags):
+    from hamster_bag.bag_episode import TopicMapping
+    from hamster_bag.demonstration_dataset import DatasetOptions, load_demonstration_samples
+
+    for name in ("mcap", "depth_only"):
+        bag, truth = bags[name]
+        options = DatasetOptions(mapping=TopicMapping.load(MAPPING), instruction="pick and place")
+        first = load_demonstration_samples(bag, options=options)[0].observation
+        # Base frame: the cloud has points at the object's place and height (in an optical frame it would not).
+        near = first.points[np.linalg.norm(first.points[:, :2] - truth.object_position[:2], axis=1) < 0.02]
+        assert len(near) >= 3 and abs(np.max(near[:, 2]) - truth.object_position[2]) < 0.05, name
+        assert first.camera is not None and first.path_points is not None
+    noisy = load_demonstration_samples(bag, options=DatasetOptions(
+        mapping=TopicMapping.load(MAPPING), instruction="pick and place", path_noise=0.01, seed=1))[0].observation
+    offsets = noisy.path.points - first.path.points
+    assert 0.002 < np.std(offsets) < 0.03
+
+
+def test_hamster_train_runs_on_two_real_bags_and_names_the_bag_without_samples(bags, tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "hamster_apps.train", str(ROOT / "config" / "train_rvt2.yaml"), "--data",
+         str(bags["mcap"][0]), str(bags["depth_only"][0]), str(bags["no_extrinsic"][0]), "--mapping", str(MAPPING),
+         "--instruction", "put the object in the container", "--steps", "2", "--out", str(tmp_path / "run"),
+         "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    summary = json.loads(process.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["data"]["used"] == 2 and summary["samples"] >= 10
+    assert f"skipped {bags['no_extrinsic'][0]}" in process.stderr and "no camera pose" in process.stderr
