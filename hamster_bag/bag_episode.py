@@ -24,6 +24,7 @@ naming the frames that were missing.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class TopicMapping:
     ignore_distortion: bool = False
     base_frame: str | None = None
     gripper_width_range: tuple[float, float] = FRANKA_HAND_WIDTH_RANGE
+    source: str = ""                   # the file it was read from, for messages
 
     @classmethod
     def load(cls, path: Path | str | None) -> "TopicMapping":
@@ -109,7 +111,7 @@ class TopicMapping:
         if base_frame is not None and (not isinstance(base_frame, str) or not base_frame):
             raise BagError(f"mapping file {path}: base_frame must be a frame name, got {base_frame!r}")
         return cls(dict(topics), camera_pose, tuple(joints), bool(data.get("ignore_distortion", False)),
-                   base_frame, (low, high))
+                   base_frame, (low, high), str(path))
 
     def runtime_name(self, bag_topic: str) -> str:
         return self.topics.get(bag_topic, bag_topic)
@@ -124,12 +126,22 @@ def open_reader(bag: Path | str) -> AnyReader:
     path = Path(bag)
     if not path.exists():
         raise BagError(f"bag {path} does not exist")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        files = sorted(p.name for p in path.iterdir() if p.suffix in (".mcap", ".db3", ".zstd"))
+        raise BagError(f"bag {path} has no metadata.yaml" + (
+            f" (storage files: {', '.join(files)}): regenerate it with `ros2 bag reindex {path}`" if files else
+            ": not a rosbag2 folder"))
     try:
         reader = AnyReader([path], default_typestore=project_typestore())
         reader.open()
     except Exception as error:  # rosbags raises its own error types for every kind of bad file
-        raise BagError(f"cannot open bag {path}: {type(error).__name__}: {error}") from error
+        raise BagError(f"cannot open bag {path}: {type(error).__name__}: {error}; {DAMAGED_HINT}") from error
     return reader
+
+
+# What to do about a damaged storage file, for every error that says the bag cannot be read.
+DAMAGED_HINT = ("the bag is damaged or was cut short (recording killed, disk full): recover an mcap with "
+                "`mcap recover`, a sqlite3 one with `sqlite3 FILE .recover`, then `ros2 bag reindex`, or record again")
 
 
 class EpisodeBag:
@@ -151,6 +163,13 @@ class EpisodeBag:
         if wrong:
             self.close()
             raise BagError(f"{self.path}: unexpected message type on {', '.join(wrong)}")
+        recorded = {c.topic for c in self.reader.connections if c.msgcount}
+        absent = [topic for topic in self.mapping.topics if topic not in recorded]
+        if absent:
+            self.close()
+            raise BagError(f"{self.path}: the mapping file {self.mapping.source or ''} names "
+                           f"{', '.join(absent)}, which the bag does not have (it has: {', '.join(sorted(recorded))}); "
+                           f"remove the line(s) from the mapping file or record the topic(s)")
         self.custom_data = _custom_data(self.path)
 
     def close(self) -> None:
@@ -177,14 +196,27 @@ class EpisodeBag:
         connections = self.connections.get(topic, [])
         if not connections:
             return
-        for connection, stamp, raw in self.reader.messages(connections=connections, start=start, stop=stop):
-            yield stamp, self.reader.deserialize(raw, connection.msgtype)
+        with self._reading(topic):
+            for connection, stamp, raw in self.reader.messages(connections=connections, start=start, stop=stop):
+                yield stamp, self.reader.deserialize(raw, connection.msgtype)
+
+    @contextmanager
+    def _reading(self, topic: str):
+        """A storage error in the middle of the file (a truncated chunk or page) -> BagError naming the bag."""
+        try:
+            yield
+        except BagError:
+            raise
+        except Exception as error:  # rosbags, zstd, sqlite3 and struct each raise their own
+            raise BagError(f"{self.path}: cannot read {topic}: {type(error).__name__}: {error}; "
+                           f"{DAMAGED_HINT}") from error
 
     def times(self, topic: str) -> np.ndarray:
         connections = self.connections.get(topic, [])
         if not connections:
             return np.empty(0, np.int64)
-        return np.array([stamp for _, stamp, _ in self.reader.messages(connections=connections)], np.int64)
+        with self._reading(topic):
+            return np.array([stamp for _, stamp, _ in self.reader.messages(connections=connections)], np.int64)
 
     def header_stamps(self, connection) -> tuple[np.ndarray, np.ndarray] | None:
         """(receive ns, header stamp ns) of every message of a connection whose type starts with a
@@ -193,11 +225,12 @@ class EpisodeBag:
         if not fields or fields[0][0] != "header":
             return None
         received, stamps = [], []
-        for _, stamp, raw in self.reader.messages(connections=[connection]):
-            order = "<" if raw[1] == 1 else ">"          # CDR encapsulation: 0x0001 little, 0x0000 big endian
-            sec, nanosec = np.frombuffer(raw[4:12], np.dtype(f"{order}i4")).tolist()
-            received.append(stamp)
-            stamps.append(sec * 1_000_000_000 + (nanosec & 0xFFFFFFFF))
+        with self._reading(connection.topic):
+            for _, stamp, raw in self.reader.messages(connections=[connection]):
+                order = "<" if raw[1] == 1 else ">"          # CDR encapsulation: 0x0001 little, 0x0000 big endian
+                sec, nanosec = np.frombuffer(raw[4:12], np.dtype(f"{order}i4")).tolist()
+                received.append(stamp)
+                stamps.append(sec * 1_000_000_000 + (nanosec & 0xFFFFFFFF))
         return np.array(received, np.int64), np.array(stamps, np.int64)
 
     def first(self, topic: str, at_or_after: int | None = None):

@@ -266,8 +266,8 @@ def demonstration_bags(paths) -> list[Path]:
     """Bag folders under the given folders (any depth) or the bags themselves, sorted."""
     bags = []
     for path in map(Path, paths):
-        if (path / "metadata.yaml").is_file():
-            bags.append(path)
+        if (path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3")):
+            bags.append(path)       # a bag; one without metadata.yaml gets its error (and the fix) when opened
         elif path.is_dir():
             bags.extend(sorted(p.parent for p in path.rglob("metadata.yaml")))
         else:

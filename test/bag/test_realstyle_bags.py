@@ -3,6 +3,7 @@ simulator's expert demonstration, with the project's code nowhere in the writing
 the camera pose on /tf_static, projects the TCP to within 0.5 px of the truth, finds the grasp and the release
 from one finger joint within 0.3 s of the finger motion, and reports sensor latencies; overrides are reported;
 no pose is an error naming the frames. Recording the expert takes ~10 s per episode: the module is slow."""
+import dataclasses
 import json
 import math
 import subprocess
@@ -186,15 +187,25 @@ def test_a_failed_policy_step_exits_non_zero(bags, tmp_path):
     assert "point cloud" in report["policy"]["error"] and "policy:" in process.stderr
 
 
+def _mapping_without(folder: Path, word: str) -> Path:
+    """The shipped mapping without the topics containing `word` (a bag must have every topic its mapping names)."""
+    mapping = yaml.safe_load(MAPPING.read_text())
+    mapping["topics"] = {k: v for k, v in mapping["topics"].items() if word not in k}
+    path = folder / f"mapping_without_{word}.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    return path
+
+
 def _dataset(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hamster_apps.dataset", *map(str, args)], capture_output=True,
                           text=True, timeout=300)
 
 
-def test_real_demonstrations_become_samples_in_the_base_frame(bags):
+def test_real_demonstrations_become_samples_in_the_base_frame(bags, tmp_path):
     bag, truth = bags["mcap"]
     depth_bag, depth_truth = bags["depth_only"]
-    process = _dataset(bag, depth_bag, "--mapping", MAPPING, "--json")   # the first has no instruction
+    process = _dataset(bag, depth_bag, "--mapping", _mapping_without(tmp_path, "points"), "--json")   # the first
+    # has no instruction
     assert process.returncode == 0, process.stderr[-3000:]
     report = json.loads(process.stdout)
     assert [s["bag"] for s in report["skipped"]] == [str(bag)] and "--instruction" in report["skipped"][0]["reason"]
@@ -220,14 +231,17 @@ def test_sample_clouds_are_in_the_base_frame_and_paths_take_hamsters_noise(bags)
 
     for name in ("mcap", "depth_only"):
         bag, truth = bags[name]
-        options = DatasetOptions(mapping=TopicMapping.load(MAPPING), instruction="pick and place")
+        mapping = TopicMapping.load(MAPPING)
+        if name == "depth_only":
+            mapping = dataclasses.replace(mapping, topics={k: v for k, v in mapping.topics.items() if "points" not in k})
+        options = DatasetOptions(mapping=mapping, instruction="pick and place")
         first = load_demonstration_samples(bag, options=options)[0].observation
         # Base frame: the cloud has points at the object's place and height (in an optical frame it would not).
         near = first.points[np.linalg.norm(first.points[:, :2] - truth.object_position[:2], axis=1) < 0.02]
         assert len(near) >= 3 and abs(np.max(near[:, 2]) - truth.object_position[2]) < 0.05, name
         assert first.camera is not None and first.path_points is not None
     noisy = load_demonstration_samples(bag, options=DatasetOptions(
-        mapping=TopicMapping.load(MAPPING), instruction="pick and place", path_noise=0.01, seed=1))[0].observation
+        mapping=mapping, instruction="pick and place", path_noise=0.01, seed=1))[0].observation
     offsets = noisy.path.points - first.path.points
     assert 0.002 < np.std(offsets) < 0.03
 
@@ -235,10 +249,42 @@ def test_sample_clouds_are_in_the_base_frame_and_paths_take_hamsters_noise(bags)
 def test_hamster_train_runs_on_two_real_bags_and_names_the_bag_without_samples(bags, tmp_path):
     process = subprocess.run(
         [sys.executable, "-m", "hamster_apps.train", str(ROOT / "config" / "train_rvt2.yaml"), "--data",
-         str(bags["mcap"][0]), str(bags["depth_only"][0]), str(bags["no_extrinsic"][0]), "--mapping", str(MAPPING),
+         str(bags["mcap"][0]), str(bags["depth_only"][0]), str(bags["no_extrinsic"][0]), "--mapping",
+         str(_mapping_without(tmp_path, "points")),
          "--instruction", "put the object in the container", "--steps", "2", "--out", str(tmp_path / "run"),
          "--no-progress"], capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stderr[-3000:]
     summary = json.loads(process.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 2 and summary["data"]["used"] == 2 and summary["samples"] >= 10
     assert f"skipped {bags['no_extrinsic'][0]}" in process.stderr and "no camera pose" in process.stderr
+
+
+def test_bad_bags_get_one_clear_line_each(bags, tmp_path):
+    """Truncated mcap and sqlite3, a missing metadata.yaml, a mapping naming a topic the bag lacks: one line
+    saying what, which file and what to do; no traceback; hamster-replay-eval exits 2, hamster-dataset 1 (no
+    bag gave samples)."""
+    import shutil
+
+    broken = {}
+    for name, suffix in (("mcap", ".mcap"), ("sqlite3", ".db3")):
+        copy = tmp_path / f"truncated_{name}"
+        shutil.copytree(bags[name][0], copy)
+        storage = next(copy.glob(f"*{suffix}"))
+        storage.write_bytes(storage.read_bytes()[:storage.stat().st_size // 2])
+        broken[f"truncated {name}"] = (copy, ["damaged", "recover"])
+    no_metadata = tmp_path / "no_metadata"
+    shutil.copytree(bags["mcap"][0], no_metadata)
+    (no_metadata / "metadata.yaml").unlink()
+    broken["no metadata.yaml"] = (no_metadata, ["no metadata.yaml", "ros2 bag reindex"])
+    broken["mapping names a missing topic"] = (bags["depth_only"][0], [
+        "/camera/camera/depth/color/points, which the bag does not have", "remove the line"])
+    for what, (bag, words) in broken.items():
+        for command, code in ((["-m", "hamster_bag.replay_eval", str(bag), "--out", str(tmp_path / "out")], 2),
+                              (["-m", "hamster_apps.dataset", str(bag), "--instruction", "x"], 1)):
+            process = subprocess.run([sys.executable, *command, "--mapping", str(MAPPING)], capture_output=True,
+                                     text=True, timeout=300)
+            lines = [line for line in process.stderr.splitlines() + process.stdout.splitlines()
+                     if str(bag) in line and ("error" in line or "skipped" in line)]
+            assert process.returncode == code, (what, command, process.stdout, process.stderr)
+            assert "Traceback" not in process.stderr and len(lines) == 1, (what, process.stderr)
+            assert all(word in lines[0] for word in words), (what, lines[0])

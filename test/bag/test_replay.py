@@ -218,6 +218,7 @@ LAB_CAMERA_POSE = {"position": [1.35, 0.0, 0.95], "orientation": [-0.6571, -0.65
 def _mapping_with_camera_pose(folder: Path) -> Path:
     mapping = yaml.safe_load(MAPPING.read_text())
     mapping["camera_pose"] = LAB_CAMERA_POSE
+    del mapping["topics"]["/camera/camera/aligned_depth_to_color/image_raw"]   # this bag has no depth image
     path = folder / "mapping.yaml"
     path.write_text(yaml.safe_dump(mapping))
     return path
