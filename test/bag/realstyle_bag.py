@@ -174,9 +174,11 @@ def record_expert_episode(scene_seed: int = 3, camera_rate_hz: float = 5.0) -> R
     return recorder
 
 
-def _qos(depth: int, reliable: bool, latched: bool) -> Qos:
+def _qos(reliable: bool, latched: bool) -> Qos:
+    """A recorded offered QoS as `ros2 bag record` writes it: the publisher's depth is not discoverable over
+    DDS, so rosbag2 records history unknown, depth 0."""
     never = QosTime(0, 0)
-    return Qos(history=QosHistory.KEEP_LAST, depth=depth,
+    return Qos(history=QosHistory.UNKNOWN, depth=0,
                reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
                durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
                deadline=never, lifespan=never, liveliness=QosLiveliness.AUTOMATIC,
@@ -299,9 +301,9 @@ def write_realstyle_bag(recorder: RealStyleRecorder, path: Path, *, storage: str
                 put(TF, ns, T["tf2_msgs/msg/TFMessage"](transforms=[transform(ns, ROOT_FRAME, "camera_link", hand_eye)]))
     truth.finger_motion = finger_motion([ns_of(state[0]) for state in recorder.states],
                                         [state[3] for state in recorder.states])
-    qos = {COLOR: _qos(10, False, False), COLOR_INFO: _qos(10, False, False), DEPTH: _qos(10, False, False),
-           DEPTH_INFO: _qos(10, False, False), POINTS: _qos(10, False, False), POSE: _qos(10, True, False),
-           JOINTS: _qos(10, True, False), TF: _qos(100, True, False), TF_STATIC: _qos(1, True, True)}
+    qos = {COLOR: _qos(False, False), COLOR_INFO: _qos(False, False), DEPTH: _qos(False, False),
+           DEPTH_INFO: _qos(False, False), POINTS: _qos(False, False), POSE: _qos(True, False),
+           JOINTS: _qos(True, False), TF: _qos(True, False), TF_STATIC: _qos(True, True)}
     types = {COLOR: "sensor_msgs/msg/Image", COLOR_INFO: "sensor_msgs/msg/CameraInfo", DEPTH: "sensor_msgs/msg/Image",
              DEPTH_INFO: "sensor_msgs/msg/CameraInfo", POINTS: "sensor_msgs/msg/PointCloud2",
              POSE: "geometry_msgs/msg/PoseStamped", JOINTS: "sensor_msgs/msg/JointState",

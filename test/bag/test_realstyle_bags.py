@@ -4,6 +4,7 @@ the camera pose on /tf_static, projects the TCP to within 0.5 px of the truth, f
 from one finger joint within 0.3 s of the finger motion, and reports sensor latencies; overrides are reported;
 no pose is an error naming the frames. Recording the expert takes ~10 s per episode: the module is slow."""
 import dataclasses
+import time
 import json
 import math
 import subprocess
@@ -288,3 +289,41 @@ def test_bad_bags_get_one_clear_line_each(bags, tmp_path):
             assert process.returncode == code, (what, command, process.stdout, process.stderr)
             assert "Traceback" not in process.stderr and len(lines) == 1, (what, process.stderr)
             assert all(word in lines[0] for word in words), (what, lines[0])
+
+
+@pytest.mark.graph
+def test_hamster_replay_plays_a_real_bag_into_the_graph_at_rate_2_without_loss(bags):
+    """The runtime's names through the mapping; /tf_static (tf2_msgs has no wheel) skipped with one warning;
+    recorded depth 0 (unknown) replayed with rosbag2's default depth, so a reliable reader misses nothing."""
+    from test_replay import Collector
+
+    bag, truth = bags["mcap"]
+    collector = Collector({"/robot/ee_pose": "geometry_msgs/msg/PoseStamped",
+                           "/robot/joint_states": "sensor_msgs/msg/JointState"})
+    try:
+        process = subprocess.run([sys.executable, "-m", "hamster_bag.replay", str(bag), "--rate", "2", "--remap",
+                                  str(MAPPING), "--topics", "/robot/ee_pose", "/robot/joint_states", "/tf_static"],
+                                 capture_output=True, text=True, timeout=120)
+        assert process.returncode == 2 and "tf2_msgs/msg/TFMessage" in process.stderr   # asked for: refused
+        process = subprocess.run([sys.executable, "-m", "hamster_bag.replay", str(bag), "--rate", "2", "--remap",
+                                  str(MAPPING)], capture_output=True, text=True, timeout=120)
+        assert process.returncode == 0, process.stderr[-3000:]
+        summary = json.loads(process.stdout.strip().splitlines()[-1])
+        assert summary["skipped"] == ["/tf_static"]
+        assert [line for line in process.stderr.splitlines() if "warning" in line] == [
+            line for line in process.stderr.splitlines() if "skipping /tf_static" in line and "tf2_msgs" in line]
+        with AnyReader([bag]) as reader:
+            counts = {c.topic: c.msgcount for c in reader.connections}
+
+        def received(topic):
+            return sum(1 for t, _ in collector.received if t == topic)
+
+        wait_until = time.monotonic() + 10
+        while received("/robot/ee_pose") < counts[rs.POSE] and time.monotonic() < wait_until:
+            time.sleep(0.1)
+        print(f"rate 2: achieved {summary['achieved_rate']}, poses {received('/robot/ee_pose')}/{counts[rs.POSE]}, "
+              f"joint states {received('/robot/joint_states')}/{counts[rs.JOINTS]}")
+        assert received("/robot/ee_pose") == counts[rs.POSE]
+        assert received("/robot/joint_states") == counts[rs.JOINTS]
+    finally:
+        collector.close()

@@ -316,3 +316,26 @@ def test_replay_eval_names_a_missing_topic(tmp_path):
     assert "/franka_robot_state_broadcaster/current_pose" in process.stderr
     unmapped = _eval(tmp_path / "out2", bag)
     assert unmapped.returncode == 2 and "/camera/color/image_raw" in unmapped.stderr
+
+
+def test_replay_keeps_the_recorded_depth_and_every_latched_message():
+    """rosbag2 records depth 0 when it could not discover the publisher's depth: replayed with rosbag2 player's
+    default 10, not 1; a latched topic keeps all its recorded messages (one per static broadcaster)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    from hamster_bag.replay import replay_qos
+
+    def recorded(depth, latched=False):
+        never = QosTime(0, 0)
+        return [Qos(history=QosHistory.UNKNOWN, depth=depth, reliability=QosReliability.RELIABLE,
+                    durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE, deadline=never,
+                    lifespan=never, liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
+                    avoid_ros_namespace_conventions=False)]
+
+    pose = "geometry_msgs/msg/PoseStamped"
+    assert replay_qos("/robot/ee_pose", pose, recorded(0), paced=False, window=10).depth == 10
+    assert replay_qos("/robot/ee_pose", pose, recorded(3), paced=False, window=10).depth == 3
+    assert replay_qos("/tf_static", "tf2_msgs/msg/TFMessage", recorded(0, latched=True), paced=False, window=10,
+                      count=2).depth == 10
+    assert replay_qos("/tf_static", "tf2_msgs/msg/TFMessage", recorded(1, latched=True), paced=False, window=10,
+                      count=3).depth == 3
