@@ -12,6 +12,8 @@ Per bag:
 - `oracle_path` (the simplified proprioceptive path with its gripper actions, as a HAMSTER answer too) and
   `gripper_events` [{"stamp_ns", "state": "closed"|"open"}] (from gripper commands, else the finger joints);
 - `sensor_latency_ms`: per bag topic with a header, receive time - header stamp (p50, p99, max);
+- `calibration_file`: that camera pose as a hamster_core.calibration file, for camera_cloud when the bag is
+  replayed into the graph;
 - paths: the recorded Path2D (or a fresh one from --vlm-backend) against the oracle path, the end effector's
   recorded positions projected into the first frame's camera, clipped to the image and RDP-simplified like a
   HAMSTER label; Fréchet, DTW, start/end error, gripper-event agreement (hamster_core.path_metrics);
@@ -246,7 +248,21 @@ def evaluate_bag(path: Path, args, out: Path) -> dict:
         result["timing"] = evaluate_timing(bag, episode)
         result["sensor_latency_ms"] = sensor_latencies(bag)
         result["figures"] = write_figures(episode, oracle, predicted, result, out / _slug(path))
+        result["calibration_file"] = write_calibration(episode, bag, out / _slug(path) / "calibration.yaml")
     return result
+
+
+def write_calibration(episode: Episode, bag: EpisodeBag, path: Path) -> str:
+    """The camera pose the evaluation used, as a calibration file for camera_cloud (replaying the bag into the
+    graph: README, Offline evaluation)."""
+    from hamster_core.calibration import CameraCalibration, save_calibration
+
+    info = bag.last_before(t.COLOR_INFO, episode.frame_ns)[1]
+    calibration = CameraCalibration(episode.camera.base_from_camera, episode.base_frame,
+                                    info.header.frame_id or "camera_color_optical_frame", episode.camera.width,
+                                    episode.camera.height, source=f"{episode.path}: {episode.camera_pose_source}")
+    save_calibration(calibration, path, comment="written by hamster-replay-eval from the bag's camera pose")
+    return str(path)
 
 
 def failed_steps(result: dict) -> list[str]:

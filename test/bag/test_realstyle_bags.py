@@ -129,6 +129,10 @@ def test_report_takes_the_camera_pose_from_tf_static_and_projects_the_tcp_within
     assert "/camera/camera/color/image_raw" in report["sensor_latency_ms"]
     assert report["cloud_source"] == "/camera/camera/depth/color/points (camera_depth_optical_frame)"
     assert Path(report["figures"]["oracle_latency"]).stat().st_size > 5000
+    from hamster_core.calibration import load_calibration
+    calibration = load_calibration(report["calibration_file"])      # what camera_cloud reads
+    assert calibration.base_frame == "fr3_link0" and calibration.camera_frame == "camera_color_optical_frame"
+    assert calibration.base_from_camera == pytest.approx(truth.base_from_color_optical, abs=1e-5)
     assert "oracle_latency.png" in (tmp_path / "report.md").read_text()
 
 
