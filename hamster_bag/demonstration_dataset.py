@@ -54,6 +54,28 @@ class DemonstrationSample:
     cloud_frame: str = ""     # the frame the observation's cloud is in (the robot base frame)
 
 
+class _FramesByStamp:
+    """A heavy topic (clouds, images) indexed by header stamp (s, rounded as _by_stamp rounds), read from the bag
+    only when a sample needs the frame: a real bag's 30 Hz images would not fit in memory at once."""
+
+    def __init__(self, bag: EpisodeBag, topic: str):
+        self.bag, self.topic, self.received = bag, topic, {}
+        for connection in bag.connections.get(topic, []):
+            received, stamps = bag.header_stamps(connection)
+            self.received.update({round(int(ns) // 10**9 + int(ns) % 10**9 * 1e-9, 6): int(at)
+                                  for at, ns in zip(received, stamps)})
+
+    def __len__(self):
+        return len(self.received)
+
+    def __iter__(self):
+        return iter(self.received)
+
+    def get(self, key: float):
+        at = self.received.get(key)
+        return None if at is None else self.bag.first(self.topic, at)[1]
+
+
 def _by_stamp(bag: EpisodeBag, topic: str) -> dict[float, object]:
     return {round(stamp_seconds(msg.header), 6): msg for _, msg in bag.messages(topic)} if bag.has(topic) else {}
 
@@ -170,8 +192,8 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
         if episode.metadata.get("expert_keyframes"):
             keyframes = planned_targets(keyframes, episode.metadata["expert_keyframes"], str(bag.path))
         use_depth = not bag.has(t.POINTS)
-        clouds = _by_stamp(bag, t.DEPTH_IMAGE if use_depth else t.POINTS)
-        colours = _by_stamp(bag, t.COLOR_IMAGE) if use_depth else {}
+        clouds = _FramesByStamp(bag, t.DEPTH_IMAGE if use_depth else t.POINTS)
+        colours = _FramesByStamp(bag, t.COLOR_IMAGE) if use_depth else {}
         infos = _by_stamp(bag, t.COLOR_INFO)
         masks = _by_stamp(bag, t.MASKS)
         camera_pose = bag.last_before(t.CAMERA_POSE, episode.frame_ns)[1] \
@@ -200,14 +222,14 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
                 if joints else None
             width = width if width is not None else 0.08
             if use_depth:
-                depth_msg = clouds[key]
+                depth_msg = clouds.get(key)
                 colour = colours.get(key)
                 depth = depth_in_metres(image_to_numpy(depth_msg), depth_msg.encoding)
                 points, colors = projector.points(depth, image_to_rgb(colour) if colour is not None else None)
                 observation = Observation(stamp=stamp, instruction=instruction, tcp_pose=tcp_pose,
                                           gripper_width=width, points=points, colors=colors, camera=camera)
             else:
-                cloud = clouds[key]
+                cloud = clouds.get(key)
                 observation = observation_from_messages(
                     instruction=instruction, cloud=cloud, tcp_pose=tcp_pose, gripper_width=width,
                     camera_info=infos.get(key), camera_pose=camera_pose, path=path_msg, masks=masks.get(key))
