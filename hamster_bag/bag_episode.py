@@ -400,13 +400,17 @@ def to_base_frame(points: np.ndarray, frame_id: str, stamp: int, base_frame: str
 
 
 def _nearest(bag: EpisodeBag, topic: str, stamp: int, tolerance_ns: int):
-    """The message on `topic` whose header stamp is nearest `stamp` (within tolerance), else None."""
+    """The message on `topic` whose header stamp is nearest `stamp` (within tolerance), else None. Only the
+    stamps are read for the search (a real bag's depth images are large)."""
     best = None
-    for _, msg in bag.messages(topic):
-        offset = abs(stamp_ns(msg.header) - stamp)
-        if offset <= tolerance_ns and (best is None or offset < best[0]):
-            best = (offset, msg)
-    return best[1] if best else None
+    for connection in bag.connections.get(topic, []):
+        received, stamps = bag.header_stamps(connection)
+        if len(stamps):
+            index = int(np.argmin(np.abs(stamps - stamp)))
+            offset = abs(int(stamps[index]) - stamp)
+            if offset <= tolerance_ns and (best is None or offset < best[0]):
+                best = (offset, int(received[index]))
+    return bag.first(topic, best[1])[1] if best else None
 
 
 def gripper_from_widths(width_stamps: np.ndarray, widths: np.ndarray, width_range) -> tuple[np.ndarray, list]:
@@ -436,7 +440,8 @@ def load_episode(bag: EpisodeBag, *, open_fraction: float = 0.9, calibration=Non
     for _, msg in bag.messages(EPISODE_METADATA):  # the last record is the fullest
         metadata = json.loads(msg.data)
     instruction_msg = bag.first(t.INSTRUCTION)
-    instruction = instruction_msg[1].data if instruction_msg else metadata.get("instruction", "")
+    instruction = instruction_msg[1].data if instruction_msg else (
+        metadata.get("instruction") or bag.custom_data.get("instruction", ""))   # ros2 bag record --custom-data
     start = instruction_msg[0] if instruction_msg else bag.reader.start_time
     end = bag.reader.end_time
 

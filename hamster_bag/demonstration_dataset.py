@@ -174,7 +174,7 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
         episode = load_episode(bag, calibration=options.calibration)
         if require_success and episode.metadata.get("success") is False:
             raise BagError(f"{bag.path}: the demonstration failed ({episode.metadata.get('message', '')})")
-        instruction = options.instruction or episode.instruction or bag.custom_data.get("instruction", "")
+        instruction = options.instruction or episode.instruction
         if not instruction:
             raise BagError(f"{bag.path}: no instruction (no {t.INSTRUCTION}, none in the episode metadata or "
                            f"metadata.yaml custom_data): give --instruction")

@@ -331,3 +331,13 @@ def test_hamster_replay_plays_a_real_bag_into_the_graph_at_rate_2_without_loss(b
         assert received("/robot/joint_states") == counts[rs.JOINTS]
     finally:
         collector.close()
+
+
+def test_a_bag_without_a_cloud_gets_one_from_aligned_depth(bags, tmp_path):
+    bag, truth = bags["depth_only"]
+    process = _eval(tmp_path / "out", bag, "--mapping", _mapping_without(tmp_path, "points"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())[0]
+    assert report["cloud_source"] == "depth /camera/camera/aligned_depth_to_color/image_raw"
+    assert report["instruction"] == truth.instruction and report["policy"]["gripper_same_sequence"]
+    assert report["policy"]["grasp_translation_error"] < 0.03        # the path follower grasps on that cloud
