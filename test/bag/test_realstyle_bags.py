@@ -341,3 +341,13 @@ def test_a_bag_without_a_cloud_gets_one_from_aligned_depth(bags, tmp_path):
     assert report["cloud_source"] == "depth /camera/camera/aligned_depth_to_color/image_raw"
     assert report["instruction"] == truth.instruction and report["policy"]["gripper_same_sequence"]
     assert report["policy"]["grasp_translation_error"] < 0.03        # the path follower grasps on that cloud
+
+
+def test_a_failed_vlm_step_exits_non_zero(bags, tmp_path):
+    """The oracle VLM needs the simulator's scene, which a real bag does not have: the path step fails."""
+    bag, _ = bags["mcap"]
+    process = _eval(tmp_path, bag, "--mapping", MAPPING, "--vlm-backend", "oracle", "--policy", "none")
+    assert process.returncode == 1, process.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())[0]
+    assert report["path"]["source"] == "vlm:oracle" and "simulator scene" in report["path"]["error"]
+    assert f"{bag}: path: VlmError" in process.stderr and "Traceback" not in process.stderr
