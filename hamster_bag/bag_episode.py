@@ -33,6 +33,7 @@ import yaml
 from rosbags.highlevel import AnyReader
 
 from hamster_core.camera import PinholeCamera
+from hamster_core.franka import gripper_opening
 from hamster_core.geometry import Pose
 from hamster_core.keyframes import FRANKA_HAND_WIDTH_RANGE
 from hamster_core.transforms import TransformBuffer, TransformError
@@ -319,12 +320,8 @@ def _pose_arrays(msgs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def joint_width(msg, joints) -> float | None:
-    """The gripper opening from a JointState: the named finger joints' positions summed. A joint the message
-    lacks counts as the present ones' mean (the second Franka finger mimics the first, and robot_state_publisher
-    setups often publish only fr3_finger_joint1); None when none is present."""
-    positions = dict(zip(msg.name, np.asarray(msg.position, float).tolist()))
-    present = [positions[j] for j in joints if j in positions]
-    return float(sum(present) * len(joints) / len(present)) if present else None
+    """The gripper opening from a JointState (hamster_core.franka.gripper_opening)."""
+    return gripper_opening(dict(zip(msg.name, np.asarray(msg.position, float).tolist())), joints)
 
 
 def _stamps_usable(msgs) -> bool:

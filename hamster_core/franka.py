@@ -197,6 +197,14 @@ def controller_link_problem(topic: str, subscribers: int, publishers: int) -> st
     return None
 
 
+def gripper_opening(positions, joints) -> float | None:
+    """The Franka Hand's opening (m) from finger joint positions (name -> m): the named joints summed. A joint
+    that is missing counts as the mean of the present ones (the second finger mimics the first, and setups often
+    publish fr3_finger_joint1 only); None when none of them is present."""
+    present = [float(positions[name]) for name in joints if name in positions]
+    return sum(present) * len(joints) / len(present) if present else None
+
+
 # franka_ros2's names (franka_bringup/config/controllers.yaml) and crisp_controllers' (docs: the spawner's
 # "cartesian_impedance_controller" of type crisp_controllers/CartesianController).
 RECOVERY_CONTROLLERS = ("franka_robot_state_broadcaster", "cartesian_impedance_controller")

@@ -11,7 +11,7 @@ from hamster_core.calibration import (LINK_FROM_OPTICAL, CalibrationError, Camer
                                       main as calibration_main, save_calibration, stream_problems)
 from hamster_core.camera import PinholeCamera, look_at
 from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, RecoveryConfig, RobotMode,
-                                 StreamGate, TargetLimits, grasp_succeeded, interpret_state)
+                                 StreamGate, TargetLimits, grasp_succeeded, gripper_opening, interpret_state)
 from hamster_core.geometry import TOP_DOWN, Pose, quaternion_angle, top_down_orientation
 from hamster_core.preflight import (Check, calibration_check, format_table, nudge_blocker, nudge_ramp,
                                     nudge_start_problem, rate_check, recency_check, sync_check)
@@ -461,3 +461,12 @@ def test_interface_rows_pass_on_the_providing_side_only_and_name_the_missing_pro
     assert missing[0].value == "0 subscriber(s)" and "is the controller running" in missing[0].detail
     with pytest.raises(ValueError, match="'topic'"):
         interface_checks([ExpectedInterface("topic", "/x", "t", "p", "n")], GraphView({}, frozenset(), frozenset()))
+
+
+def test_gripper_opening_counts_a_lone_finger_joint_twice():
+    """Issue 17: a real FR3's /joint_states may carry fr3_finger_joint1 only; the live policy node read no gripper
+    width at all then (it needed both), so a grasp was never seen."""
+    joints = ("fr3_finger_joint1", "fr3_finger_joint2")
+    assert gripper_opening({"fr3_finger_joint1": 0.02, "fr3_finger_joint2": 0.03}, joints) == pytest.approx(0.05)
+    assert gripper_opening({"fr3_finger_joint1": 0.015, "fr3_joint1": 0.3}, joints) == pytest.approx(0.03)
+    assert gripper_opening({"fr3_joint1": 0.3}, joints) is None
