@@ -140,11 +140,6 @@ class FrankaBridge(RuntimeNode):
         self.result_pub = self.create_publisher(String, topics.GRIPPER_RESULT, topics.EVENTS)
         self.create_service(SetBool, topics.ROBOT_ENABLE, self._on_enable, callback_group=group)
         self.create_service(Trigger, topics.ROBOT_STOP, self._on_stop, callback_group=group)
-        self._gripper_clients = {
-            GripperAction.MOVE: ActionClient(self, action.Move, f"{gripper_ns}/move", callback_group=group),
-            GripperAction.GRASP: ActionClient(self, action.Grasp, f"{gripper_ns}/grasp", callback_group=group),
-            GripperAction.HOMING: ActionClient(self, action.Homing, f"{gripper_ns}/homing", callback_group=group),
-        }
         self._homed = not self.homing_on_start
         self.recovery = RecoveryConfig(
             error_recovery_action=declare(self, "recovery.error_recovery_action", "/action_server/error_recovery",
@@ -159,7 +154,7 @@ class FrankaBridge(RuntimeNode):
             timeout_sec=declare(self, "recovery.timeout_sec", 10.0, "Each recovery step's time limit (s)."))
         self._recovering = threading.Lock()
         self._last_recovery = None
-        self._start_recovery_service()
+        self._start_side_node(gripper_ns)
         self.create_timer(1.0 / rate_hz, self._check, callback_group=stream)
         self.create_timer(0.5, self._publish_status, callback_group=group)
         self._publish_status()
@@ -181,19 +176,26 @@ class FrankaBridge(RuntimeNode):
     def destroy_node(self):
         if self._state_reader is not None:
             self._state_reader.destroy_node()
-        self._recovery_spinner.stop(timeout=1.0)
-        self._recovery_node.destroy_node()
+        self._side_spinner.stop(timeout=1.0)
+        self._side_node.destroy_node()
         super().destroy_node()
 
-    # -- recovery -------------------------------------------------------------------------------------
-    def _start_recovery_service(self):
-        """/robot/recover waits for franka_ros2's action and controller_manager's service: it runs on a node of its
-        own whose executor has a second thread to complete those calls, so the state checks and the target stream
-        (this node's single thread) never wait for a recovery."""
-        node = rclpy.create_node(f"{self.get_name()}_recovery", context=self.context, use_global_arguments=False,
+    # -- the side node: gripper goals and recovery ----------------------------------------------------
+    def _start_side_node(self, gripper_ns: str):
+        """The gripper's action clients and /robot/recover live on a node of their own, spun by two threads of its
+        own: the recovery waits for franka_ros2's action and controller_manager's service (the second thread
+        completes those calls), and the state checks and target stream (this node's single thread) neither wait
+        for them nor walk their 20-odd entities at every 100 Hz wake-up."""
+        node = rclpy.create_node(f"{self.get_name()}_side", context=self.context, use_global_arguments=False,
                                  start_parameter_services=False)
-        self._recovery_node = node
-        clients = ReentrantCallbackGroup()   # their replies come in while the service's callback waits
+        self._side_node = node
+        clients = ReentrantCallbackGroup()   # their replies come in while the recovery's callback waits
+        action = self.action
+        self._gripper_clients = {
+            GripperAction.MOVE: ActionClient(node, action.Move, f"{gripper_ns}/move", callback_group=clients),
+            GripperAction.GRASP: ActionClient(node, action.Grasp, f"{gripper_ns}/grasp", callback_group=clients),
+            GripperAction.HOMING: ActionClient(node, action.Homing, f"{gripper_ns}/homing", callback_group=clients),
+        }
         self._error_recovery_client = ActionClient(node, self.action.ErrorRecovery,
                                                    self.recovery.error_recovery_action, callback_group=clients)
         switch = topics.controller_switch_service()
@@ -204,7 +206,7 @@ class FrankaBridge(RuntimeNode):
                             callback_group=MutuallyExclusiveCallbackGroup())
         executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         executor.add_node(node)
-        self._recovery_spinner = BackgroundSpinner(executor, "recovery")
+        self._side_spinner = BackgroundSpinner(executor, "side")
 
     def _on_recover(self, request, response):
         if not self._recovering.acquire(blocking=False):
