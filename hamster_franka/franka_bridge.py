@@ -74,7 +74,7 @@ class FrankaBridge(RuntimeNode):
             self.get_logger().warning("using the franka_msgs TEST STAND-IN from "
                                       f"{os.environ['HAMSTER_FRANKA_MSGS_STANDIN']}: this is not franka_ros2")
         self._error_fields = [name for name in msg.Errors.get_fields_and_field_types()]
-        state_topic = declare(self, "robot_state_topic", "/franka_robot_state_broadcaster/robot_state",
+        state_topic = declare(self, "robot_state_topic", topics.FRANKA_ROBOT_STATE,
                               "franka_msgs/FrankaRobotState from franka_robot_state_broadcaster.")
         self.controller = declare(self, "controller", "crisp_cartesian",
                                   "The controller that takes the targets: crisp_cartesian (crisp_controllers' "

@@ -98,7 +98,7 @@ class SimNode(RuntimeNode):
                                       "Publish /camera/points and /camera/pose (false: the runtime computes them).")
         self.depth_encoding = declare(self, "depth_encoding", "32FC1", "32FC1 (m) or 16UC1 (mm, as a RealSense).")
         self.franka_state_topic = declare(self, "franka.robot_state_topic",
-                                          "/franka_robot_state_broadcaster/robot_state", "FrankaRobotState topic.")
+                                          topics.FRANKA_ROBOT_STATE, "FrankaRobotState topic.")
         self.franka_target_topic = declare(self, "franka.target_topic", "/target_pose",
                                            "The Cartesian controller's target pose topic (crisp_controllers').")
         self.franka_gripper_namespace = declare(self, "franka.gripper_namespace", "/franka_gripper",
