@@ -534,13 +534,16 @@ def test_simulator_killed_policy_holds_then_restart_ends_the_episode_on_the_cloc
     killed = time.monotonic()
     alive = lambda: graph.alive("sim_node")  # noqa: E731
     # With the simulator gone /clock stops too and ROS time stands still: the policy notices the stopped clock.
-    _, stale = wait_until(lambda: m.status_since(killed, "holding_stale_input"), "holding_stale_input", 10, alive)
+    stale_at, stale = wait_until(lambda: m.status_since(killed, "holding_stale_input"), "holding_stale_input", 10,
+                                 alive)
     assert stale["detail"].startswith("ROS time has not advanced for "), stale
     time.sleep(1.0)
     alive()
-    # Whatever is sent is the held target. (Fewer than 100 Hz: Fast DDS's reliable writer slows down while the
-    # dead simulator's reader is still matched; nothing listens to the stream then anyway.)
-    assert_holds_after(m, killed + 0.2, time.monotonic(), min_count=1)
+    # Once the stopped clock is noticed, whatever is sent is the held target. (Not from the kill on: under load the
+    # dead simulator's last /clock messages can reach the policy node after it and move the plan on; a "target moved
+    # while holding" was seen once so. Fewer than 100 Hz: Fast DDS's reliable writer slows down while the dead
+    # simulator's reader is still matched.)
+    assert_holds_after(m, stale_at, time.monotonic(), min_count=1)
     warnings = [d for d in m.diagnostics_since(killed, "policy_node") if d[2] == 1]
     assert warnings and "ROS time has not advanced" in warnings[0][3], warnings
     restarted = time.monotonic()
