@@ -129,8 +129,23 @@ def _forced_indices(path: Path2D) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------
 # Prompt
 
-# Figure 10 of the HAMSTER paper (used for both fine-tuning and inference), one paragraph per line.
+# The prompt HAMSTER's released client sends its fine-tuned VILA model (gradio_server_example.py in
+# github.com/liyi14/HAMSTER_beta), byte for byte: a leading newline, one paragraph per line. A fine-tuned model is
+# asked in the words it was served with.
 HAMSTER_PROMPT_TEMPLATE = (
+    "\nIn the image, please execute the command described in <quest>{instruction}</quest>.\n"
+    "Provide a sequence of points denoting the trajectory of a robot gripper to achieve the goal.\n"
+    "Format your answer as a list of tuples enclosed by <ans> and </ans> tags. For example:\n"
+    "<ans>[(0.25, 0.32), (0.32, 0.17), (0.13, 0.24), <action>Open Gripper</action>, (0.74, 0.21), "
+    "<action>Close Gripper</action>, ...]</ans>\n"
+    "The tuple denotes point x and y location of the end effector in the image. "
+    "The action tags indicate gripper actions.\n"
+    "Coordinates should be floats between 0 and 1, representing relative positions.\n"
+    "Remember to provide points between <ans> and </ans> tags and think step by step."
+)
+
+# Figure 10 of the HAMSTER paper: the same request in the paper's wording (no leading newline, no last line).
+HAMSTER_PAPER_PROMPT_TEMPLATE = (
     "In the image, please execute the command described in <quest>{instruction}</quest>.\n"
     "Provide a sequence of points denoting the trajectory of a robot gripper to achieve the goal.\n"
     "Format your answer as a list of tuples enclosed by <ans> and </ans> tags. For example:\n"

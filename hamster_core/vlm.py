@@ -12,7 +12,8 @@ import numpy as np
 
 from hamster_core.camera import PinholeCamera
 from hamster_core.geometry import Pose
-from hamster_core.path2d import HAMSTER_PROMPT_TEMPLATE, build_prompt, check_prompt_template
+from hamster_core.answer_formats import resolve_prompt_template
+from hamster_core.path2d import build_prompt
 from hamster_core.registry import Registry
 
 
@@ -53,12 +54,13 @@ def gripper_image_position(request: VlmRequest) -> tuple[float, float]:
 
 
 class PromptedBackend(VlmBackend):
-    """A backend that sends a real model the prompt: the template (HAMSTER's by default, `{instruction}`
-    replaced) plus, with `gripper_position`, a line saying where the gripper is in the image."""
+    """A backend that sends a real model the prompt: the template (HAMSTER's released prompt by default, a name
+    of answer_formats.PROMPT_TEMPLATES, or a template of its own; `{instruction}` replaced) plus, with
+    `gripper_position`, a line saying where the gripper is in the image."""
 
     def __init__(self, prompt_template: str = "", gripper_position: bool = False):
         # An empty template means "the default", so a parameter file can leave it blank.
-        self.prompt_template = check_prompt_template(prompt_template or HAMSTER_PROMPT_TEMPLATE)
+        self.prompt_template = resolve_prompt_template(prompt_template)
         if not isinstance(gripper_position, bool):
             raise ValueError(f"gripper_position must be a bool, got {gripper_position!r}")
         self.gripper_position = gripper_position

@@ -18,7 +18,8 @@ from hamster_core.vlm import VLM_BACKENDS, VlmBackend, VlmError, VlmRequest
 
 # Why each backend option exists (the defaults are read from the constructors).
 _PROMPT = {
-    "prompt_template": "Prompt with an {instruction} placeholder; empty = HAMSTER's prompt (paper, Figure 10).",
+    "prompt_template": "Prompt with an {instruction} placeholder, or a named one: hamster (HAMSTER's released "
+                       "client, byte for byte), hamster_paper (the paper's Figure 10); empty = hamster.",
     "gripper_position": "Add a line with the gripper's current image position (TCP projected with the camera).",
 }
 DESCRIPTIONS: dict[str, dict[str, str]] = {

@@ -86,7 +86,7 @@ def test_prompt_template_and_gripper_line(serve):
                        "The current position of the robot gripper is: (0.50, 0.50).")
     with pytest.raises(VlmError, match="needs the camera model"):
         backend(server, gripper_position=True).query(request())
-    with pytest.raises(ValueError, match="must contain \\{instruction\\}"):
+    with pytest.raises(ValueError, match="contain \\{instruction\\}"):
         backend(server, prompt_template="no placeholder")
     assert backend(server, prompt_template="").prompt_template == HAMSTER_PROMPT_TEMPLATE
 
