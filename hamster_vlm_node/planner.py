@@ -44,9 +44,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "transformers": {
         "checkpoint": "Image-text-to-text checkpoint folder or hub id, loaded once at start "
-                      "(AutoProcessor + AutoModelForImageTextToText).",
-        "device": "Torch device, e.g. cpu or cuda:0.",
-        "dtype": "Model dtype: float32, bfloat16, float16 or auto.",
+                      "(AutoProcessor + AutoModelForImageTextToText; no video processor, so no torchvision, needed).",
+        "device": "Torch device, e.g. cpu or cuda:0; empty = cuda when available, else cpu.",
+        "dtype": "Model dtype: float32, bfloat16, float16, auto (the checkpoint's own); empty = bfloat16 on a CUDA "
+                 "GPU that supports it, else float32.",
         "max_new_tokens": "Generation: answer length limit in tokens.",
         "do_sample": "Generation: sample instead of greedy/beam search.",
         "num_beams": "Generation: beam count.",

@@ -53,20 +53,27 @@ def _training_texts() -> list[str]:
     return texts
 
 
-def build_tokenizer(vocab_size: int = 600):
-    """A byte-level BPE (every string encodes, decoding restores it) trained on HAMSTER texts."""
+def build_tokenizer(vocab_size: int = 600, special_tokens=None, tokenizer_class: str | None = None, **named):
+    """A byte-level BPE (every string encodes, decoding restores it) trained on HAMSTER texts. LLaVA's tokens
+    by default; another family passes its `special_tokens` (ids 0.. in order) and named ones (bos_token=...,
+    extra_special_tokens={"image_token": ...}), and the class name its tokenizer_config.json carries."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    if special_tokens is None:
+        special_tokens = SPECIAL_TOKENS
+        named = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                     extra_special_tokens={"image_token": IMAGE_TOKEN}, **named)
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special_tokens), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(_training_texts(), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>",
-                                   extra_special_tokens={"image_token": IMAGE_TOKEN}, model_max_length=1024)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=2048, **named)
+    if tokenizer_class:
+        fast.init_kwargs["tokenizer_class"] = tokenizer_class
+    return fast
 
 
 def _config(tokenizer):
