@@ -24,6 +24,7 @@ class VlmRequest:
     camera: PinholeCamera | None = None  # for backends that need geometry (the oracle, the gripper-position line)
     tcp_pose: Pose | None = None
     scene_json: str | None = None        # simulator ground truth (/sim/scene), for the oracle only
+    gripper_xy: tuple[float, float] | None = None  # the gripper's normalized image position, when known directly
 
 
 class VlmBackend(ABC):
@@ -41,9 +42,23 @@ class VlmError(RuntimeError):
     """The backend could not produce an answer (server down, missing context, ...)."""
 
 
+EXCERPT_CHARS = 300
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """`text` on one line and cut to `limit` characters (with the full length said): how a model's answer or a
+    server's reply appears in any message, however long it was."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def gripper_image_position(request: VlmRequest) -> tuple[float, float]:
     """The TCP projected into the request's image, in normalized coordinates. A TCP outside the view is put on
-    the image border (the nearest point the model can refer to); one behind the camera is an error."""
+    the image border (the nearest point the model can refer to); one behind the camera is an error. A request
+    that carries `gripper_xy` (hamster-plan --gripper-xy) is taken at its word."""
+    if request.gripper_xy is not None:
+        x, y = (float(value) for value in request.gripper_xy)
+        return x, y
     if request.camera is None or request.tcp_pose is None:
         raise VlmError("the gripper position in the prompt needs the camera model and the end-effector pose")
     pixels, depth = request.camera.project(np.asarray(request.tcp_pose.position, dtype=np.float64)[None])

@@ -33,7 +33,7 @@ from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_
                                      masks_from_msg, masks_to_msg, path_to_msg, pose_from_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import RuntimeNode, declare, run_node
-from hamster_core.vlm import VlmRequest
+from hamster_core.vlm import VlmRequest, excerpt
 from hamster_vlm_node.grounding import GROUNDING_PARAMETERS, Grounder
 from hamster_vlm_node.target_motion import TargetMotion
 from hamster_vlm_node.planner import PLANNER_PARAMETERS, PlanError, backend_parameters, planner_from_config
@@ -240,7 +240,7 @@ class VlmNode(RuntimeNode):
                 error_message = f"{stage} failed: {error}"
                 answer = getattr(error, "answer", None)
                 self.get_logger().error(f"attempt {attempt}/{self.max_attempts} for {instruction!r}: {error_message}"
-                                        + (f"; answer: {answer[:300]!r}" if answer else ""))
+                                        + (f"; answer: {excerpt(answer)}" if answer else ""))
                 continue
             if self._superseded():
                 return  # the answer is for an instruction nobody waits for any more

@@ -28,7 +28,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "base_url": "Server base URL, used verbatim + '/chat/completions' (HAMSTER's server has no /v1).",
         "model": "Model name sent with every request; HAMSTER's server refuses any other than its own.",
         "timeout_sec": "Time limit of one request, connection to last byte.",
-        "retries": "Extra tries after connection errors, timeouts, HTTP 5xx and 429 (never after other 4xx).",
+        "deadline_sec": "Time limit of one query, all its retries and backoff included.",
+        "retries": "Extra tries after transient failures only: no connection, a timeout, HTTP 429/502/503/504 "
+                   "(never after a 500 or another 4xx: a wrong model name does not go away).",
         "backoff_sec": "Wait before the first retry; doubles with every further retry.",
         "api_key_env": "NAME of the environment variable holding the API key (sent as a Bearer token); "
                        "empty = no key. The key itself is never logged.",
