@@ -12,7 +12,7 @@ import numpy as np
 
 from hamster_core.camera import PinholeCamera
 from hamster_core.geometry import Pose
-from hamster_core.answer_formats import resolve_prompt_template
+from hamster_core.answer_formats import answer_format as _answer_format, resolve_prompt_template
 from hamster_core.path2d import build_prompt
 from hamster_core.registry import Registry
 
@@ -29,6 +29,7 @@ class VlmRequest:
 
 class VlmBackend(ABC):
     model_id: str = "unknown"
+    answer_format: str = "hamster"  # how the answer text is written (hamster_core.answer_formats.ANSWER_FORMATS)
     # Request fields besides the image that `query` cannot do without ("camera", "tcp_pose", "scene_json"): the
     # node waits for them before it spends an attempt.
     required_inputs: frozenset[str] = frozenset()
@@ -69,13 +70,15 @@ def gripper_image_position(request: VlmRequest) -> tuple[float, float]:
 
 
 class PromptedBackend(VlmBackend):
-    """A backend that sends a real model the prompt: the template (HAMSTER's released prompt by default, a name
-    of answer_formats.PROMPT_TEMPLATES, or a template of its own; `{instruction}` replaced) plus, with
-    `gripper_position`, a line saying where the gripper is in the image."""
+    """A backend that sends a real model the prompt: the template (by default the answer format's own, for
+    `hamster` HAMSTER's released prompt; a name of answer_formats.PROMPT_TEMPLATES; or a template of its own;
+    `{instruction}` replaced) plus, with `gripper_position`, a line saying where the gripper is in the image.
+    `answer_format` (answer_formats.ANSWER_FORMATS) says how the model answers and so how the answer is read."""
 
-    def __init__(self, prompt_template: str = "", gripper_position: bool = False):
+    def __init__(self, prompt_template: str = "", gripper_position: bool = False, answer_format: str = "hamster"):
+        self.answer_format = _answer_format(answer_format).name
         # An empty template means "the default", so a parameter file can leave it blank.
-        self.prompt_template = resolve_prompt_template(prompt_template)
+        self.prompt_template = resolve_prompt_template(prompt_template, _answer_format(answer_format).prompt_template)
         if not isinstance(gripper_position, bool):
             raise ValueError(f"gripper_position must be a bool, got {gripper_position!r}")
         self.gripper_position = gripper_position

@@ -13,13 +13,18 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from hamster_core.path2d import Path2D, PathParseError, parse_hamster_answer, resample, simplify_rdp
+from hamster_core.answer_formats import answer_format
+from hamster_core.path2d import Path2D, PathParseError, resample, simplify_rdp
 from hamster_core.vlm import VLM_BACKENDS, VlmBackend, VlmError, VlmRequest
 
 # Why each backend option exists (the defaults are read from the constructors).
 _PROMPT = {
     "prompt_template": "Prompt with an {instruction} placeholder, or a named one: hamster (HAMSTER's released "
-                       "client, byte for byte), hamster_paper (the paper's Figure 10); empty = hamster.",
+                       "client, byte for byte), hamster_paper (the paper's Figure 10), qwen_points, molmo_points; "
+                       "empty = the answer format's own.",
+    "answer_format": "How the model answers: hamster (<ans>[(x, y), <action>...</action>]</ans>), qwen_points "
+                     "(Qwen2.5-VL JSON point_2d in pixels of its resized image) or molmo_points (Molmo <point> tags "
+                     "in percent); point labels grasp/release mark the gripper changes.",
     "gripper_position": "Add a line with the gripper's current image position (TCP projected with the camera).",
 }
 DESCRIPTIONS: dict[str, dict[str, str]] = {
@@ -128,6 +133,7 @@ class Planner:
                 or resample_points < 0 or resample_points == 1:
             raise ValueError(f"resample_points must be 0 (off) or an integer >= 2, got {resample_points!r}")
         self.backend = backend
+        self.answer_format = answer_format(getattr(backend, "answer_format", "hamster"))
         self.max_points, self.rdp_epsilon, self.resample_points = max_points, float(rdp_epsilon), resample_points
 
     @property
@@ -147,7 +153,7 @@ class Planner:
                 from error
         queried = time.perf_counter()
         try:
-            parsed = parse_hamster_answer(answer, max_points=self.max_points, image_size=(width, height))
+            parsed = self.answer_format.parse(answer, max_points=self.max_points, image_size=(width, height))
         except PathParseError as error:
             raise PlanError("parse", f"the answer is not a valid path: {error}", answer,
                             self._timing(query_sec=queried - started)) from error

@@ -76,8 +76,9 @@ class OpenAICompatibleBackend(PromptedBackend):
                  timeout_sec: float = 60.0, deadline_sec: float = 120.0, retries: int = 2, backoff_sec: float = 0.5, api_key_env: str = "",
                  image_format: str = "jpeg", jpeg_quality: int = 95, max_response_bytes: int = 1_000_000,
                  max_tokens: int = 128, temperature: float = 0.0, top_p: float = 0.95, num_beams: int = 1,
-                 use_cache: bool = False, prompt_template: str = "", gripper_position: bool = False):
-        super().__init__(prompt_template, gripper_position)
+                 use_cache: bool = False, prompt_template: str = "", gripper_position: bool = False,
+                 answer_format: str = "hamster"):
+        super().__init__(prompt_template, gripper_position, answer_format)
         url = urlsplit(base_url) if isinstance(base_url, str) else None
         if url is None or url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
             raise ValueError(f"base_url must be an http(s) URL without query or fragment, got {base_url!r}")

@@ -111,8 +111,8 @@ class TransformersBackend(PromptedBackend):
     def __init__(self, checkpoint: str = "", device: str = "", dtype: str = "",
                  max_new_tokens: int = 128, do_sample: bool = False, num_beams: int = 1, temperature: float = 1.0,
                  top_p: float = 1.0, use_chat_template: bool = True, prompt_template: str = "",
-                 gripper_position: bool = False):
-        super().__init__(prompt_template, gripper_position)
+                 gripper_position: bool = False, answer_format: str = "hamster"):
+        super().__init__(prompt_template, gripper_position, answer_format)
         if not isinstance(checkpoint, str) or not checkpoint.strip():
             raise ValueError(f"checkpoint must be a checkpoint folder or hub id, got {checkpoint!r}")
         if dtype not in DTYPES:
