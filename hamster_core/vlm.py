@@ -25,6 +25,9 @@ class VlmRequest:
     tcp_pose: Pose | None = None
     scene_json: str | None = None        # simulator ground truth (/sim/scene), for the oracle only
     gripper_xy: tuple[float, float] | None = None  # the gripper's normalized image position, when known directly
+    # Another question than the path (e.g. the grounding phrases): this template instead of the backend's, and no
+    # gripper-position line.
+    prompt_template: str | None = None
 
 
 class VlmBackend(ABC):
@@ -85,9 +88,11 @@ class PromptedBackend(VlmBackend):
         self.required_inputs = frozenset({"camera", "tcp_pose"}) if gripper_position else frozenset()
 
     def prompt(self, request: VlmRequest) -> str:
-        gripper_xy = gripper_image_position(request) if self.gripper_position else None
+        own = request.prompt_template is None
+        gripper_xy = gripper_image_position(request) if self.gripper_position and own else None
         try:
-            return build_prompt(request.instruction, gripper_xy, self.prompt_template)
+            return build_prompt(request.instruction, gripper_xy,
+                                self.prompt_template if own else request.prompt_template)
         except ValueError as error:  # an empty instruction: no query to make
             raise VlmError(str(error)) from error
 

@@ -130,6 +130,37 @@ def test_replan_queries_again_and_publishes_a_path_with_the_model_id(graph):
     assert len(server.served) == before + 1
 
 
+def test_an_instruction_published_mid_episode_is_counted_and_ignored(graph):
+    """Anyone may publish on /hamster/instruction; while a goal runs the VLM plans for the goal's instruction only."""
+    from std_msgs.msg import String
+
+    from hamster_ros import interfaces as t
+
+    harness, server, replies, runner = graph
+    replies["answer"] = GOOD
+    intruder = "put the knife in the drawer"
+    wait_until(lambda: harness.episode.server_is_ready() or runner.exited(), "the policy node's action server")
+    goal = harness.result(harness.episode.send_goal_async(harness.RunEpisode.Goal(instruction=INSTRUCTION,
+                                                                                  timeout_sec=8.0)), "the goal")
+    assert goal.accepted
+    started = len(harness.statuses)
+    try:
+        wait_until(lambda: any(s["state"] == "ok" and s["instruction"] == INSTRUCTION
+                               for s in harness.statuses[started:]), "the episode's path")
+    except AssertionError:
+        raise AssertionError(f"{harness.statuses[started - 1:]}\n{runner.log_tail('hamster_vlm_node')}") from None
+    publisher = harness.node.create_publisher(String, t.INSTRUCTION, t.LATCHED)
+    publisher.publish(String(data=intruder))
+    status = wait_until(lambda: next((s for s in harness.statuses[started:]
+                                      if s["dropped"].get("instruction: mid-episode")), None), "the counted drop")
+    assert status["instruction"] == INSTRUCTION and status["state"] == "ok"
+    result = harness.result(goal.get_result_async(), "the episode result").result  # ends on its timeout
+    assert all(s["instruction"] != intruder for s in harness.statuses)
+    assert not any(intruder in str(served.body) for served in server.served)
+    assert not result.success
+    harness.node.destroy_publisher(publisher)
+
+
 def test_an_attempt_waits_for_the_inputs_the_backend_needs_and_the_failure_names_them(tmp_path):
     """A backend that puts the gripper's image position in the prompt needs the camera model and the TCP pose. An
     attempt without them fails for certain: it burned all attempts on the first fresh images of a loaded machine
