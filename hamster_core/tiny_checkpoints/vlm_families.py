@@ -6,9 +6,11 @@ No video processor config: the real Qwen2-VL / Qwen2.5-VL / SmolVLM releases car
 one needs torchvision.
 
 The weights are random (answers are gibberish); what these test is that the `transformers` backend loads each
-family's folder and runs generate() end to end on this venv (no torchvision).
+family's folder and runs generate() end to end on this venv (no torchvision). `--trained` then fine-tunes it to
+answer every HAMSTER prompt with one fixed path (tiny_checkpoints.vlm.train_to_answer; Qwen2.5-VL: 150 steps,
+~30 s on one CPU thread), so the answer parses.
 
-    python -m hamster_core.tiny_checkpoints.vlm_families FAMILY OUT_DIR
+    python -m hamster_core.tiny_checkpoints.vlm_families FAMILY OUT_DIR [--trained [--steps N]]
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from hamster_core.tiny_checkpoints.vlm import SEED, build_tiny_vlm, build_tokenizer
+from hamster_core.tiny_checkpoints.vlm import SEED, build_tiny_vlm, build_tokenizer, train_to_answer
 
 # Qwen2-VL / Qwen2.5-VL's chat template (the one their releases ship in chat_template.json).
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -211,8 +213,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", choices=sorted(FAMILIES))
     parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--trained", action="store_true", help="fine-tune it to answer a fixed HAMSTER path")
+    parser.add_argument("--steps", type=int, default=150, help="fine-tuning steps with --trained")
     args = parser.parse_args(argv)
-    print(build_tiny_family(args.family, args.out_dir))
+    path = build_tiny_family(args.family, args.out_dir)
+    print(train_to_answer(path, args.steps) if args.trained else path)
     return 0
 
 

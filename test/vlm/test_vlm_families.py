@@ -105,6 +105,22 @@ def test_a_copied_qwen_folder_answers_through_hamster_plan_with_exit_4(folders, 
     assert "parse failed" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # fine-tunes the tiny Qwen2.5-VL for 150 steps (~30 s)
+def test_a_trained_qwen_folder_answers_a_path_through_hamster_plan_with_exit_0(tmp_path, capsys):
+    from hamster_core.tiny_checkpoints.vlm import FIXED_ANSWER, train_to_answer
+    folder = train_to_answer(build_tiny_family("qwen2_5_vl", tmp_path / "qwen"), steps=150)
+    image = tmp_path / "scene.png"
+    cv2.imwrite(str(image), np.random.default_rng(5).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    capsys.readouterr()
+    code = plan_cli.main(["--image", str(image), "--instruction", "pick up the red cube and put it in the blue bowl",
+                          "--backend", "transformers", "--checkpoint", str(folder), "--max-new-tokens", "64"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["answer"] == FIXED_ANSWER and result["gripper"] == [0, 1, 1, 0]
+    assert result["model_id"] == f"transformers:{folder}"
+
+
 def test_an_unsupported_folder_is_one_line_and_exit_2(tmp_path, capsys):
     from transformers import GPT2Config, GPT2LMHeadModel
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, bos_token_id=0, eos_token_id=0)) \
