@@ -30,6 +30,8 @@ _CLAUSE_END = re.compile(r"\s*(?:,|;|\.|!|\?|\band then\b|\bthen\b|\band (?=[a-z
 _ARTICLES = re.compile(r"^(?:(?:the|a|an|both|both the|some)\s+)+")
 _BARE_ARTICLES = {"the", "a", "an", "it", "them", "both"}
 
+MAX_INSTRUCTION_CHARS = 1000  # longer text is no instruction (and would only cost the regexes time)
+
 # Labels of the two things a pick-and-place instruction grounds (GroundingMasks.labels, policy configs).
 TARGET_LABEL = "target_object"
 PLACEMENT_LABEL = "placement_area"
@@ -46,6 +48,9 @@ def parse_pick_place_instruction(text: str) -> tuple[str, str]:
     """
     if not isinstance(text, str):
         raise ValueError(f"instruction must be a string, got {text!r}")
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        raise ValueError(f"instruction is {len(text)} characters long, the limit is {MAX_INSTRUCTION_CHARS}: "
+                         f"{text[:60]!r}...")
     normalized = _PREFIX.sub("", " ".join(text.lower().split()).strip(" .!"))
     match = _PICK_THEN_PLACE.match(normalized) or _PLACE.match(normalized)
     if match is None:

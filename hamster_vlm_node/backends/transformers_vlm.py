@@ -18,26 +18,19 @@ import math
 import time
 from pathlib import Path
 
-from hamster_core.vlm import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest
+from hamster_core.vlm import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest, excerpt
 from hamster_core.vlm_loading import load_processor
 
 # "" picks by device: bfloat16 on CUDA when the GPU supports it, else float32. "auto": the checkpoint's own dtype.
 DTYPES = ("", "float32", "bfloat16", "float16", "auto")
 # The prompt without a chat template, by model_type; others get "{image}\n{prompt}".
 PLAIN_PROMPT_LAYOUT = {"florence2": "{prompt}", "paligemma": "{image}{prompt}"}
-
-
 # Families the project's tests load (hamster_core.tiny_checkpoints.vlm_families); others may work.
 TESTED_FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl", "smolvlm", "paligemma", "florence2")
 
 
 class CheckpointError(ValueError):
     """The checkpoint cannot be loaded here; the message is one line."""
-
-
-def _one_line(error: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: " + (text if len(text) <= limit else text[:limit] + "...")
 
 
 def default_device() -> str:
@@ -110,7 +103,7 @@ class TransformersBackend(PromptedBackend):
                 AttributeError) as error:  # CUDA missing: AssertionError; a half-written folder: anything
             # The usual causes: a wrong path, a hub id while offline, a model family that is not image-text-to-text.
             raise CheckpointError(f"cannot load the image-text-to-text checkpoint {checkpoint!r}: "
-                                  f"{_one_line(error)}") from None
+                                  f"{type(error).__name__}: {excerpt(str(error))}") from None
         self.load_sec = time.monotonic() - started
         self.checkpoint = checkpoint
         self.model_type = self.model.config.model_type
@@ -150,6 +143,7 @@ class TransformersBackend(PromptedBackend):
             new_tokens = output if self.encoder_decoder else output[:, inputs["input_ids"].shape[1]:]
             answer = self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
         except (RuntimeError, ValueError, TypeError, IndexError) as error:
-            raise VlmError(f"{self.model_id} generate failed: {type(error).__name__}: {error}") from error
+            raise VlmError(f"{self.model_id} generate failed: {type(error).__name__}: {excerpt(str(error))}") \
+                from error
         self.last_call = {"generate_sec": time.monotonic() - started, "new_tokens": int(new_tokens.shape[1])}
         return answer

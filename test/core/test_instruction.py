@@ -82,9 +82,11 @@ def test_rejects_other_text_and_quotes_it(text):
     assert repr(text) in str(error.value)
 
 
-def test_rejects_non_string():
+def test_rejects_non_string_and_overlong_text():
     with pytest.raises(ValueError):
         parse_pick_place_instruction(None)
+    with pytest.raises(ValueError, match="the limit is 1000"):
+        parse_pick_place_instruction("put the cup on the plate " * 50)
 
 
 words = st.lists(st.sampled_from(["red", "blue", "big", "cube", "bowl", "mug", "corn", "small", "cup"]),
