@@ -44,6 +44,22 @@ def test_paper_wording_is_a_named_alternative():
         resolve_prompt_template("hamster_papr")
 
 
+def test_the_openai_backend_sends_the_released_prompt_as_the_released_client_does():
+    import numpy as np
+
+    from hamster_core.chat_server import ChatServer
+    from hamster_core.vlm import VLM_BACKENDS, VlmRequest
+    bodies = []
+    with ChatServer(lambda chat: bodies.append(chat.body) or "<ans>[(0.5, 0.5)]</ans>", model="HAMSTER_dev") as server:
+        backend = VLM_BACKENDS.create("openai", base_url=server.base_url, retries=0)
+        backend.query(VlmRequest(image=np.zeros((48, 64, 3), np.uint8), instruction="open the top drawer"))
+    # send_request(): one user message, the JPEG data URL first, then the text.
+    (message,) = bodies[0]["messages"]
+    image_part, text_part = message["content"]
+    assert image_part["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert text_part == {"type": "text", "text": RELEASED_PROMPT_FOR_QUEST.replace("{QUEST}", "open the top drawer")}
+
+
 class _Prompted(PromptedBackend):
     def query(self, request):
         return ""
