@@ -202,15 +202,16 @@ def test_node_in_both_mode_publishes_the_path_when_grounding_fails(tmp_path):
     from hamster_apps.graph import CONFIG_DIR, NodeSpec
     from hamster_apps.runner import GraphRunner, ros_environment
     from hamster_ros import interfaces as t
-    from test_vlm_node import GOOD, Harness
+    from vlm_harness import Harness
     from waiting import wait_until
 
     instruction = "open the top drawer"
+    path_answer = "<ans>[(0.20, 0.30), <action>Close Gripper</action>, (0.60, 0.40)]</ans>"
     prompts = []
 
     def answer(chat):
         prompts.append(chat.prompt)
-        return "I would rather not say." if "Answer with one JSON object" in chat.prompt else GOOD
+        return "I would rather not say." if "Answer with one JSON object" in chat.prompt else path_answer
     server = ChatServer(answer, model="m").start()
     spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (str(CONFIG_DIR / "runtime.yaml"),),
                     {"use_sim_time": False, "mode": "both", "backend": "openai", "openai.base_url": server.base_url,
