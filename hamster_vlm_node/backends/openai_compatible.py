@@ -73,7 +73,8 @@ def _route_hint(route: str) -> str:
 @VLM_BACKENDS.register("openai")
 class OpenAICompatibleBackend(PromptedBackend):
     def __init__(self, base_url: str = "http://127.0.0.1:8000", model: str = "HAMSTER_dev",
-                 timeout_sec: float = 60.0, deadline_sec: float = 120.0, retries: int = 2, backoff_sec: float = 0.5, api_key_env: str = "",
+                 timeout_sec: float = 60.0, deadline_sec: float = 120.0, retries: int = 2, backoff_sec: float = 0.5,
+                 api_key_env: str = "",
                  image_format: str = "jpeg", jpeg_quality: int = 95, max_response_bytes: int = 1_000_000,
                  max_tokens: int = 128, temperature: float = 0.0, top_p: float = 0.95, num_beams: int = 1,
                  use_cache: bool = False, prompt_template: str = "", gripper_position: bool = False,

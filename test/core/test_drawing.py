@@ -214,7 +214,8 @@ def random_answer(rng, n):
 
 REFERENCE_ANSWERS = [
     # reach, grasp, carry, release: the reference starts closed, so no ring at the grasp
-    "<ans>[(0.25, 0.32), (0.32, 0.17), <action>Close Gripper</action>, (0.74, 0.21), <action>Open Gripper</action>]</ans>",
+    "<ans>[(0.25, 0.32), (0.32, 0.17), <action>Close Gripper</action>, (0.74, 0.21), "
+    "<action>Open Gripper</action>]</ans>",
     "<ans>[(0.5, 0.5), <action>Close Gripper</action>, (0.9, 0.9)]</ans>",    # an action on the first point
     "<ans>[(0.1, 0.1), (0.1, 0.1), (0.6, 0.4), (0.6, 0.4), (1.0, 1.0)]</ans>",  # repeated points, the far corner
     "<ans>[(0.0, 0.0), (0.999, 0.001), <action>Close Gripper</action>, (0.3, 0.7), <action>Open Gripper</action>, "

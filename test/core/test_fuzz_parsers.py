@@ -29,8 +29,8 @@ CLOUD_INPUTS = 8_000
 REMAP_INPUTS = 6_000
 MAPPING_INPUTS = 3_000
 METADATA_INPUTS = 2_000
-assert (ANSWER_INPUTS + 2 * POINT_ANSWER_INPUTS + INSTRUCTION_INPUTS + SCENE_INPUTS + IMAGE_INPUTS + CLOUD_INPUTS + REMAP_INPUTS
-        + MAPPING_INPUTS + METADATA_INPUTS) >= 100_000
+assert (ANSWER_INPUTS + 2 * POINT_ANSWER_INPUTS + INSTRUCTION_INPUTS + SCENE_INPUTS + IMAGE_INPUTS + CLOUD_INPUTS
+        + REMAP_INPUTS + MAPPING_INPUTS + METADATA_INPUTS) >= 100_000
 
 # Characters that matter to the answer grammar, and look-alikes a model or an attacker may produce.
 ANSWER_ALPHABET = list("()<>[],./ -+eE0123456789\n\t") + ["ans", "action", "Open Gripper", "Close Gripper", "nan",

@@ -213,7 +213,8 @@ def test_node_in_both_mode_publishes_the_path_when_grounding_fails(tmp_path):
         prompts.append(chat.prompt)
         return "I would rather not say." if "Answer with one JSON object" in chat.prompt else path_answer
     server = ChatServer(answer, model="m").start()
-    spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (str(CONFIG_DIR / "runtime.yaml"),),
+    spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node",
+                    (str(CONFIG_DIR / "runtime.yaml"),),
                     {"use_sim_time": False, "mode": "both", "backend": "openai", "openai.base_url": server.base_url,
                      "openai.model": "m", "openai.retries": 0,
                      "grounding.detector_checkpoint": str(build_grounding_dino(tmp_path)),

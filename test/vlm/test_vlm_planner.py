@@ -207,8 +207,8 @@ def test_cli_usage_errors_exit_2(server, image_file, capsys):
 
 
 def test_cli_gripper_xy_adds_the_gripper_line(server, image_file, capsys):
-    code, stdout, stderr = run_cli(capsys, "--image", image_file, "--instruction", "echo", "--base-url", server.base_url,
-                              "--model", MODEL, "--gripper-xy", "0.25,0.5")
+    code, stdout, stderr = run_cli(capsys, "--image", image_file, "--instruction", "echo", "--base-url",
+                                   server.base_url, "--model", MODEL, "--gripper-xy", "0.25,0.5")
     assert code == 0, stderr
     assert json.loads(stdout)["answer"].endswith("|The current position of the robot gripper is: (0.25, 0.50).")
 
