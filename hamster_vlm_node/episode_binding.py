@@ -6,12 +6,13 @@ publish there, so while a goal runs the first instruction of that goal is its in
 refused (the node logs and counts it) until the next goal. With no goal running (the VLM node used on its own,
 or between episodes) every instruction is taken, the newest winning, as before.
 
-The instruction and the goal's status come on different topics, so either may arrive first, and `skew_sec`
-allows for that (and for the two nodes' clocks):
-- a goal that starts running shortly after an instruction was taken (within skew_sec of the goal's acceptance
-  stamp) is bound to that instruction;
+The instruction and the goal's status come on different topics, so either may arrive first; `window_sec` allows
+for that. All times are the VLM node's own monotonic clock (never a stamp from another node: simulated clocks of
+two nodes can be seconds apart on a loaded machine):
+- a goal first seen running within window_sec after an instruction was taken while no goal ran is bound to that
+  instruction (one taken for an earlier goal never is: an episode that follows another at once has its own);
 - an instruction that arrives while a bound goal runs is held, not refused at once: the next goal's instruction
-  can arrive before the status saying the last goal ended. A new goal appearing within skew_sec claims it;
+  can arrive before the status saying the last goal ended. A new goal seen within window_sec claims it;
   otherwise it is refused.
 """
 from __future__ import annotations
@@ -22,17 +23,17 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Instruction:
     text: str
-    received: float   # the VLM node's clock, seconds
+    arrived: float   # the VLM node's monotonic clock, seconds
 
 
 class EpisodeBinding:
-    def __init__(self, skew_sec: float = 1.0):
-        if not skew_sec >= 0:
-            raise ValueError(f"skew_sec must be >= 0, got {skew_sec!r}")
-        self.skew_sec = skew_sec
-        self._running: dict[str, float] = {}  # goal id -> acceptance stamp
+    def __init__(self, window_sec: float = 2.0):
+        if not window_sec >= 0:
+            raise ValueError(f"window_sec must be >= 0, got {window_sec!r}")
+        self.window_sec = window_sec
+        self._running: dict[str, float] = {}  # goal id -> acceptance stamp (orders the goals, nothing else)
         self._bound: dict[str, str] = {}      # goal id -> its instruction
-        self._last: Instruction | None = None  # the instruction taken last
+        self._unclaimed: Instruction | None = None  # the instruction taken last while no goal ran
         self._held: list[Instruction] = []
 
     @property
@@ -45,42 +46,41 @@ class EpisodeBinding:
         goal = self.current_goal
         return self._bound.get(goal) if goal is not None else None
 
-    def admit(self, instruction: str, received: float) -> bool:
+    def admit(self, instruction: str, now: float) -> bool:
         """True: plan for `instruction` now. False: held until the goals show whose it is (running_goals claims
         it for a new goal, expired refuses it)."""
-        arrival = Instruction(instruction, received)
+        arrival = Instruction(instruction, now)
         goal = self.current_goal
         if goal is not None and goal in self._bound:
             self._held.append(arrival)
             return False
         if goal is not None:
             self._bound[goal] = instruction
-        self._last = arrival
+        self._unclaimed = arrival if goal is None else None
         return True
 
-    def running_goals(self, goals: dict[str, float]) -> Instruction | None:
-        """The goals running now, id -> acceptance stamp (seconds); ended goals are forgotten. Returns a held
-        instruction that turns out to belong to a new goal: plan for it now."""
+    def running_goals(self, goals: dict[str, float], now: float) -> Instruction | None:
+        """The goals running now, id -> acceptance stamp; ended goals are forgotten. Returns a held instruction
+        that turns out to belong to a new goal: plan for it now."""
         self._running = dict(goals)
         self._bound = {goal: text for goal, text in self._bound.items() if goal in self._running}
         goal = self.current_goal
         if goal is None or goal in self._bound:
             return None
-        since = self._running[goal] - self.skew_sec
-        claimed = [arrival for arrival in self._held if arrival.received >= since]
-        if claimed:
-            self._held = [arrival for arrival in self._held if arrival not in claimed[-1:]]
-            self._bound[goal], self._last = claimed[-1].text, claimed[-1]
-            return claimed[-1]
-        if self._last is not None and self._last.received >= since:
-            self._bound[goal] = self._last.text  # its instruction came before its status: already planning it
+        if self._held:  # held while the last goal still seemed to run: the newest is this goal's
+            claimed, self._held = self._held[-1], self._held[:-1]
+            self._bound[goal], self._unclaimed = claimed.text, None
+            return claimed
+        if self._unclaimed is not None and now - self._unclaimed.arrived <= self.window_sec:
+            # Its instruction came before its status: already being planned.
+            self._bound[goal], self._unclaimed = self._unclaimed.text, None
         return None
 
     def expired(self, now: float) -> list[tuple[Instruction, str, str]]:
-        """Held instructions no new goal claimed within skew_sec: (instruction, reason, detail) to count and log."""
+        """Held instructions no new goal claimed within window_sec: (instruction, reason, detail) to count and log."""
         refused, kept = [], []
         for arrival in self._held:
-            (kept if now - arrival.received < self.skew_sec else refused).append(arrival)
+            (kept if now - arrival.arrived < self.window_sec else refused).append(arrival)
         self._held = kept
         bound = self.bound_instruction()
         return [(arrival, "mid-episode" if arrival.text != bound else "repeated mid-episode",

@@ -128,21 +128,21 @@ class VlmNode(RuntimeNode):
                    for status in msg.status_list
                    if status.status in (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING)}
         with self._lock:
-            claimed = self.binding.running_goals(running)
+            claimed = self.binding.running_goals(running, time.monotonic())
         if claimed is not None:  # the new goal's instruction came before its status
-            self._take(claimed.text, claimed.received)
+            self._take(claimed.text, self._now())
 
     def _on_instruction(self, msg):
-        instruction, received = msg.data.strip(), self._now()
+        instruction = msg.data.strip()
         with self._lock:
-            taken = self.binding.admit(instruction, received) if instruction else True
+            taken = self.binding.admit(instruction, time.monotonic()) if instruction else True
         if taken:
-            self._take(instruction, received)
+            self._take(instruction, self._now())
 
     def _refuse_expired(self) -> None:
         """Instructions held mid-episode that no new goal claimed: counted, logged, and shown in the status."""
         with self._lock:
-            refused = self.binding.expired(self._now())
+            refused = self.binding.expired(time.monotonic())
         for _, reason, detail in refused:
             self._drop("instruction", reason, detail)
         if refused:
