@@ -126,6 +126,9 @@ def main(argv=None) -> int:
     from hamster_core.vlm import VlmRequest, excerpt
     from hamster_vlm_node.planner import PlanError, planner_from_config
 
+    if args.backend == "transformers":  # stderr carries the outcome only, not a loading progress bar
+        from transformers.utils import logging as transformers_logging
+        transformers_logging.disable_progress_bar()
     try:
         planner = planner_from_config(config)
     except ValueError as error:
