@@ -113,10 +113,17 @@ def dropped(monitor: Monitor, key: str) -> int:
 
 def assert_holds_after(monitor: Monitor, since: float, until: float, stamp_from: float | None = None,
                        min_count: int = 5) -> np.ndarray:
-    """Every target received in [since, until] (and, with `stamp_from`, stamped at or after it: callbacks may
-    run out of order across topics) is one and the same pose (the stream holds)."""
-    held = [(p, q) for received, p, q, stamp in monitor.targets_since(since)
-            if received <= until and (stamp_from is None or stamp >= stamp_from)]
+    """Every target received in [since, until] is one and the same pose (the stream holds). With `stamp_from` (the
+    stamp of the tick that started holding), only the targets of that tick and later ones: those stamped after it
+    (callbacks may run out of order across topics, so not by arrival), and the last one stamped with it. Under
+    simulated time several ticks can share a stamp when /clock lags the 100 Hz stream; the earlier ones of those
+    are ticks before the hold began."""
+    received = [(stamp, p, q) for arrived, p, q, stamp in monitor.targets_since(since) if arrived <= until]
+    if stamp_from is None:
+        held = [(p, q) for _, p, q in received]
+    else:
+        same_tick = [(p, q) for stamp, p, q in received if stamp == stamp_from]
+        held = same_tick[-1:] + [(p, q) for stamp, p, q in received if stamp > stamp_from]
     assert len(held) >= min_count, f"only {len(held)} targets while holding: the stream must keep holding, not stop"
     first_p, first_q = held[0]
     for p, q in held:
