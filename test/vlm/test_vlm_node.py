@@ -56,7 +56,10 @@ def test_failed_attempts_abort_the_episode_with_the_vlms_message(graph):
                                      f"the answer is not a valid path: no <ans> block"), result.message
     assert len([s for s in server.served if s.model == MODEL]) == 2
     states = [(s["state"], s["attempt"]) for s in harness.statuses if s["instruction"] == INSTRUCTION]
-    assert states == [("planning", 1), ("planning", 2), ("failed", 2)]
+    # The status topic is latched with depth 1: a reader that falls behind under load gets only the newer of two
+    # quick statuses, so an earlier one may be missing, never out of order; the last one says it failed.
+    expected = [("planning", 1), ("planning", 2), ("failed", 2)]
+    assert states[-1] == ("failed", 2) and states == [s for s in expected if s in states], states
     assert all(s["model_id"] == f"openai:{MODEL}@{server.base_url}" for s in harness.statuses)
     assert harness.paths == []  # nothing invalid was published
 
