@@ -15,6 +15,7 @@ class PerceptionFrame:
     rgb: np.ndarray                          # (H, W, 3) uint8
     segmentation: np.ndarray | None = None   # (H, W) int32 object ids (simulator only)
     scene_json: str | None = None            # simulator ground truth (/sim/scene)
+    depth: np.ndarray | None = None          # (H, W) metres aligned with rgb, 0/NaN invalid (track checks)
 
 
 @dataclass
