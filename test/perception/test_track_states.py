@@ -1,0 +1,139 @@
+"""Track states (issue 20): the tiny-box crash, the independent checks one by one, and the held-out occlusion
+clip (test/perception/occlusion_clip.py, which hamster_core does not know) against the issue's done-when bars."""
+import numpy as np
+import pytest
+
+from hamster_core.perception.backend import PerceptionFrame
+from hamster_core.perception.pipeline import PerceptionPipeline, build_pipeline
+from hamster_core.perception.stages import DETECTORS, SEGMENTERS, TRACKERS, box_iou
+from hamster_core.perception.track_state import StateConfig, TrackMonitor, TrackState
+from occlusion_clip import occlusion_clip
+from test_perception_tracking import IDS, PAYLOAD, QUERIES, SCENE, sim_frames
+
+
+def test_a_box_too_small_to_track_does_not_crash_the_next_frames():
+    """Regression: a detection under 2 px left a track without a tracker and every later frame raised
+    AttributeError ('NoneType' has no attribute 'update'), forever with redetect_every_n=0."""
+    pipeline = PerceptionPipeline(DETECTORS.create("sim_ground_truth"), SEGMENTERS.create("box"),
+                                  lambda: TRACKERS.create("csrt"), redetect_every_n=0,
+                                  state_config=StateConfig(occluded_frames=3))
+    pipeline.set_queries(QUERIES)
+    outputs = []
+    for index, (frame, _) in enumerate(sim_frames(12)):
+        if index == 0:   # the target shows as a 1 px sliver on the first frame
+            frame.segmentation[frame.segmentation == IDS[SCENE.target]] = 0
+            frame.segmentation[100, 100] = IDS[SCENE.target]
+        outputs.append(pipeline.process(frame))
+    assert outputs[0].states["target_object"] == TrackState.DETECTED
+    assert [o.states["target_object"].value for o in outputs[1:4]] == ["occluded"] * 3
+    assert outputs[1].why["target_object"] == "too_small"
+    assert outputs[4].states["target_object"] == TrackState.LOST
+    # Lost -> the detector runs (bounded rate) and finds the real, full-size target again.
+    redetected = next(i for i, o in enumerate(outputs) if i > 0 and o.reason == "lost")
+    assert outputs[redetected].states["target_object"] == TrackState.DETECTED
+    assert all(o.states["target_object"] == TrackState.TRACKED for o in outputs[redetected + 1:])
+    assert all(o.states["placement_area"].visible for o in outputs)
+
+
+def _textured(height=120, width=160, seed=1):
+    rng = np.random.default_rng(seed)
+    return np.kron(rng.integers(60, 200, (height // 8, width // 8, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+
+
+@pytest.fixture
+def scene():
+    rgb = _textured()
+    rgb[40:70, 50:90] = (210, 30, 40)
+    rgb[50:60, 60:80] = (240, 220, 30)
+    monitor = TrackMonitor()
+    monitor.start(rgb, (50.0, 40.0, 90.0, 70.0))
+    return rgb, monitor
+
+
+def test_each_independent_check_rejects_its_failure(scene):
+    rgb, monitor = scene
+    assert monitor.check(rgb, (51.0, 41.0, 91.0, 71.0), False).ok
+    assert monitor.check(rgb, (51.0, 41.0, 91.0, 71.0), True).reason == "tracker"
+    assert monitor.check(rgb, (60.0, 48.0, 76.0, 60.0), False).reason == "size"       # shrunk inside the object
+    assert monitor.check(rgb, (110.0, 80.0, 150.0, 110.0), False).reason == "motion"  # jumped away
+    assert monitor.check(_textured(seed=5), (50.0, 40.0, 90.0, 70.0), False).reason == "appearance"  # object gone
+    occluder = rgb.copy()
+    occluder[30:80, 40:100] = (128, 128, 128)
+    assert monitor.check(occluder, (50.0, 40.0, 90.0, 70.0), False).reason == "appearance"
+
+
+def test_depth_check_sees_an_occluder_in_front():
+    rgb = _textured()
+    rgb[40:70, 50:90] = (210, 30, 40)
+    depth = np.full(rgb.shape[:2], 0.9, np.float32)
+    depth[40:70, 50:90] = 0.6
+    monitor = TrackMonitor()
+    monitor.start(rgb, (50.0, 40.0, 90.0, 70.0), depth)
+    assert monitor.depth == pytest.approx(0.6)
+    assert monitor.check(rgb, (50.0, 40.0, 90.0, 70.0), False, depth).ok
+    nearer = depth.copy()
+    nearer[30:80, 40:100] = 0.35    # same colours (a transparent-looking occluder), but in front
+    assert monitor.check(rgb, (50.0, 40.0, 90.0, 70.0), False, nearer).reason == "depth"
+    no_depth = np.zeros_like(depth)   # invalid depth: the check abstains
+    assert monitor.check(rgb, (50.0, 40.0, 90.0, 70.0), False, no_depth).ok
+
+
+def test_search_finds_the_object_after_it_moved_while_hidden(scene):
+    rgb, monitor = scene
+    monitor.miss("tracker")
+    assert monitor.state == TrackState.OCCLUDED
+    moved = _textured()
+    moved[50:80, 70:110] = (210, 30, 40)
+    moved[60:70, 80:100] = (240, 220, 30)
+    box, verdict = monitor.search(moved)
+    assert box_iou(box, (70.0, 50.0, 110.0, 80.0)) > 0.9 and verdict.ok
+    assert monitor.search(_textured()) is None    # not there: nothing is claimed
+
+
+def test_state_config_names_bad_values():
+    with pytest.raises(ValueError, match="min_appearance.*1.5"):
+        StateConfig(min_appearance=1.5)
+    with pytest.raises(ValueError, match="occluded_frames.*-1"):
+        StateConfig(occluded_frames=-1)
+    with pytest.raises(ValueError, match="lost_redetect_every_n.*0"):
+        build_pipeline(detector="sim_ground_truth", segmenter="box", lost_redetect_every_n=0)
+    with pytest.raises(ValueError, match="detector 'none' needs a tracker"):
+        build_pipeline(detector="none", segmenter="box", tracker="none")
+
+
+def run_clip(clip, tracker="template"):
+    pipeline = build_pipeline(detector="none", segmenter="box", tracker=tracker)
+    pipeline.set_queries({label: label for label in clip[0].boxes})
+    outputs = [pipeline.start_tracks(PerceptionFrame(0.0, clip[0].rgb), clip[0].boxes)]
+    outputs += [pipeline.process(PerceptionFrame(float(i), f.rgb)) for i, f in enumerate(clip[1:], 1)]
+    return outputs
+
+
+def done_when(clip, outputs, label="target_object"):
+    """The issue's three bars, measured against the visible pixels."""
+    visible = np.array([f.visible[label] for f in clip])
+    hidden_from = int(np.argmax(visible == 0))
+    ious = np.array([box_iou(o.boxes[label], f.visible_boxes[label])
+                     if o.boxes[label] is not None and f.visible_boxes[label] is not None else 0.0
+                     for o, f in zip(outputs, clip)])
+    tracked = np.array([o.states[label] == TrackState.TRACKED for o in outputs])
+    before = np.flatnonzero(visible[:hidden_from] >= 0.5)
+    back = hidden_from + int(np.argmax(visible[hidden_from:] >= 0.9))
+    reacquired = hidden_from + int(np.argmax([o.states[label].visible for o in outputs[hidden_from:]]))
+    return {"good_fraction_before": float((ious[before] >= 0.5).mean()),
+            "tracked_while_hidden": int((tracked & (visible == 0)).sum()),
+            "tracked_wrong_while_visible": int((tracked & (visible >= 0.2) & (ious < 0.3)).sum()),
+            "frames_to_reacquire": reacquired - back}
+
+
+@pytest.mark.parametrize("seed, speed", [(7, 4.0), (11, 3.0), (23, 5.0)])
+def test_held_out_clip_meets_the_done_when_bars(seed, speed):
+    clip = occlusion_clip(seed=seed, speed=speed, frames=int(280 / speed))
+    outputs = run_clip(clip)
+    result = done_when(clip, outputs)
+    assert result["good_fraction_before"] >= 0.9, result
+    assert result["tracked_while_hidden"] == 0 and result["tracked_wrong_while_visible"] == 0, result
+    assert result["frames_to_reacquire"] <= 8, result
+    # The still second object stays tracked throughout.
+    assert all(o.states["placement_area"].visible for o in outputs)
+    assert {o.states["target_object"] for o in outputs} >= {TrackState.OCCLUDED, TrackState.TRACKED}
