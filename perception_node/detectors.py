@@ -7,14 +7,13 @@ import re
 import numpy as np
 
 from hamster_core.perception.backend import PerceptionFrame
-from hamster_core.perception.stages import (DETECTORS, BoxDetection, Detector, ModelLoadError, Stopwatch, check_rgb,
-                                    check_threshold, clip_box, torch_device)
+from hamster_core.perception.stages import (DETECTORS, BoxDetection, Detector, ModelLoadError, Stopwatch,
+                                            check_checkpoint, check_rgb, check_threshold, clip_box, torch_device)
 
 
 def load_pretrained(kind: str, checkpoint: str, load):
     """`load(checkpoint)` with every failure turned into one ModelLoadError naming the checkpoint."""
-    if not isinstance(checkpoint, str) or not checkpoint.strip():
-        raise ValueError(f"{kind} needs a checkpoint (a folder or hub id), got {checkpoint!r}")
+    check_checkpoint(kind, checkpoint)
     try:
         return load(checkpoint)
     except Exception as error:  # missing files, wrong model type, offline hub, corrupt weights, ...
@@ -39,6 +38,24 @@ def _phrase_text(phrase: str) -> str:
     if not text:
         raise ValueError(f"empty query phrase {phrase!r}")
     return text
+
+
+def fit_phrases(phrases: list[str], tokenizer, max_tokens: int) -> list[str]:
+    """Phrases cut (at word-piece ends) so that 'p1. p2. ...' with its special tokens fits in `max_tokens`:
+    Grounding DINO's text encoder has a fixed maximum length and fails on a longer prompt. Each phrase gets an
+    equal share of the budget; shorter ones leave theirs to the rest."""
+    budget = max_tokens - 2 - len(phrases)        # [CLS], [SEP] and one '.' per phrase
+    pieces = [tokenizer(p, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"] for p in phrases]
+    if sum(len(p) for p in pieces) <= budget:
+        return phrases
+    if budget < len(phrases):
+        raise ValueError(f"{len(phrases)} phrases do not fit in the detector's {max_tokens}-token prompt")
+    share, left = {}, budget
+    for index in sorted(range(len(phrases)), key=lambda i: len(pieces[i])):
+        share[index] = min(len(pieces[index]), left // (len(phrases) - len(share)))
+        left -= share[index]
+    return [phrase if share[i] >= len(pieces[i]) else phrase[:pieces[i][share[i] - 1][1]].strip()
+            for i, phrase in enumerate(phrases)]
 
 
 @DETECTORS.register("grounding_dino")
@@ -66,13 +83,15 @@ class GroundingDinoDetector(Detector):
         if not queries:
             return {}
         labels = list(queries)
-        phrases = [_phrase_text(queries[label]) for label in labels]
+        phrases = fit_phrases([_phrase_text(queries[label]) for label in labels], self.processor.tokenizer,
+                              int(getattr(self.model.config, "max_text_len", 256)))
         text, spans = "", []
         for phrase in phrases:
             spans.append((len(text), len(text) + len(phrase)))
             text += phrase + ". "
         text = text.strip()
-        inputs = self.processor(images=rgb, text=text, return_tensors="pt").to(self.device)
+        inputs = self.processor(images=rgb, text=text, return_tensors="pt",
+                                input_data_format="channels_last").to(self.device)
         offsets = self.processor.tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
         watch = Stopwatch()
         with torch.no_grad(), watch:
@@ -124,8 +143,9 @@ class Owlv2Detector(Detector):
         if not queries:
             return {}
         labels = list(queries)
-        inputs = self.processor(images=rgb, text=[[queries[label] for label in labels]],
-                                return_tensors="pt").to(self.device)
+        # truncation: the text model has a fixed length (16 tokens for the released OWLv2 checkpoints).
+        inputs = self.processor(images=rgb, text=[[queries[label] for label in labels]], return_tensors="pt",
+                                truncation=True, input_data_format="channels_last").to(self.device)
         watch = Stopwatch()
         with torch.no_grad(), watch:
             outputs = self.model(**inputs)

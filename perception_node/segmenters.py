@@ -45,7 +45,8 @@ class SamSegmenter(Segmenter):
         if not boxes:
             return {}
         labels, box_list = _box_list(boxes)
-        inputs = self.processor(images=rgb, input_boxes=[box_list], return_tensors="pt").to(self.device)
+        inputs = self.processor(images=rgb, input_boxes=[box_list], return_tensors="pt",
+                                input_data_format="channels_last").to(self.device)
         watch = Stopwatch()
         with torch.no_grad(), watch:
             embeddings = self.model.get_image_embeddings(inputs["pixel_values"])

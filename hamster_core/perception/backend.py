@@ -49,6 +49,11 @@ class PerceptionBackend(ABC):
     def process(self, frame: PerceptionFrame) -> list[Detection]:
         """Masks for the current queries in this frame; labels not found are left out."""
 
+    def track_states(self) -> dict[str, str]:
+        """Label -> detected | tracked | occluded | lost for every query of the last processed frame; a
+        backend without tracking leaves it empty (found objects are then `detected`, the others `lost`)."""
+        return {}
+
     def request_redetect(self) -> bool:
         """Look for the objects afresh on the next frame; False if the backend has nothing to redo."""
         return False

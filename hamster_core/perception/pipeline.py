@@ -23,7 +23,8 @@ import numpy as np
 
 from hamster_core.perception.backend import Detection, PerceptionFrame
 from hamster_core.perception.stages import (DETECTORS, SEGMENTERS, TRACKERS, Box, BoxDetection, Detector, Segmenter,
-                                            Tracker, box_iou, carry_mask, check_rgb, xyxy_to_xywh)
+                                            Tracker, box_iou, carry_mask, check_checkpoint, check_rgb,
+                                            xyxy_to_xywh)
 from hamster_core.perception.track_state import StateConfig, TrackMonitor, TrackState, hs_histogram, similarity
 
 AGREEMENT_IOU = 0.3     # a detection overlapping a visible track at least this much confirms it
@@ -239,7 +240,7 @@ SEGMENTER_CHECKPOINT_KINDS = ("sam", "sam2", "segment_anything")
 
 
 def build_pipeline(detector: str = "grounding_dino", detector_checkpoint: str = "", segmenter: str = "sam",
-                   segmenter_checkpoint: str = "", tracker: str = "kcf", device: str = "cpu",
+                   segmenter_checkpoint: str = "", tracker: str = "template", device: str = "cpu",
                    box_threshold: float = 0.35, text_threshold: float = 0.25, min_track_confidence: float = 0.3,
                    redetect_every_n: int = 30, segment_every_k: int = 1, redetect_on_loss: bool = True,
                    lost_redetect_every_n: int = 10, occluded_frames: int = 15, min_appearance: float = 0.6
@@ -264,8 +265,8 @@ def build_pipeline(detector: str = "grounding_dino", detector_checkpoint: str = 
     SEGMENTERS.get(segmenter)
     for kind, checkpoint, kinds in ((detector, detector_checkpoint, DETECTOR_CHECKPOINT_KINDS),
                                     (segmenter, segmenter_checkpoint, SEGMENTER_CHECKPOINT_KINDS)):
-        if kind in kinds and (not isinstance(checkpoint, str) or not checkpoint.strip()):
-            raise ValueError(f"{kind} needs a checkpoint (a folder or hub id), got {checkpoint!r}")
+        if kind in kinds:
+            check_checkpoint(kind, checkpoint)
     tracker_factory = None
     if tracker != "none":
         make = TRACKERS.get(tracker)
@@ -281,15 +282,26 @@ def build_pipeline(detector: str = "grounding_dino", detector_checkpoint: str = 
     return PerceptionPipeline(detector_stage, segmenter_stage, tracker_factory, **schedule)
 
 
-def annotate(rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
-    """Masks blended in, each object's box outlined in its mask's colour, labels written (overlay topic, CLI)."""
+def annotate(rgb: np.ndarray, detections: list[Detection], states: dict | None = None) -> np.ndarray:
+    """Masks blended in, each object's box outlined in its mask's colour, labels written with their track state
+    (`states`: label -> TrackState or str); objects without a mask are listed with their state at the bottom
+    left (overlay topic, CLI)."""
     import cv2
-    from hamster_core.drawing import MASK_COLORS, draw_masks
-    out = draw_masks(rgb, {d.label: d.mask for d in detections})
+    from hamster_core.drawing import MASK_COLORS, draw_masks, drawing_scale
+    states = {label: getattr(state, "value", state) for label, state in (states or {}).items()}
+    out = draw_masks(rgb, {f"{d.label} {states[d.label]}" if d.label in states else d.label: d.mask
+                           for d in detections})
     for index, detection in enumerate(detections):
         x, y, w, h = detection.box
         color = tuple(int(c) for c in MASK_COLORS[index % len(MASK_COLORS)])
         cv2.rectangle(out, (x, y), (x + max(w - 1, 0), y + max(h - 1, 0)), color, 2)
+    shown = {d.label for d in detections}
+    hidden = [f"{label}: {state}" for label, state in states.items() if label not in shown]
+    scale = drawing_scale(out.shape[1], out.shape[0])
+    for row, text in enumerate(reversed(hidden)):
+        origin = (int(4 * scale), out.shape[0] - int((6 + 16 * row) * scale))
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (0, 0, 0), max(1, int(scale)) + 2)
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (255, 255, 255), max(1, int(scale)))
     return out
 
 

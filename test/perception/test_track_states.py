@@ -1,8 +1,12 @@
 """Track states (issue 20): the tiny-box crash, the independent checks one by one, and the held-out occlusion
 clip (test/perception/occlusion_clip.py, which hamster_core does not know) against the issue's done-when bars."""
+import json
+
+import cv2
 import numpy as np
 import pytest
 
+from hamster_apps.perceive import main
 from hamster_core.perception.backend import PerceptionFrame
 from hamster_core.perception.pipeline import PerceptionPipeline, build_pipeline
 from hamster_core.perception.stages import DETECTORS, SEGMENTERS, TRACKERS, box_iou
@@ -137,3 +141,36 @@ def test_held_out_clip_meets_the_done_when_bars(seed, speed):
     # The still second object stays tracked throughout.
     assert all(o.states["placement_area"].visible for o in outputs)
     assert {o.states["target_object"] for o in outputs} >= {TrackState.OCCLUDED, TrackState.TRACKED}
+
+
+def test_held_out_clip_from_init_boxes_without_a_detector(tmp_path, capsys):
+    """The issue's done-when run as a user would: frames on disk, --init-boxes, --detector none, the default
+    tracker; scored from the JSON against the clip's visible pixels."""
+    clip = occlusion_clip()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index, frame in enumerate(clip):
+        cv2.imwrite(str(frames / f"{index:03d}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+    boxes = [f"{label}={','.join(str(int(v)) for v in box)}" for label, box in clip[0].boxes.items()]
+    assert main([str(frames), "--init-boxes", *boxes, "--detector", "none", "--segmenter", "box",
+                 "--out", str(tmp_path / "out"), "--json", str(tmp_path / "clip.json"),
+                 "--masks", str(tmp_path / "masks")]) == 0
+    records = json.loads((tmp_path / "clip.json").read_text())["frames"]
+    assert [r["index"] for r in records] == list(range(len(clip)))
+    target = [r["objects"]["target_object"] for r in records]
+    visible = np.array([f.visible["target_object"] for f in clip])
+    hidden_from = int(np.argmax(visible == 0))
+    ious = np.array([box_iou(t["box"], f.visible_boxes["target_object"]) if t["box"] and f.visible_boxes[
+        "target_object"] else 0.0 for t, f in zip(target, clip)])
+    tracked = np.array([t["state"] == "tracked" for t in target])
+    before = np.flatnonzero(visible[:hidden_from] >= 0.5)
+    assert (ious[before] >= 0.5).mean() >= 0.9
+    assert not (tracked & (visible == 0)).any() and not (tracked & (visible >= 0.2) & (ious < 0.3)).any()
+    back = hidden_from + int(np.argmax(visible[hidden_from:] >= 0.9))
+    assert any(t["state"] == "tracked" for t in target[back:back + 9])
+    assert target[0]["state"] == "detected"
+    assert {t["state"] for t, v in zip(target, visible) if v == 0} == {"occluded", "lost"}
+    # Masks written for the visible objects only, 255 inside.
+    mask = cv2.imread(target[1]["mask"], cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (240, 320) and set(np.unique(mask)) == {0, 255}
+    assert all("mask" not in t for t, v in zip(target, visible) if v == 0)
