@@ -174,3 +174,16 @@ def test_held_out_clip_from_init_boxes_without_a_detector(tmp_path, capsys):
     mask = cv2.imread(target[1]["mask"], cv2.IMREAD_GRAYSCALE)
     assert mask.shape == (240, 320) and set(np.unique(mask)) == {0, 255}
     assert all("mask" not in t for t, v in zip(target, visible) if v == 0)
+
+
+def test_overlay_names_every_object_with_its_state():
+    from hamster_core.perception.backend import Detection
+    from hamster_core.perception.pipeline import annotate
+    rgb = np.full((120, 160, 3), 90, np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[20:50, 30:70] = True
+    plain = annotate(rgb, [Detection("target_object", "red cube", mask, 1.0, (30, 20, 40, 30))])
+    with_states = annotate(rgb, [Detection("target_object", "red cube", mask, 1.0, (30, 20, 40, 30))],
+                           {"target_object": TrackState.TRACKED, "placement_area": TrackState.OCCLUDED})
+    assert not np.array_equal(plain[20:40], with_states[20:40])          # "target_object tracked" at the mask
+    assert (with_states[95:, :100] != 90).any() and (plain[95:, :100] == 90).all()   # "placement_area: occluded"
