@@ -198,23 +198,31 @@ class PerceptionPipeline:
         return tracker
 
     def _apply(self, found: dict[str, BoxDetection], rgb: np.ndarray, depth, reason: str) -> None:
-        """Detections -> tracks: new queries, a request and given boxes replace every found track; otherwise
-        a detection replaces a track only where it contradicts it."""
+        """Detections -> tracks. New queries, a request and given boxes (and every detection without a tracker)
+        start the object afresh, appearance model included. Otherwise a detection that overlaps a visible track
+        confirms it and changes nothing; one that contradicts a track, or finds a hidden object, takes over only
+        if it looks like the object's model (and, against a visible track, more so than the track's box)."""
         for label, detection in found.items():
             track = self._tracks.get(label)
             if track is None:
                 continue
             monitor = track.monitor
-            if reason not in ("new_queries", "requested", "init_boxes") and monitor.state.visible \
-                    and self.tracker_factory is not None:
-                if box_iou(monitor.box, detection.box) >= AGREEMENT_IOU:
+            afresh = reason in ("new_queries", "requested", "init_boxes") or self.tracker_factory is None \
+                or monitor.appearance_model is None
+            if not afresh:
+                model = monitor.appearance_model
+                agreement = similarity(model, hs_histogram(rgb, detection.box, inner=0.8))
+                if monitor.state.visible and box_iou(monitor.box, detection.box) >= AGREEMENT_IOU:
                     track.score = max(track.score, detection.score)
                     continue    # the detector agrees with the track: keep the tracker's box
-                model = monitor.appearance_model
-                if similarity(model, hs_histogram(rgb, monitor.box, inner=0.8)) > \
-                        similarity(model, hs_histogram(rgb, detection.box, inner=0.8)):
+                if agreement < monitor.config.min_appearance:
+                    continue    # not what the object looks like (a false detection, or the object half hidden)
+                if monitor.state.visible and similarity(model, hs_histogram(rgb, monitor.box, inner=0.8)) > agreement:
                     continue    # the detection looks less like the object than the track does
-            monitor.start(rgb, detection.box, depth)
+            if afresh:
+                monitor.start(rgb, detection.box, depth)
+            else:
+                monitor.restart(detection.box, depth)
             track.tracker = self._start_tracker(rgb, detection.box)
             track.score, track.confidence, track.mask = detection.score, 1.0, None
 

@@ -131,6 +131,13 @@ class TrackMonitor:
         self.box, self.depth = box, box_depth(depth, box)
         self.state, self.frames_hidden, self.last_reason = TrackState.DETECTED, 0, ""
 
+    def restart(self, box: Box, depth: np.ndarray | None = None) -> None:
+        """A detection of an object already known: `detected` there, its appearance model kept (it was learnt
+        from confident frames; a detection's box may be loose or the object partly hidden)."""
+        self._velocity = np.zeros(2)
+        self.box, self.depth = box, box_depth(depth, box)
+        self.state, self.frames_hidden, self.last_reason = TrackState.DETECTED, 0, ""
+
     @property
     def appearance_model(self) -> np.ndarray | None:
         return self._hist
