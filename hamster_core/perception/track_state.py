@@ -28,6 +28,7 @@ from hamster_core.perception.stages import Box, box_area, clip_box
 
 HIST_BINS = [16, 8]           # hue x saturation
 SEARCH_SIDE_PX = 20           # templates are matched at a scale where their shorter side is about this
+MIN_MODEL_PX = 4              # a box smaller than this on a side is too small to learn an appearance from
 
 
 class TrackState(str, Enum):
@@ -123,9 +124,11 @@ class TrackMonitor:
         self._velocity = np.zeros(2)
 
     def start(self, rgb: np.ndarray, box: Box, depth: np.ndarray | None = None) -> None:
-        """A detection (or a given box): the model is rebuilt from it, the object counts as `detected`."""
-        self._hist = hs_histogram(rgb, box, inner=0.8)
-        self._template = _crop(rgb, box)
+        """A detection (or a given box): the model is rebuilt from it, the object counts as `detected`. A box
+        under MIN_MODEL_PX on a side gives no model (nothing to check against): the next detection replaces it."""
+        tiny = min(box[2] - box[0], box[3] - box[1]) < MIN_MODEL_PX
+        self._hist = None if tiny else hs_histogram(rgb, box, inner=0.8)
+        self._template = None if tiny else _crop(rgb, box)
         self._area = box_area(box)
         self._velocity = np.zeros(2)
         self.box, self.depth = box, box_depth(depth, box)
