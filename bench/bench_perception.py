@@ -241,13 +241,17 @@ def _draw_objects(base, target_xy, bowl_box, scale):
     return rgb, {"target_object": target > 0, "placement_area": bowl > 0}
 
 
-def arm_over_container(width: int, height: int, seed: int, frames: int = 60) -> list:
-    """The target still; an arm-like grey bar with a two-fingered gripper comes in from the left, sweeps over
-    the bowl (hiding it fully for a few frames) and leaves to the right."""
-    rng = np.random.default_rng(seed)
+def _synthetic_scene(width: int, height: int, seed: int, bowl_320: tuple) -> tuple:
+    """(scale, background, bowl box) of a synthetic sequence laid out on a 320-wide canvas, scaled to `width`."""
     scale = width / 320
-    base = _bench_background(width, height, rng)
-    bowl = tuple(int(v * scale) for v in (190, 120, 260, 170))
+    return scale, _bench_background(width, height, np.random.default_rng(seed)), \
+        tuple(int(v * scale) for v in bowl_320)
+
+
+def arm_over_container(width: int, height: int, seed: int, frames: int = 60) -> list:
+    """The target still; an arm-like grey bar (with darker ribs) comes down from the top edge on the left,
+    sweeps right over the bowl (hiding it fully for a few frames) and leaves to the right."""
+    scale, base, bowl = _synthetic_scene(width, height, seed, (190, 120, 260, 170))
     out = []
     for t in range(frames):
         rgb, masks = _draw_objects(base, (60 * scale, 60 * scale), bowl, scale)
@@ -256,23 +260,18 @@ def arm_over_container(width: int, height: int, seed: int, frames: int = 60) -> 
         arm[:int(185 * scale), max(arm_x, 0):max(arm_x + int(80 * scale), 0)] = True
         rgb[arm] = (175, 178, 182)
         rgb[arm & (np.arange(width)[None, :] % int(20 * scale) < 2)] = (120, 122, 125)
-        for label in masks:
-            masks[label] = masks[label] & ~arm
-        out.append((rgb, masks))
+        out.append((rgb, {label: mask & ~arm for label, mask in masks.items()}))
     return visible_sequence(out)
 
 
 def leave_reenter(width: int, height: int, seed: int, frames: int = 70) -> list:
-    """The target slides right out of the image, stays out for ~15 frames and slides back in; the bowl still."""
-    rng = np.random.default_rng(seed)
-    scale = width / 320
-    base = _bench_background(width, height, rng)
-    bowl = tuple(int(v * scale) for v in (40, 150, 110, 200))
+    """The target slides right out of the image (fully out from frame 20 to 50) and slides back in; the bowl
+    stays still."""
+    scale, base, bowl = _synthetic_scene(width, height, seed, (40, 150, 110, 200))
     out = []
     for t in range(frames):
-        x = 200 + 6 * t if t < 35 else 410 - 6 * (t - 35)    # out of the image (x >= 320) for t in [20, 50]
-        rgb, masks = _draw_objects(base, (x * scale, (80 + 10 * np.sin(t / 8)) * scale), bowl, scale)
-        out.append((rgb, masks))
+        x = 200 + 6 * t if t < 35 else 410 - 6 * (t - 35)
+        out.append(_draw_objects(base, (x * scale, (80 + 10 * np.sin(t / 8)) * scale), bowl, scale))
     return visible_sequence(out)
 
 
