@@ -69,7 +69,8 @@ setup(
         ],
         "hamster_runtime.segmenters": [f"{name} = perception_node.segmenters"
                                        for name in ("box", "sam", "sam2", "segment_anything")],
-        "hamster_runtime.trackers": [f"{name} = perception_node.trackers"
-                                     for name in ("template", "csrt", "kcf", "mil")],
+        "hamster_runtime.trackers": [*(f"{name} = perception_node.trackers"
+                                       for name in ("template", "csrt", "kcf", "mil")),
+                                     "sam2_video = perception_node.video_trackers"],
     },
 )

@@ -170,7 +170,8 @@ def run(args) -> dict:
     check_boxes(boxes, first[1].shape[1], first[1].shape[0])
     pipeline = build_pipeline(
         detector=args.detector, detector_checkpoint=args.detector_checkpoint, segmenter=args.segmenter,
-        segmenter_checkpoint=args.segmenter_checkpoint, tracker=args.tracker, device=args.device,
+        segmenter_checkpoint=args.segmenter_checkpoint, tracker=args.tracker,
+        tracker_checkpoint=args.tracker_checkpoint, device=args.device,
         box_threshold=args.box_threshold, text_threshold=args.text_threshold, redetect_every_n=args.redetect_every_n,
         segment_every_k=args.segment_every_k)
     pipeline.set_queries(queries)
@@ -220,7 +221,9 @@ def main(argv=None) -> int:
     parser.add_argument("--detector-checkpoint", default="", help="folder (save_pretrained) or hub id")
     parser.add_argument("--segmenter", default="sam", help="sam | sam2 | segment_anything | box")
     parser.add_argument("--segmenter-checkpoint", default="")
-    parser.add_argument("--tracker", default="template", help="template | csrt | kcf | mil | none (detect every frame)")
+    parser.add_argument("--tracker", default="template",
+                        help="template | csrt | kcf | mil | sam2_video | none (detect every frame)")
+    parser.add_argument("--tracker-checkpoint", default="", help="sam2_video: a Sam2VideoModel folder or hub id")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--box-threshold", type=float, default=0.35)
     parser.add_argument("--text-threshold", type=float, default=0.25)

@@ -58,8 +58,10 @@ def declare_pipeline(node: Node) -> dict:
         segmenter=declare(node, p + "segmenter", "sam", "Segmenter: sam, sam2, segment_anything or box."),
         segmenter_checkpoint=declare(node, p + "segmenter_checkpoint", "",
                                      "Segmenter checkpoint (folder/hub id; a .pth file for segment_anything)."),
-        tracker=declare(node, p + "tracker", "template",
-                        "Tracker between detections: template, csrt, kcf, mil or none (detect every frame)."),
+        tracker=declare(node, p + "tracker", "template", "Tracker between detections: template, csrt, kcf, mil, "
+                        "sam2_video (needs tracker_checkpoint) or none (detect every frame)."),
+        tracker_checkpoint=declare(node, p + "tracker_checkpoint", "",
+                                   "sam2_video tracker: a Sam2VideoModel checkpoint folder or hub id."),
         device=declare(node, p + "device", "cpu", "torch device of the models, e.g. cpu or cuda:0."),
         box_threshold=declare(node, p + "box_threshold", 0.35, "Minimum detector box score in [0, 1]."),
         text_threshold=declare(node, p + "text_threshold", 0.25,

@@ -60,17 +60,12 @@ class SamSegmenter(Segmenter):
                 for i, label in enumerate(labels)}
 
 
-@SEGMENTERS.register("sam2")
-class Sam2Segmenter(Segmenter):
+class Sam2Preprocessing:
     """transformers has only a torchvision image processor for SAM 2 (and no working torchvision exists for
     this torch), so the image is resized and normalized here from the checkpoint's preprocessor_config.json:
-    a plain resize to size x size, ImageNet mean/std; masks are upsampled straight to the image size."""
+    a plain resize to size x size, ImageNet mean/std. Shared by the `sam2` segmenter and `sam2_video` tracker."""
 
-    def __init__(self, checkpoint: str, device: str = "cpu"):
-        self.device = torch_device(device)
-        from transformers import Sam2Model
-        self.model = load_model("sam2", checkpoint, Sam2Model, ("sam2",)).to(self.device).eval()
-        self.checkpoint = checkpoint
+    def __init__(self, checkpoint: str):
         config = self._preprocessor_config(checkpoint)
         size = config.get("size", {"height": 1024, "width": 1024})
         self.size = (int(size.get("height", size.get("longest_edge", 1024))),
@@ -91,19 +86,39 @@ class Sam2Segmenter(Segmenter):
             raise ModelLoadError(f"cannot read the sam2 checkpoint {checkpoint!r} preprocessor_config.json: "
                                  f"{type(error).__name__}: {error}") from error
 
-    def segment(self, rgb: np.ndarray, boxes: dict[str, Box]) -> dict[str, SegmentedBox]:
+    def pixels(self, rgb: np.ndarray):
+        """(3, size, size) float tensor of the image."""
         import cv2
+        import torch
+        size_h, size_w = self.size
+        resized = cv2.resize(rgb, (size_w, size_h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        return torch.from_numpy(((resized * self.rescale - self.mean) / self.std).transpose(2, 0, 1))
+
+    def scale(self, width: int, height: int) -> np.ndarray:
+        """Multiplies (x0, y0, x1, y1) image pixels into model input pixels."""
+        return np.array([self.size[1] / width, self.size[0] / height] * 2, np.float32)
+
+
+@SEGMENTERS.register("sam2")
+class Sam2Segmenter(Segmenter):
+    """Masks are upsampled straight to the image size."""
+
+    def __init__(self, checkpoint: str, device: str = "cpu"):
+        self.device = torch_device(device)
+        from transformers import Sam2Model
+        self.model = load_model("sam2", checkpoint, Sam2Model, ("sam2",)).to(self.device).eval()
+        self.checkpoint = checkpoint
+        self.preprocessing = Sam2Preprocessing(checkpoint)
+
+    def segment(self, rgb: np.ndarray, boxes: dict[str, Box]) -> dict[str, SegmentedBox]:
         import torch
         rgb = check_rgb(rgb)
         if not boxes:
             return {}
         height, width = rgb.shape[:2]
-        size_h, size_w = self.size
-        resized = cv2.resize(rgb, (size_w, size_h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        pixels = (resized * self.rescale - self.mean) / self.std
-        pixel_values = torch.from_numpy(pixels.transpose(2, 0, 1)).unsqueeze(0).to(self.device)
+        pixel_values = self.preprocessing.pixels(rgb).unsqueeze(0).to(self.device)
         labels, box_list = _box_list(boxes)
-        scale = np.array([size_w / width, size_h / height] * 2, np.float32)
+        scale = self.preprocessing.scale(width, height)
         input_boxes = torch.from_numpy(np.array(box_list, np.float32) * scale).unsqueeze(0).to(self.device)
         watch = Stopwatch()
         with torch.no_grad(), watch:

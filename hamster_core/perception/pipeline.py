@@ -167,8 +167,11 @@ class PerceptionPipeline:
                 monitor.miss("not_detected")   # detected again on this frame, or not there
                 continue
             reason = "tracker"
-            if monitor.state.visible and track.tracker is not None:
-                update = track.tracker.update(rgb)
+            tracker = track.tracker
+            if tracker is not None and (monitor.state.visible or (monitor.state == TrackState.OCCLUDED
+                                                                  and tracker.follows_through_occlusion)):
+                update = tracker.update(rgb)
+                timings["forward"] += tracker.forward_ms
                 track.confidence = update.confidence
                 verdict = monitor.check(rgb, update.box, update.lost, depth)
                 if verdict.ok:
@@ -177,9 +180,11 @@ class PerceptionPipeline:
                 reason = verdict.reason
             elif monitor.state.visible:
                 reason = "too_small"   # the box could not start a tracker
+            if not monitor.state.visible:
+                reason = monitor.last_reason   # still hidden: keep the reason it was lost for
             found = monitor.search(rgb, depth)
             if found is None:
-                monitor.miss(reason if monitor.state.visible else monitor.last_reason)
+                monitor.miss(reason)
                 track.mask = None
                 continue
             box, verdict = found
@@ -245,16 +250,18 @@ class PerceptionPipeline:
 
 DETECTOR_CHECKPOINT_KINDS = ("grounding_dino", "owlv2")
 SEGMENTER_CHECKPOINT_KINDS = ("sam", "sam2", "segment_anything")
+TRACKER_CHECKPOINT_KINDS = ("sam2_video",)
 
 
 def build_pipeline(detector: str = "grounding_dino", detector_checkpoint: str = "", segmenter: str = "sam",
-                   segmenter_checkpoint: str = "", tracker: str = "template", device: str = "cpu",
+                   segmenter_checkpoint: str = "", tracker: str = "template", tracker_checkpoint: str = "",
+                   device: str = "cpu",
                    box_threshold: float = 0.35, text_threshold: float = 0.25, min_track_confidence: float = 0.3,
                    redetect_every_n: int = 30, segment_every_k: int = 1, redetect_on_loss: bool = True,
                    lost_redetect_every_n: int = 10, occluded_frames: int = 15, min_appearance: float = 0.6
                    ) -> PerceptionPipeline:
     """Stages by registered name (tracker 'none': detect every frame; detector 'none': tracks start from given
-    boxes only). ValueError names a bad value; ModelLoadError (a ValueError) names a checkpoint that does not
+    boxes only; tracker 'sam2_video' needs tracker_checkpoint). ValueError names a bad value; ModelLoadError (a ValueError) names a checkpoint that does not
     load."""
     detector_config: dict = {}
     if detector == "grounding_dino":
@@ -272,14 +279,17 @@ def build_pipeline(detector: str = "grounding_dino", detector_checkpoint: str = 
         raise ValueError("detector 'none' needs a tracker: with neither, nothing would follow the given boxes")
     SEGMENTERS.get(segmenter)
     for kind, checkpoint, kinds in ((detector, detector_checkpoint, DETECTOR_CHECKPOINT_KINDS),
-                                    (segmenter, segmenter_checkpoint, SEGMENTER_CHECKPOINT_KINDS)):
+                                    (segmenter, segmenter_checkpoint, SEGMENTER_CHECKPOINT_KINDS),
+                                    (tracker, tracker_checkpoint, TRACKER_CHECKPOINT_KINDS)):
         if kind in kinds:
             check_checkpoint(kind, checkpoint)
     tracker_factory = None
     if tracker != "none":
         make = TRACKERS.get(tracker)
-        tracker_factory = lambda: make(min_confidence=min_track_confidence)  # noqa: E731
-        tracker_factory()  # validates min_track_confidence
+        tracker_config = dict(checkpoint=tracker_checkpoint, device=device) if tracker in TRACKER_CHECKPOINT_KINDS \
+            else {}
+        tracker_factory = lambda: make(min_confidence=min_track_confidence, **tracker_config)  # noqa: E731
+        tracker_factory()  # validates min_track_confidence (and loads a video model once)
     state_config = StateConfig(occluded_frames=occluded_frames, min_appearance=min_appearance)
     schedule = dict(redetect_every_n=redetect_every_n, segment_every_k=segment_every_k,
                     redetect_on_loss=redetect_on_loss, lost_redetect_every_n=lost_redetect_every_n,

@@ -65,6 +65,12 @@ class Segmenter(ABC):
 
 
 class Tracker(ABC):
+    #: Milliseconds of the last update spent in model forward passes (video-model trackers).
+    forward_ms = 0.0
+    #: Carries the object through occlusions itself (a video model's memory): keep updating it while the object
+    #: is occluded. Other trackers drift there and are restarted when the object is found again.
+    follows_through_occlusion = False
+
     @abstractmethod
     def start(self, rgb: np.ndarray, box: Box) -> None:
         """Forget the past and follow `box` from this frame on."""

@@ -1,4 +1,4 @@
-"""Tiny random Grounding DINO, OWLv2, SAM and SAM 2 checkpoints, saved with `save_pretrained`.
+"""Tiny random Grounding DINO, OWLv2, SAM, SAM 2 and SAM 2 video checkpoints, saved with `save_pretrained`.
 
 Each builder writes a folder that the perception stages load with the same `from_pretrained` calls as a real
 checkpoint (config, weights, tokenizer and processor files). Seeded, so two builds give the same weights;
@@ -157,7 +157,39 @@ def build_sam2(out_dir) -> Path:
     return path
 
 
-BUILDERS = {"grounding_dino": build_grounding_dino, "owlv2": build_owlv2, "sam": build_sam, "sam2": build_sam2}
+def build_sam2_video(out_dir) -> Path:
+    """Tiny Sam2VideoModel (Hiera encoder, 64 x 64 input, memory of 3 frames) with a preprocessor_config.json, in
+    OUT/sam2_video. Its memory attention needs 64 channels and a hidden size above them (Sam2VideoRoPEAttention
+    hard-codes kv_in_dim=64), so it is the largest tiny model here (~0.6 M parameters)."""
+    from transformers import (Sam2HieraDetConfig, Sam2VideoConfig, Sam2VideoMaskDecoderConfig, Sam2VideoModel,
+                              Sam2VideoPromptEncoderConfig, Sam2VisionConfig)
+    path = _out(out_dir, "sam2_video")
+    _seed()
+    size, hidden = 64, 128
+    backbone = Sam2HieraDetConfig(hidden_size=8, image_size=size, patch_stride=4, patch_kernel_size=7,
+                                  patch_padding=3, blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
+                                  num_attention_heads_per_stage=[1, 1, 2, 2],
+                                  window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[3],
+                                  window_positional_embedding_background_size=[4, 4])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                              backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=hidden)
+    prompt = Sam2VideoPromptEncoderConfig(hidden_size=hidden, image_size=size, patch_size=16, mask_input_channels=4)
+    decoder = Sam2VideoMaskDecoderConfig(hidden_size=hidden, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
+                                         iou_head_hidden_dim=16)
+    config = Sam2VideoConfig(
+        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder, image_size=size,
+        num_maskmem=3, memory_attention_hidden_size=hidden, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=32, memory_attention_rope_feat_sizes=[4, 4],
+        memory_encoder_hidden_size=hidden, memory_encoder_output_channels=64, mask_downsampler_embed_dim=hidden,
+        memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=32)
+    Sam2VideoModel(config).eval().save_pretrained(path)
+    preprocessor = dict(SAM2_PREPROCESSOR, size={"height": size, "width": size}, mask_size={"height": 16, "width": 16})
+    (path / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return path
+
+
+BUILDERS = {"grounding_dino": build_grounding_dino, "owlv2": build_owlv2, "sam": build_sam, "sam2": build_sam2,
+            "sam2_video": build_sam2_video}
 
 
 def build_all(out_dir) -> dict[str, Path]:
