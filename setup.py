@@ -65,6 +65,7 @@ setup(
         "hamster_runtime.detectors": [
             "grounding_dino = perception_node.detectors",
             "owlv2 = perception_node.detectors",
+            "sam3 = perception_node.detectors",
             "sim_ground_truth = hamster_sim.ground_truth_perception",
         ],
         "hamster_runtime.segmenters": [f"{name} = perception_node.segmenters"

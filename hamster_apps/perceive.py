@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="per-frame boxes and states (default OUT/perception.json)")
     parser.add_argument("--masks", type=Path, help="folder for the masks, FRAME_LABEL.png (255 inside)")
     parser.add_argument("--detector", default="grounding_dino",
-                        help="grounding_dino | owlv2 | none (only --init-boxes, found again by appearance)")
+                        help="grounding_dino | owlv2 | sam3 | none (only --init-boxes, found again by appearance)")
     parser.add_argument("--detector-checkpoint", default="", help="folder (save_pretrained) or hub id")
     parser.add_argument("--segmenter", default="sam", help="sam | sam2 | segment_anything | box")
     parser.add_argument("--segmenter-checkpoint", default="")

@@ -32,6 +32,46 @@ def load_model(kind: str, checkpoint: str, model_class, model_types: tuple[str, 
     return load_pretrained(kind, checkpoint, model_class.from_pretrained)
 
 
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+class PlainPreprocessing:
+    """A plain resize to the checkpoint's size and mean/std normalisation, read from its preprocessor_config.json
+    (`defaults` where it says nothing): what SAM 2's and SAM 3's image processors do. transformers implements
+    those processors with torchvision only, and no working torchvision exists for this torch."""
+
+    def __init__(self, kind: str, checkpoint: str, size: int = 1024, **defaults):
+        config = load_pretrained(kind, checkpoint, self._read)
+        config = {**defaults, **config}
+        side = config.get("size", {"height": size, "width": size})
+        self.size = (int(side.get("height", side.get("longest_edge", size))),
+                     int(side.get("width", side.get("longest_edge", size))))
+        self.mean = np.array(config["image_mean"], np.float32)
+        self.std = np.array(config["image_std"], np.float32)
+        self.rescale = float(config.get("rescale_factor", 1 / 255))
+
+    @staticmethod
+    def _read(checkpoint: str) -> dict:
+        import json
+        from pathlib import Path
+        local = Path(checkpoint) / "preprocessor_config.json"
+        if local.is_file():
+            return json.loads(local.read_text())
+        from huggingface_hub import hf_hub_download
+        return json.loads(Path(hf_hub_download(checkpoint, "preprocessor_config.json")).read_text())
+
+    def pixels(self, rgb: np.ndarray):
+        """(3, height, width) float tensor of the image at the model's input size."""
+        import cv2
+        import torch
+        resized = cv2.resize(rgb, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        return torch.from_numpy(((resized * self.rescale - self.mean) / self.std).transpose(2, 0, 1))
+
+    def scale(self, width: int, height: int) -> np.ndarray:
+        """Multiplies (x0, y0, x1, y1) image pixels into model-input pixels."""
+        return np.array([self.size[1] / width, self.size[0] / height] * 2, np.float32)
+
+
 def _phrase_text(phrase: str) -> str:
     """Grounding DINO's prompt convention: lower case, phrases separated by ' . '."""
     text = re.sub(r"\s+", " ", phrase.lower().replace(".", " ")).strip()
@@ -165,4 +205,57 @@ class Owlv2Detector(Detector):
                 if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
                     best[label] = BoxDetection(box, score)
                     break
+        return best
+
+
+@DETECTORS.register("sam3")
+class Sam3Detector(Detector):
+    """SAM 3 (Sam3Model): each phrase is a text prompt against one vision encoding of the frame; an instance's
+    score is sigmoid(pred_logits) * sigmoid(presence_logits), as Sam3Processor's post-processing computes it,
+    and each label gets the best-scoring instance box above `threshold` (boxes are xyxy fractions of the image).
+    Sam3Processor needs torchvision (not available for this torch), so the frame is preprocessed here from the
+    checkpoint's preprocessor_config.json (a plain resize, mean/std) and the phrase tokenized as the processor
+    does (padded to 32 tokens; cut there instead of failing)."""
+
+    MAX_TOKENS = 32
+
+    def __init__(self, checkpoint: str, device: str = "cpu", threshold: float = 0.3):
+        self.threshold = check_threshold("threshold", threshold)
+        self.device = torch_device(device)
+        from transformers import AutoTokenizer, Sam3Model
+        self.model = load_model("sam3", checkpoint, Sam3Model, ("sam3",)).to(self.device).eval()
+        self.tokenizer = load_pretrained("sam3", checkpoint, AutoTokenizer.from_pretrained)
+        self.preprocessing = PlainPreprocessing("sam3", checkpoint, size=1008, image_mean=[0.5] * 3,
+                                                image_std=[0.5] * 3)
+        self.checkpoint = checkpoint
+
+    def detect(self, frame: PerceptionFrame, queries: dict[str, str]) -> dict[str, BoxDetection]:
+        import torch
+        rgb = check_rgb(frame.rgb)
+        if not queries:
+            return {}
+        height, width = rgb.shape[:2]
+        pixels = self.preprocessing.pixels(rgb)
+        labels = list(queries)
+        text = self.tokenizer([queries[label] for label in labels], padding="max_length", truncation=True,
+                              max_length=self.MAX_TOKENS, return_tensors="pt").to(self.device)
+        watch = Stopwatch()
+        best = {}
+        with torch.no_grad(), watch:
+            vision = self.model.get_vision_features(pixel_values=pixels.unsqueeze(0).to(self.device))
+            for index, label in enumerate(labels):
+                out = self.model(vision_embeds=vision, input_ids=text["input_ids"][index:index + 1],
+                                 attention_mask=text["attention_mask"][index:index + 1])
+                scores = out.pred_logits[0].sigmoid()
+                if out.presence_logits is not None:
+                    scores = scores * out.presence_logits[0].sigmoid()
+                query = int(torch.argmax(scores))
+                score = float(scores[query])
+                if score <= self.threshold:
+                    continue
+                x0, y0, x1, y1 = out.pred_boxes[0, query].cpu().numpy()
+                box = clip_box((x0 * width, y0 * height, x1 * width, y1 * height), width, height)
+                if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
+                    best[label] = BoxDetection(box, score)
+        self.forward_ms = watch.ms
         return best

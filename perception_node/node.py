@@ -52,7 +52,7 @@ def declare_pipeline(node: Node) -> dict:
     p = "pipeline."
     return dict(
         detector=declare(node, p + "detector", "grounding_dino",
-                         "Detector: grounding_dino, owlv2 or sim_ground_truth (simulator only)."),
+                         "Detector: grounding_dino, owlv2, sam3 or sim_ground_truth (simulator only)."),
         detector_checkpoint=declare(node, p + "detector_checkpoint", "",
                                     "Detector checkpoint: a folder written by save_pretrained, or a hub id."),
         segmenter=declare(node, p + "segmenter", "sam", "Segmenter: sam, sam2, segment_anything or box."),

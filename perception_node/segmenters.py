@@ -5,12 +5,10 @@ Every model computes the image embedding once per frame (`get_image_embeddings`)
 in one mask-decoder call."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 
-from perception_node.detectors import load_model, load_pretrained
+from perception_node.detectors import IMAGENET_MEAN, IMAGENET_STD, PlainPreprocessing, load_model, load_pretrained
 from hamster_core.perception.stages import (SEGMENTERS, Box, ModelLoadError, SegmentedBox, Segmenter, Stopwatch, box_mask,
                                     check_rgb, torch_device)
 
@@ -60,55 +58,18 @@ class SamSegmenter(Segmenter):
                 for i, label in enumerate(labels)}
 
 
-class Sam2Preprocessing:
-    """transformers has only a torchvision image processor for SAM 2 (and no working torchvision exists for
-    this torch), so the image is resized and normalized here from the checkpoint's preprocessor_config.json:
-    a plain resize to size x size, ImageNet mean/std. Shared by the `sam2` segmenter and `sam2_video` tracker."""
-
-    def __init__(self, checkpoint: str):
-        config = self._preprocessor_config(checkpoint)
-        size = config.get("size", {"height": 1024, "width": 1024})
-        self.size = (int(size.get("height", size.get("longest_edge", 1024))),
-                     int(size.get("width", size.get("longest_edge", 1024))))
-        self.mean = np.array(config.get("image_mean", [0.485, 0.456, 0.406]), np.float32)
-        self.std = np.array(config.get("image_std", [0.229, 0.224, 0.225]), np.float32)
-        self.rescale = float(config.get("rescale_factor", 1 / 255))
-
-    @staticmethod
-    def _preprocessor_config(checkpoint: str) -> dict:
-        local = Path(checkpoint) / "preprocessor_config.json"
-        try:
-            if local.is_file():
-                return json.loads(local.read_text())
-            from huggingface_hub import hf_hub_download
-            return json.loads(Path(hf_hub_download(checkpoint, "preprocessor_config.json")).read_text())
-        except Exception as error:
-            raise ModelLoadError(f"cannot read the sam2 checkpoint {checkpoint!r} preprocessor_config.json: "
-                                 f"{type(error).__name__}: {error}") from error
-
-    def pixels(self, rgb: np.ndarray):
-        """(3, size, size) float tensor of the image."""
-        import cv2
-        import torch
-        size_h, size_w = self.size
-        resized = cv2.resize(rgb, (size_w, size_h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        return torch.from_numpy(((resized * self.rescale - self.mean) / self.std).transpose(2, 0, 1))
-
-    def scale(self, width: int, height: int) -> np.ndarray:
-        """Multiplies (x0, y0, x1, y1) image pixels into model input pixels."""
-        return np.array([self.size[1] / width, self.size[0] / height] * 2, np.float32)
-
-
 @SEGMENTERS.register("sam2")
 class Sam2Segmenter(Segmenter):
-    """Masks are upsampled straight to the image size."""
+    """transformers has only a torchvision image processor for SAM 2 (and no working torchvision exists for
+    this torch), so the image is resized and normalized by PlainPreprocessing from the checkpoint's
+    preprocessor_config.json; masks are upsampled straight to the image size."""
 
     def __init__(self, checkpoint: str, device: str = "cpu"):
         self.device = torch_device(device)
         from transformers import Sam2Model
         self.model = load_model("sam2", checkpoint, Sam2Model, ("sam2",)).to(self.device).eval()
         self.checkpoint = checkpoint
-        self.preprocessing = Sam2Preprocessing(checkpoint)
+        self.preprocessing = PlainPreprocessing("sam2", checkpoint, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
 
     def segment(self, rgb: np.ndarray, boxes: dict[str, Box]) -> dict[str, SegmentedBox]:
         import torch

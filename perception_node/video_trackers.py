@@ -20,8 +20,7 @@ import numpy as np
 
 from hamster_core.perception.stages import (TRACKERS, Box, Tracker, TrackUpdate, check_rgb, check_threshold, clip_box,
                                             mask_box, torch_device)
-from perception_node.detectors import load_model
-from perception_node.segmenters import Sam2Preprocessing
+from perception_node.detectors import IMAGENET_MEAN, IMAGENET_STD, PlainPreprocessing, load_model
 
 _LOADED: dict = {}     # (checkpoint, device) -> (model, preprocessing)
 
@@ -31,7 +30,8 @@ def _load(checkpoint: str, device):
     if key not in _LOADED:
         from transformers import Sam2VideoModel
         model = load_model("sam2_video", checkpoint, Sam2VideoModel, ("sam2_video",)).to(device).eval()
-        _LOADED[key] = model, Sam2Preprocessing(checkpoint)
+        _LOADED[key] = model, PlainPreprocessing("sam2_video", checkpoint, image_mean=IMAGENET_MEAN,
+                                                         image_std=IMAGENET_STD)
     return _LOADED[key]
 
 

@@ -248,7 +248,7 @@ class PerceptionPipeline:
         timings["segment"] += 1000 * (time.perf_counter() - start)
 
 
-DETECTOR_CHECKPOINT_KINDS = ("grounding_dino", "owlv2")
+DETECTOR_CHECKPOINT_KINDS = ("grounding_dino", "owlv2", "sam3")
 SEGMENTER_CHECKPOINT_KINDS = ("sam", "sam2", "segment_anything")
 TRACKER_CHECKPOINT_KINDS = ("sam2_video",)
 
@@ -267,7 +267,7 @@ def build_pipeline(detector: str = "grounding_dino", detector_checkpoint: str = 
     if detector == "grounding_dino":
         detector_config = dict(checkpoint=detector_checkpoint, device=device, box_threshold=box_threshold,
                                text_threshold=text_threshold)
-    elif detector == "owlv2":
+    elif detector in ("owlv2", "sam3"):
         detector_config = dict(checkpoint=detector_checkpoint, device=device, threshold=box_threshold)
     segmenter_config = {}
     if segmenter in SEGMENTER_CHECKPOINT_KINDS:

@@ -1,4 +1,4 @@
-"""Tiny random Grounding DINO, OWLv2, SAM, SAM 2 and SAM 2 video checkpoints, saved with `save_pretrained`.
+"""Tiny random Grounding DINO, OWLv2, SAM, SAM 2, SAM 2 video and SAM 3 checkpoints, saved with `save_pretrained`.
 
 Each builder writes a folder that the perception stages load with the same `from_pretrained` calls as a real
 checkpoint (config, weights, tokenizer and processor files). Seeded, so two builds give the same weights;
@@ -188,8 +188,45 @@ def build_sam2_video(out_dir) -> Path:
     return path
 
 
+# SAM 3's preprocessing as transformers' Sam3ImageProcessor defines it (a plain resize to 1008 x 1008, mean and
+# std 0.5); that processor needs torchvision, so the sam3 detector reads these values and preprocesses itself.
+SAM3_PREPROCESSOR = {"image_processor_type": "Sam3ImageProcessor", "processor_class": "Sam3Processor",
+                     "do_resize": True, "do_rescale": True, "do_normalize": True, "rescale_factor": 1 / 255,
+                     "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+                     "size": {"height": 1008, "width": 1008}, "mask_size": {"height": 288, "width": 288}}
+
+
+def build_sam3(out_dir) -> Path:
+    """Tiny Sam3Model (ViT 56 x 56 input, CLIP text, DETR with 10 queries) with its CLIP tokenizer and a
+    preprocessor_config.json, in OUT/sam3."""
+    from transformers import Sam3Config, Sam3Model
+    path = _out(out_dir, "sam3")
+    _seed()
+    tokenizer = _clip_tokenizer(max_length=32)
+    hidden, size = 32, 56
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=size, patch_size=14, window_size=2, global_attn_indexes=[1],
+               pretrain_image_size=28)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=32, projection_dim=32,
+                bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"),
+                eos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+                pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+    small = dict(hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = Sam3Config(vision_config=dict(backbone_config=vit, fpn_hidden_size=hidden,
+                                           backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]]),
+                        text_config=text, geometry_encoder_config=small, detr_encoder_config=small,
+                        detr_decoder_config=dict(small, num_queries=10),
+                        mask_decoder_config=dict(hidden_size=hidden, num_attention_heads=2))
+    Sam3Model(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    preprocessor = dict(SAM3_PREPROCESSOR, size={"height": size, "width": size}, mask_size={"height": 16, "width": 16})
+    (path / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return path
+
+
 BUILDERS = {"grounding_dino": build_grounding_dino, "owlv2": build_owlv2, "sam": build_sam, "sam2": build_sam2,
-            "sam2_video": build_sam2_video}
+            "sam2_video": build_sam2_video, "sam3": build_sam3}
 
 
 def build_all(out_dir) -> dict[str, Path]:
