@@ -133,20 +133,26 @@ SAM2_PREPROCESSOR = {"image_processor_type": "Sam2ImageProcessor", "processor_cl
                      "size": {"height": 1024, "width": 1024}, "mask_size": {"height": 256, "width": 256}}
 
 
-def build_sam2(out_dir) -> Path:
-    """Tiny Sam2Model (Hiera encoder, 64 x 64 input) with a preprocessor_config.json, in OUT/sam2."""
-    from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2MaskDecoderConfig, Sam2Model,
-                              Sam2PromptEncoderConfig, Sam2VisionConfig)
-    path = _out(out_dir, "sam2")
-    _seed()
-    size = 64
+def _tiny_hiera_vision(size: int, fpn_hidden_size: int):
+    """SAM 2's vision config with a tiny Hiera encoder for size x size input (shared by sam2 and sam2_video)."""
+    from transformers import Sam2HieraDetConfig, Sam2VisionConfig
     backbone = Sam2HieraDetConfig(hidden_size=8, image_size=size, patch_stride=4, patch_kernel_size=7,
                                   patch_padding=3, blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
                                   num_attention_heads_per_stage=[1, 1, 2, 2],
                                   window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[3],
                                   window_positional_embedding_background_size=[4, 4])
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
-                              backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=16)
+    return Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                            backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
+                            fpn_hidden_size=fpn_hidden_size)
+
+
+def build_sam2(out_dir) -> Path:
+    """Tiny Sam2Model (Hiera encoder, 64 x 64 input) with a preprocessor_config.json, in OUT/sam2."""
+    from transformers import Sam2Config, Sam2MaskDecoderConfig, Sam2Model, Sam2PromptEncoderConfig
+    path = _out(out_dir, "sam2")
+    _seed()
+    size = 64
+    vision = _tiny_hiera_vision(size, fpn_hidden_size=16)
     prompt = Sam2PromptEncoderConfig(hidden_size=16, image_size=size, patch_size=16, mask_input_channels=4)
     decoder = Sam2MaskDecoderConfig(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
                                     iou_head_hidden_dim=16)
@@ -161,18 +167,12 @@ def build_sam2_video(out_dir) -> Path:
     """Tiny Sam2VideoModel (Hiera encoder, 64 x 64 input, memory of 3 frames) with a preprocessor_config.json, in
     OUT/sam2_video. Its memory attention needs 64 channels and a hidden size above them (Sam2VideoRoPEAttention
     hard-codes kv_in_dim=64), so it is the largest tiny model here (~0.6 M parameters)."""
-    from transformers import (Sam2HieraDetConfig, Sam2VideoConfig, Sam2VideoMaskDecoderConfig, Sam2VideoModel,
-                              Sam2VideoPromptEncoderConfig, Sam2VisionConfig)
+    from transformers import (Sam2VideoConfig, Sam2VideoMaskDecoderConfig, Sam2VideoModel,
+                              Sam2VideoPromptEncoderConfig)
     path = _out(out_dir, "sam2_video")
     _seed()
     size, hidden = 64, 128
-    backbone = Sam2HieraDetConfig(hidden_size=8, image_size=size, patch_stride=4, patch_kernel_size=7,
-                                  patch_padding=3, blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
-                                  num_attention_heads_per_stage=[1, 1, 2, 2],
-                                  window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[3],
-                                  window_positional_embedding_background_size=[4, 4])
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
-                              backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=hidden)
+    vision = _tiny_hiera_vision(size, fpn_hidden_size=hidden)
     prompt = Sam2VideoPromptEncoderConfig(hidden_size=hidden, image_size=size, patch_size=16, mask_input_channels=4)
     decoder = Sam2VideoMaskDecoderConfig(hidden_size=hidden, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
                                          iou_head_hidden_dim=16)
