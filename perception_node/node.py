@@ -191,9 +191,14 @@ class PerceptionNode(RuntimeNode):
         return {label: states.get(label, "detected" if label in found else "lost") for label in self.backend.queries}
 
     def _depth_for(self, image):
-        """The aligned depth image of this very frame in metres, or None (the depth check then abstains)."""
+        """The aligned depth image of this very frame in metres, or None (the depth check then abstains; a depth
+        image of another size is counted as dropped, the colour frame is still processed)."""
         depth = self.latest.get("depth") if self.track_with_depth else None
         if depth is None or depth.header.stamp != image.header.stamp:
+            return None
+        if (depth.height, depth.width) != (image.height, image.width):
+            self._drop("depth", "not aligned with the colour image",
+                       f"depth {depth.width}x{depth.height}, colour {image.width}x{image.height}: no depth check")
             return None
         try:
             return depth_metres(depth)

@@ -188,7 +188,7 @@ class PerceptionPipeline:
                 track.mask = None
                 continue
             box, verdict = found
-            monitor.accept(rgb, box, verdict, depth)
+            monitor.accept(rgb, box, verdict, depth, found=True)
             track.tracker = self._start_tracker(rgb, box)   # its mask (if it has one) is carried to the box
         timings["track"] += 1000 * (time.perf_counter() - start)
 

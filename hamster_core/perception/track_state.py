@@ -29,6 +29,8 @@ from hamster_core.perception.stages import Box, box_area, clip_box
 HIST_BINS = [16, 8]           # hue x saturation
 SEARCH_SIDE_PX = 20           # templates are matched at a scale where their shorter side is about this
 MIN_MODEL_PX = 4              # a box smaller than this on a side is too small to learn an appearance from
+DRIFT_EXTRAPOLATION_FRAMES = 3  # the drift check extrapolates the last confident motion this far, no further:
+                                # a box that keeps moving while not confidently the object is searched for anew
 
 
 class TrackState(str, Enum):
@@ -83,6 +85,8 @@ class StateConfig:
     min_match: float = 0.7            # template correlation a re-acquisition needs (with min_appearance)
     max_scale_change: float = 0.35    # box area may differ from the model's by this fraction (either way)
     max_step: float = 0.5             # centre jump per frame, as a fraction of the box diagonal
+    max_drift: float = 0.25           # distance from where the last confident frame predicts it, as a fraction
+                                      # of the diagonal, a box that is not itself confident may drift
     max_depth_jump_m: float = 0.05    # median depth at the box centre may change this much per check
     occluded_frames: int = 15         # occluded this many frames without re-acquisition: lost
     learning_rate: float = 0.1        # appearance/size model update on confident frames
@@ -92,7 +96,7 @@ class StateConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-        for name in ("max_scale_change", "max_step", "max_depth_jump_m"):
+        for name in ("max_scale_change", "max_step", "max_drift", "max_depth_jump_m"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -108,8 +112,9 @@ class Verdict:
 
 
 class TrackMonitor:
-    """One object's state, appearance model and motion; `start` from a detection, then each frame either
-    `confirm` the tracker's box or (when it fails, or there is no tracker) `search` for the object."""
+    """One object's state, appearance model and motion: `start` (or `restart`) from a detection, then each
+    frame `check` the tracker's box and `accept` it, or else `search` for the object and `accept` what is found,
+    or `miss` it."""
 
     def __init__(self, config: StateConfig | None = None):
         self.config = config or StateConfig()
@@ -122,6 +127,8 @@ class TrackMonitor:
         self._template = None                  # RGB patch of the object from a confident frame
         self._area = 0.0
         self._velocity = np.zeros(2)
+        self._anchor = None                    # (box, velocity) of the last confident frame
+        self._since_anchor = 0
 
     def start(self, rgb: np.ndarray, box: Box, depth: np.ndarray | None = None) -> None:
         """A detection (or a given box): the model is rebuilt from it, the object counts as `detected`. A box
@@ -130,14 +137,13 @@ class TrackMonitor:
         self._hist = None if tiny else hs_histogram(rgb, box, inner=0.8)
         self._template = None if tiny else _crop(rgb, box)
         self._area = box_area(box)
-        self._velocity = np.zeros(2)
-        self.box, self.depth = box, box_depth(depth, box)
-        self.state, self.frames_hidden, self.last_reason = TrackState.DETECTED, 0, ""
+        self.restart(box, depth)
 
     def restart(self, box: Box, depth: np.ndarray | None = None) -> None:
         """A detection of an object already known: `detected` there, its appearance model kept (it was learnt
         from confident frames; a detection's box may be loose or the object partly hidden)."""
         self._velocity = np.zeros(2)
+        self._anchor, self._since_anchor = (box, np.zeros(2)), 0
         self.box, self.depth = box, box_depth(depth, box)
         self.state, self.frames_hidden, self.last_reason = TrackState.DETECTED, 0, ""
 
@@ -170,17 +176,30 @@ class TrackMonitor:
         appearance = similarity(self._hist, hs_histogram(rgb, box, inner=0.8))
         if appearance < cfg.min_appearance:
             return Verdict(False, appearance, "appearance")
+        if appearance < cfg.confident_appearance and self._anchor is not None:
+            # Not confidently the object: it may not creep away from where the last confident frame predicts
+            # it (a tracker sliding off a plain object one pixel per frame passes every per-frame check).
+            anchor, velocity = self._anchor
+            expected = _centre(anchor) + velocity * min(self._since_anchor + 1, DRIFT_EXTRAPOLATION_FRAMES)
+            if np.hypot(*(_centre(box) - expected)) > cfg.max_drift * max(diagonal, 1.0):
+                return Verdict(False, appearance, "drift")
         measured = box_depth(depth, box)
         if measured is not None and self.depth is not None and abs(measured - self.depth) > cfg.max_depth_jump_m:
             return Verdict(False, appearance, "depth")
         return Verdict(True, appearance)
 
-    def accept(self, rgb: np.ndarray, box: Box, verdict: Verdict, depth: np.ndarray | None = None) -> None:
-        """The checks passed: `tracked`; the model learns from the frame only when it is confidently the object."""
+    def accept(self, rgb: np.ndarray, box: Box, verdict: Verdict, depth: np.ndarray | None = None,
+               found: bool = False) -> None:
+        """The checks passed: `tracked`; the model learns from the frame only when it is confidently the object.
+        `found`: the box comes from the appearance search, which re-anchors the drift check there."""
         cfg = self.config
         if self.box is not None:
             step = (_centre(box) - _centre(self.box)) / (1 + self.frames_hidden)
             self._velocity = 0.5 * self._velocity + 0.5 * step
+        if found or verdict.appearance >= cfg.confident_appearance:
+            self._anchor, self._since_anchor = (box, self._velocity.copy()), 0
+        else:
+            self._since_anchor += 1
         self.box, self.state, self.frames_hidden, self.last_reason = box, TrackState.TRACKED, 0, ""
         measured = box_depth(depth, box)
         if measured is not None:
@@ -198,6 +217,7 @@ class TrackMonitor:
     def miss(self, reason: str) -> None:
         """Neither the tracker nor the search found the object on this frame."""
         self.frames_hidden += 1
+        self._since_anchor += 1
         self.last_reason = reason
         if self.box is None or self.frames_hidden > self.config.occluded_frames:
             self.state = TrackState.LOST
