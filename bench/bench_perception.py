@@ -20,7 +20,9 @@
     and `noisy_detector` (a detector that is NOT ground truth: the true visible box shifted by N(0, 10%) of its
     size and scaled by N(1, 10%), missing 10% of the time, and 5% of the time a wrong box elsewhere; it runs on
     the pipeline's own schedule: first frame, every 30 frames, and while an object is lost, every 10 frames).
-    The visible fraction is the object's pixels over its most pixels in the sequence.
+    The visible fraction is the object's pixels over its most pixels in the sequence. The simulated sequences
+    come with the simulator's aligned depth image (as perception_node gets it), so the depth check is active
+    there; the synthetic ones have none.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python bench/bench_perception.py [--seed 0] [--repeats 20]
 Writes bench/results_perception.json; the last line printed is a JSON summary (bench/run_all.py keeps it in
@@ -136,8 +138,8 @@ def episode_frames(seed: int, width: int, height: int) -> tuple[list, object]:
                 world.step(1)
                 steps += 1
                 if steps % CAMERA_PERIOD_STEPS == 0:
-                    rgb, _, segmentation = world.render()
-                    frames.append((rgb.copy(), segmentation.copy()))
+                    rgb, depth, segmentation = world.render()
+                    frames.append((rgb.copy(), segmentation.copy(), depth.copy()))
 
         keyframes = expert_keyframes(world.scene, world.tcp_pose())
         closed = False
@@ -173,7 +175,7 @@ class NoisyDetector(Detector):
 
     def detect(self, frame: PerceptionFrame, queries: dict) -> dict:
         self.calls += 1
-        _, masks, fractions = self.sequence[int(frame.stamp)]
+        _, masks, fractions, _ = self.sequence[int(frame.stamp)]
         height, width = frame.rgb.shape[:2]
         found = {}
         for label in queries:
@@ -195,18 +197,19 @@ class NoisyDetector(Detector):
         return found
 
 
-def visible_sequence(frames_and_masks: list) -> list:
-    """[(rgb, {label: mask})] -> [(rgb, {label: mask}, {label: visible fraction})], the fraction being the
-    object's pixels over its most pixels in the sequence."""
+def visible_sequence(frames_and_masks: list, depths: list | None = None) -> list:
+    """[(rgb, {label: mask})] -> [(rgb, {label: mask}, {label: visible fraction}, depth or None)], the fraction
+    being the object's pixels over its most pixels in the sequence."""
     most = {label: max(int(m[label].sum()) for _, m in frames_and_masks) for label in LABELS}
-    return [(rgb, masks, {label: masks[label].sum() / max(most[label], 1) for label in LABELS})
-            for rgb, masks in frames_and_masks]
+    depths = depths or [None] * len(frames_and_masks)
+    return [(rgb, masks, {label: masks[label].sum() / max(most[label], 1) for label in LABELS}, depth)
+            for (rgb, masks), depth in zip(frames_and_masks, depths)]
 
 
 def sim_sequence(frames, ids, scene) -> list:
     names = {"target_object": scene.target, "placement_area": scene.container}
     return visible_sequence([(rgb, {label: seg == ids[name] for label, name in names.items()})
-                             for rgb, seg in frames])
+                             for rgb, seg, _ in frames], [depth for _, _, depth in frames])
 
 
 def _bench_background(width, height, rng):
@@ -279,8 +282,8 @@ def score(sequence: list, outputs: list) -> dict:
     """Per label: IoU against the visible box where >= 20% visible, false `tracked` claims, re-acquisition."""
     results = {}
     for label in LABELS:
-        fractions = np.array([f[label] for _, _, f in sequence])
-        truth = [mask_box(m[label]) for _, m, _ in sequence]
+        fractions = np.array([f[label] for _, _, f, _ in sequence])
+        truth = [mask_box(m[label]) for _, m, _, _ in sequence]
         boxes = [o.boxes.get(label) for o in outputs]
         states = [o.states[label].value for o in outputs]
         ious = np.array([box_iou(b, t) if b is not None and t is not None else 0.0 for b, t in zip(boxes, truth)])
@@ -315,8 +318,8 @@ def run_sequence(sequence: list, tracker: str, mode: str, seed: int) -> dict:
         pipeline = PerceptionPipeline(NoisyDetector(sequence, seed), segmenter, make, redetect_every_n=30)
     pipeline.set_queries({label: label for label in LABELS})
     outputs = []
-    for index, (rgb, masks, _) in enumerate(sequence):
-        frame = PerceptionFrame(float(index), rgb)
+    for index, (rgb, masks, _, depth) in enumerate(sequence):
+        frame = PerceptionFrame(float(index), rgb, depth=depth)
         if index == 0 and mode == "init_only":
             outputs.append(pipeline.start_tracks(frame, {label: mask_box(masks[label]) for label in LABELS}))
         else:
@@ -334,7 +337,7 @@ def main():
     args = parser.parse_args()
     results = {}
     frames, ids, scene, success = episode_frames(args.seed, 640, 480)
-    rgbs = [rgb for rgb, _ in frames]
+    rgbs = [rgb for rgb, _, _ in frames]
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         checkpoints = build_all(folder)

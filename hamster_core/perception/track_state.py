@@ -7,8 +7,10 @@ A tracker's box is accepted (`tracked`) only while checks independent of the tra
 - size: the box's area may not move away from the model's (a tracker shrinking inside a plain block, or
   growing onto the background);
 - motion: the box centre may not jump further than a fraction of the box diagonal from its prediction;
-- depth, when an aligned depth image comes with the frame: the median depth at the box centre may not jump
-  (an occluder in front reads as nearer, a box slid onto the background as farther).
+- drift: a box that is not confidently the object may not creep away from where the last confident frame
+  predicts it (a tracker sliding off a plain object a pixel per frame passes every per-frame check);
+- depth, when an aligned depth image comes with the frame: most of the box may not be clearly in front of the
+  object's depth extent (an occluder) or behind it (a box slid onto the background).
 A box that fails goes to `occluded` (the last trusted box and depth are kept, the object is expected back);
 after `occluded_frames` frames without re-acquisition it is `lost`. While occluded or lost, the object is
 searched for by its appearance (template match of its stored patch, then the histogram check) around where it
@@ -65,17 +67,35 @@ def similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.clip(np.sqrt(a * b).sum(), 0.0, 1.0))
 
 
-def box_depth(depth: np.ndarray | None, box: Box) -> float | None:
-    """Median valid depth (m) of the box's central half; None without depth or valid pixels."""
+def box_depths(depth: np.ndarray | None, box: Box, inner: float = 0.8) -> np.ndarray | None:
+    """Valid depths (m) of the box's central `inner` fraction; None without depth or valid pixels."""
     if depth is None:
         return None
     x0, y0, x1, y1 = box
-    mx, my = (x1 - x0) / 4, (y1 - y0) / 4
+    mx, my = (x1 - x0) * (1 - inner) / 2, (y1 - y0) * (1 - inner) / 2
     height, width = depth.shape[:2]
     x0, y0, x1, y1 = (int(round(v)) for v in clip_box((x0 + mx, y0 + my, x1 - mx, y1 - my), width, height))
     values = depth[y0:y1, x0:x1].astype(np.float32).ravel()
     values = values[np.isfinite(values) & (values > 0)]
-    return float(np.median(values)) if values.size else None
+    return values if values.size else None
+
+
+def depth_range(values: np.ndarray | None) -> tuple[float, float] | None:
+    """The object's depth extent as (10th, 90th percentile): a bowl's rim and bottom both belong to it."""
+    return None if values is None else (float(np.percentile(values, 10)), float(np.percentile(values, 90)))
+
+
+def depth_jump(values: np.ndarray | None, reference: tuple[float, float] | None, jump: float) -> str:
+    """'nearer' when most of the box is clearly in front of the object's depth extent (an occluder), 'farther'
+    when most of it is clearly behind (the box slid onto the table or background), else ''. A small object
+    put in or on the object (a cube in a bowl) covers too little of the box to count."""
+    if values is None or reference is None:
+        return ""
+    if np.mean(values < reference[0] - jump) > 0.5:
+        return "nearer"
+    if np.mean(values > reference[1] + jump) > 0.5:
+        return "farther"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -87,7 +107,7 @@ class StateConfig:
     max_step: float = 0.5             # centre jump per frame, as a fraction of the box diagonal
     max_drift: float = 0.25           # distance from where the last confident frame predicts it, as a fraction
                                       # of the diagonal, a box that is not itself confident may drift
-    max_depth_jump_m: float = 0.05    # median depth at the box centre may change this much per check
+    max_depth_jump_m: float = 0.05    # most of the box this much in front of / behind the object's depth extent
     occluded_frames: int = 15         # occluded this many frames without re-acquisition: lost
     learning_rate: float = 0.1        # appearance/size model update on confident frames
 
@@ -120,7 +140,7 @@ class TrackMonitor:
         self.config = config or StateConfig()
         self.state = TrackState.LOST
         self.box: Box | None = None            # the last trusted box
-        self.depth: float | None = None        # median depth (m) at the last trusted box
+        self.depth: tuple[float, float] | None = None   # depth extent (m) of the last trusted box
         self.frames_hidden = 0
         self.last_reason = "never_found"
         self._hist = None
@@ -144,7 +164,7 @@ class TrackMonitor:
         from confident frames; a detection's box may be loose or the object partly hidden)."""
         self._velocity = np.zeros(2)
         self._anchor, self._since_anchor = (box, np.zeros(2)), 0
-        self.box, self.depth = box, box_depth(depth, box)
+        self.box, self.depth = box, depth_range(box_depths(depth, box))
         self.state, self.frames_hidden, self.last_reason = TrackState.DETECTED, 0, ""
 
     @property
@@ -183,8 +203,7 @@ class TrackMonitor:
             expected = _centre(anchor) + velocity * min(self._since_anchor + 1, DRIFT_EXTRAPOLATION_FRAMES)
             if np.hypot(*(_centre(box) - expected)) > cfg.max_drift * max(diagonal, 1.0):
                 return Verdict(False, appearance, "drift")
-        measured = box_depth(depth, box)
-        if measured is not None and self.depth is not None and abs(measured - self.depth) > cfg.max_depth_jump_m:
+        if depth_jump(box_depths(depth, box), self.depth, cfg.max_depth_jump_m):
             return Verdict(False, appearance, "depth")
         return Verdict(True, appearance)
 
@@ -201,9 +220,9 @@ class TrackMonitor:
         else:
             self._since_anchor += 1
         self.box, self.state, self.frames_hidden, self.last_reason = box, TrackState.TRACKED, 0, ""
-        measured = box_depth(depth, box)
+        measured = depth_range(box_depths(depth, box))
         if measured is not None:
-            self.depth = measured if self.depth is None else self.depth + 0.5 * (measured - self.depth)
+            self.depth = measured if self.depth is None else tuple(0.5 * (a + b) for a, b in zip(self.depth, measured))
         if verdict.appearance >= cfg.confident_appearance:
             rate = cfg.learning_rate
             hist = hs_histogram(rgb, box, inner=0.8)
@@ -248,9 +267,7 @@ class TrackMonitor:
         appearance = similarity(self._hist, hs_histogram(rgb, box, inner=0.8))
         if appearance < self.config.min_appearance:
             return None
-        measured = box_depth(depth, box)
-        if measured is not None and self.depth is not None and \
-                abs(measured - self.depth) > self.config.max_depth_jump_m * (1 + self.frames_hidden):
+        if depth_jump(box_depths(depth, box), self.depth, self.config.max_depth_jump_m * (1 + self.frames_hidden)):
             return None
         return box, Verdict(True, appearance)
 

@@ -105,13 +105,19 @@ def test_depth_check_sees_an_occluder_in_front():
     depth[40:70, 50:90] = 0.6
     monitor = TrackMonitor()
     monitor.start(rgb, (50.0, 40.0, 90.0, 70.0), depth)
-    assert monitor.depth == pytest.approx(0.6)
+    assert monitor.depth == pytest.approx((0.6, 0.6))
     assert monitor.check(rgb, (50.0, 40.0, 90.0, 70.0), False, depth).ok
     nearer = depth.copy()
     nearer[30:80, 40:100] = 0.35    # same colours (a transparent-looking occluder), but in front
     assert monitor.check(rgb, (50.0, 40.0, 90.0, 70.0), False, nearer).reason == "depth"
     no_depth = np.zeros_like(depth)   # invalid depth: the check abstains
     assert monitor.check(rgb, (50.0, 40.0, 90.0, 70.0), False, no_depth).ok
+    behind = depth.copy()
+    behind[40:70, 50:90] = 0.9      # the box is on the table now (same colours painted there)
+    assert monitor.check(rgb, (50.0, 40.0, 90.0, 70.0), False, behind).reason == "depth"
+    small_thing = depth.copy()
+    small_thing[50:60, 65:75] = 0.5    # a cube put on the object covers too little of it to count
+    assert monitor.check(rgb, (50.0, 40.0, 90.0, 70.0), False, small_thing).ok
 
 
 def test_search_finds_the_object_after_it_moved_while_hidden(scene):
