@@ -42,6 +42,7 @@ setup(
             "hamster-preflight = hamster_franka.preflight:main",
             "hamster-record-demonstrations = hamster_apps.record_demonstrations:main",
             "hamster-train = hamster_apps.train:main",
+            "hamster-dataset = hamster_apps.dataset:main",
             "hamster-eval-sim = hamster_apps.eval_sim:main",
             "hamster-replay = hamster_bag.replay:main",
             "hamster-replay-eval = hamster_bag.replay_eval:main",

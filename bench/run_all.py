@@ -12,8 +12,8 @@ from pathlib import Path
 from hamster_ros.dds import confine_dds_to_this_machine
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["bench_setup.py", "bench_conversions.py", "bench_executor.py", "bench_sim.py", "bench_vlm.py", "bench_perception.py", "bench_episode.py",
-           "bench_franka_bridge.py"]
+SCRIPTS = ["bench_setup.py", "bench_conversions.py", "bench_executor.py", "bench_sim.py", "bench_vlm.py",
+           "bench_vlm_families.py", "bench_perception.py", "bench_episode.py", "bench_franka_bridge.py"]
 
 
 def main():

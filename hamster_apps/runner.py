@@ -194,7 +194,8 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
 
 def robot_state_topic(specs: list[NodeSpec]) -> str:
     """franka_bridge's robot_state_topic as its parameter files set it (the last file that names it wins)."""
-    topic = "/franka_robot_state_broadcaster/robot_state"
+    from hamster_ros.interfaces import FRANKA_ROBOT_STATE
+    topic = FRANKA_ROBOT_STATE
     bridge = next(spec for spec in specs if spec.name == "franka_bridge")
     for path in bridge.parameter_files:
         section = (yaml.safe_load(Path(path).read_text()) or {}).get("franka_bridge", {}).get("ros__parameters", {})

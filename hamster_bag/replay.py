@@ -4,7 +4,15 @@ from the bag's time for nodes with use_sim_time.
     hamster-replay BAG [--rate F | --paced] [--remap FILE] [--topics T ...] [--loop yes|no] [--clock bag|recorded|none]
 
 Messages are published as the recorded CDR bytes (`Publisher.publish(bytes)`): no deserialization. Types
-come from the installed ROS packages; a type that is not installed stops the replay before it starts.
+come from the installed ROS packages. A topic whose type is not installed is skipped with one warning line
+(and listed in the summary's `skipped`): tf2_msgs has no wheel on PyPI, so a real robot bag's /tf and
+/tf_static are skipped here (hamster-replay-eval reads them from the bag itself); a topic named with --topics
+whose type is not installed stops the replay before it starts.
+
+QoS: each topic is published with its recorded reliability and durability and its recorded history depth;
+rosbag2 records depth 0 when the publisher's depth was not discoverable, and then the replay uses rosbag2
+player's default of 10 (depth 1 lost messages at --rate 2). A latched topic keeps every recorded message
+(up to 100) for late joiners: a bag's /tf_static holds one message per static broadcaster.
 
 Pacing
 - `--rate F` (default 1): message i goes out at wall time start + (t_i - t_0) / F; /clock follows the same
@@ -54,7 +62,11 @@ def message_class(msgtype: str):
         raise ReplayError(f"unknown message type {msgtype!r}: not an installed ROS interface ({error})") from None
 
 
-def replay_qos(topic: str, msgtype: str, recorded: list, *, paced: bool, window: int):
+UNKNOWN_DEPTH = 10          # rosbag2 player's history depth when the bag recorded none (depth 0)
+MAX_LATCHED_DEPTH = 100
+
+
+def replay_qos(topic: str, msgtype: str, recorded: list, *, paced: bool, window: int, count: int = 1):
     """The publisher QoS: the recorded profile when the bag has one, else the runtime's convention for the
     topic; --paced makes it reliable with room for the in-flight window."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -64,11 +76,13 @@ def replay_qos(topic: str, msgtype: str, recorded: list, *, paced: bool, window:
         profile = recorded[0]
         reliable = profile.reliability != QosReliability.BEST_EFFORT
         latched = profile.durability == QosDurability.TRANSIENT_LOCAL
-        depth = max(1, int(profile.depth))
+        depth = int(profile.depth) or UNKNOWN_DEPTH
     else:
         latched = topic in LATCHED_TOPICS
         reliable = latched or msgtype not in SENSOR_TYPES
         depth = 1 if latched else (5 if msgtype in SENSOR_TYPES else 10)
+    if latched:
+        depth = max(depth, min(count, MAX_LATCHED_DEPTH))
     if paced:
         reliable, depth = True, max(depth, window)
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
@@ -86,9 +100,9 @@ class PlannedTopic:
 
 
 def plan_topics(connections, remap: dict[str, str], selected: list[str] | None, clock_mode: str, *,
-                paced: bool, window: int) -> dict[int, PlannedTopic]:
-    """connection id -> what to publish it as. Raises ReplayError for unknown types or selected topics the
-    bag does not have."""
+                paced: bool, window: int, skipped: dict | None = None) -> dict[int, PlannedTopic]:
+    """connection id -> what to publish it as. Raises ReplayError for selected topics the bag does not have or
+    whose type is not installed; other topics of an uninstalled type go into `skipped` (topic -> why)."""
     if selected:
         known = {c.topic for c in connections} | {remap.get(c.topic, c.topic) for c in connections}
         missing = [topic for topic in selected if topic not in known]
@@ -102,10 +116,17 @@ def plan_topics(connections, remap: dict[str, str], selected: list[str] | None, 
             continue
         if name == "/clock" and clock_mode != "recorded":
             continue  # the replay publishes its own clock (or none)
-        message_class(connection.msgtype)
+        try:
+            message_class(connection.msgtype)
+        except ReplayError as error:
+            if selected or skipped is None:
+                raise
+            skipped[connection.topic] = str(error)
+            continue
         planned[connection.id] = PlannedTopic(connection.topic, name, connection.msgtype,
                                               replay_qos(name, connection.msgtype, connection.ext.offered_qos_profiles,
-                                                         paced=paced, window=window), connection.msgcount)
+                                                         paced=paced, window=window, count=connection.msgcount),
+                                              connection.msgcount)
     types = {}
     for item in planned.values():
         if types.setdefault(item.topic, item.msgtype) != item.msgtype:
@@ -228,7 +249,11 @@ def run(args) -> dict:
     rate = None if paced else (args.rate or 1.0)
     stop = threading.Event()
     try:
-        planned = plan_topics(reader.connections, remap, args.topics, args.clock, paced=paced, window=args.window)
+        skipped = {}
+        planned = plan_topics(reader.connections, remap, args.topics, args.clock, paced=paced, window=args.window,
+                              skipped=skipped)
+        for topic, why in skipped.items():
+            print(f"hamster-replay: warning: skipping {topic}: {why}", file=sys.stderr, flush=True)
         if not planned:
             raise ReplayError(f"nothing to replay in {args.bag}")
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -262,7 +287,7 @@ def run(args) -> dict:
             "clock_messages": replayer.clock_published, "passes": passes, "interrupted": stop.is_set(),
             "bag_seconds": round(bag_seconds, 3), "wall_seconds": round(wall, 3),
             "achieved_rate": round(bag_seconds / wall, 3) if wall > 0 else None,
-            "acks_timed_out": replayer.acks_timed_out}
+            "acks_timed_out": replayer.acks_timed_out, "skipped": sorted(skipped)}
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,19 @@
 """Evaluate recorded episodes offline: no ROS graph, the bag's frames read deterministically.
 
-    hamster-replay-eval BAG [BAG ...] [--vlm-backend NAME] [--policy NAME] [--mapping FILE] [--out DIR]
+    hamster-replay-eval BAG [BAG ...] [--vlm-backend NAME] [--policy NAME|none] [--mapping FILE]
+                        [--calibration FILE] [--out DIR]
 
 Per bag:
+- the camera pose and where it came from (`camera_pose_source`: tf_static, tf, mapping, calibration or
+  camera_pose_topic; see hamster_bag.bag_episode); no pose at all is an error naming the missing frames;
+- `tcp_path_2d`: the TCP (end-effector pose, interpolated) projected into the first colour frame's camera at
+  every colour-frame stamp, [{"stamp_ns", "xy": [u / W, v / H]}] with u = fx * x / z + cx (continuous pixel
+  coordinates, pixel i spans [i, i + 1)); points behind the camera are left out;
+- `oracle_path` (the simplified proprioceptive path with its gripper actions, as a HAMSTER answer too) and
+  `gripper_events` [{"stamp_ns", "state": "closed"|"open"}] (from gripper commands, else the finger joints);
+- `sensor_latency_ms`: per bag topic with a header, receive time - header stamp (p50, p99, max);
+- `calibration_file`: that camera pose as a hamster_core.calibration file, for camera_cloud when the bag is
+  replayed into the graph;
 - paths: the recorded Path2D (or a fresh one from --vlm-backend) against the oracle path, the end effector's
   recorded positions projected into the first frame's camera, clipped to the image and RDP-simplified like a
   HAMSTER label; Fréchet, DTW, start/end error, gripper-event agreement (hamster_core.path_metrics);
@@ -11,8 +22,9 @@ Per bag:
   path (then the report says so);
 - masks: IoU of the recorded GroundingMasks against the recorded segmentation + /sim/scene ids (simulator);
 - timing: image stamp -> path / masks receive latency, command stream rate and jitter.
-Writes report.json and report.md (plots and overlay thumbnails beside them). Exits 2 naming a missing topic,
-unknown type or bad option; 1 if a bag could not be evaluated.
+Writes report.json and report.md (plots and overlay thumbnails beside them; oracle_latency.png shows the oracle
+path beside the latencies). Exits 2 naming a missing topic, frame, unknown type or bad option; 1 if a bag could
+not be evaluated or a requested step (the VLM, the policy) failed.
 """
 from __future__ import annotations
 
@@ -23,22 +35,21 @@ from pathlib import Path
 
 import numpy as np
 
-from hamster_core.path2d import Path2D, simplify_rdp
+from hamster_core.geometry import Pose
+from hamster_core.path2d import Path2D
 from hamster_ros import interfaces as t
 from hamster_bag.bag_episode import BagError, Episode, EpisodeBag, TopicMapping, load_episode, sim_to_receive_time
 
-ORACLE_RDP_EPSILON = 0.05  # the HAMSTER paper's label simplification
-
-
 def oracle_path(episode: Episode) -> Path2D:
-    """The end effector's own path over the episode, as the first frame's camera saw the scene."""
-    trajectory, camera = episode.trajectory, episode.camera
-    pixels, depth = camera.project(trajectory.positions)
-    keep = depth > 0
-    if not np.any(keep):
-        raise BagError(f"{episode.path}: the end effector is never in front of the camera")
-    normalized = np.clip(camera.normalize(pixels[keep]), 0.0, 1.0)
-    return simplify_rdp(Path2D(normalized, trajectory.closed[keep].astype(np.uint8)), ORACLE_RDP_EPSILON)
+    """The end effector's own path over the episode, as the first frame's camera saw the scene, clipped to the
+    image and RDP-simplified like a HAMSTER label (hamster_sim.rollout.projected_path)."""
+    from hamster_sim.rollout import projected_path
+
+    trajectory = episode.trajectory
+    try:
+        return projected_path(episode.camera, trajectory.positions, trajectory.closed)
+    except ValueError as error:
+        raise BagError(f"{episode.path}: {error}") from None
 
 
 def vlm_path(episode: Episode, backend_name: str) -> tuple[Path2D, dict]:
@@ -129,6 +140,47 @@ def evaluate_masks(bag: EpisodeBag, episode: Episode, limit: int = 20) -> dict:
             "iou_min": float(min(min(v) for v in scores.values())) if scores else None}
 
 
+def tcp_path_2d(bag: EpisodeBag, episode: Episode) -> list[dict]:
+    """The TCP at every colour-frame stamp of the episode, projected into the first frame's camera."""
+    trajectory, camera = episode.trajectory, episode.camera
+    stamps = []
+    for connection in bag.connections.get(t.COLOR_IMAGE, []):
+        received, header = bag.header_stamps(connection)
+        stamps.extend((header if episode.clock == "header" else received)[received >= episode.frame_ns])
+    stamps = np.array(sorted(stamps), np.int64)
+    pixels, depth = camera.project(trajectory.position_at(stamps))
+    normalized = camera.normalize(pixels)
+    return [{"stamp_ns": int(stamp), "xy": [round(float(x), 6), round(float(y), 6)]}
+            for stamp, (x, y), z in zip(stamps, normalized, depth) if z > 0]
+
+
+def sensor_latencies(bag: EpisodeBag) -> dict:
+    """Receive time - header stamp per bag topic whose messages carry a header (ms: p50, p99, max, count).
+    Stamps on a recorded /clock (the simulator) are mapped to receive time through it first."""
+    to_receive = sim_to_receive_time(bag)
+    latencies = {}
+    for connection in sorted(bag.reader.connections, key=lambda c: c.topic):
+        read = bag.header_stamps(connection) if connection.msgcount else None
+        if read is None:
+            continue
+        received, stamps = read
+        valid = stamps > 0                                     # unset stamps say nothing about latency
+        if not np.any(valid):
+            continue
+        latency = (received[valid] - to_receive(stamps[valid] * 1e-9)) * 1e-6
+        latencies[connection.topic] = {"count": int(valid.sum()),
+                                       "p50_ms": round(float(np.percentile(latency, 50)), 2),
+                                       "p99_ms": round(float(np.percentile(latency, 99)), 2),
+                                       "max_ms": round(float(latency.max()), 2)}
+    return latencies
+
+
+def path_json(path: Path2D) -> dict:
+    from hamster_core.path2d import format_hamster_answer
+    return {"points": np.round(path.points, 4).tolist(), "gripper": path.gripper.astype(int).tolist(),
+            "answer": format_hamster_answer(path)}
+
+
 def evaluate_timing(bag: EpisodeBag, episode: Episode) -> dict:
     """Latency from the image a result was computed on (its header stamp) to the result's receive time."""
     from hamster_bag.bag_stats import episode_timing
@@ -154,32 +206,68 @@ def evaluate_bag(path: Path, args, out: Path) -> dict:
 
     mapping = TopicMapping.load(args.mapping)
     with EpisodeBag(path, mapping) as bag:
-        episode = load_episode(bag)
+        episode = load_episode(bag, calibration=args.calibration_data)
+        camera_pose = Pose.from_matrix(episode.camera.base_from_camera)
         result = {"bag": str(path), "instruction": episode.instruction,
                   "metadata": episode.metadata or bag.custom_data,
+                  "camera_pose_source": episode.camera_pose_source,
+                  "camera_pose": {"base_frame": episode.base_frame,
+                                  "position": np.round(camera_pose.position, 5).tolist(),
+                                  "orientation": np.round(camera_pose.orientation, 6).tolist()},
                   "gripper_source": episode.trajectory.gripper_source,
-                  "episode_seconds": round(float(episode.trajectory.times[-1]), 2)}
+                  "gripper_events": [{"stamp_ns": stamp, "state": "closed" if closed else "open"}
+                                     for stamp, closed in episode.trajectory.gripper_events],
+                  "episode_seconds": round(float(episode.trajectory.times[-1]), 2),
+                  "cloud_source": episode.cloud_source or None}
         oracle = oracle_path(episode)
+        result["oracle_path"] = path_json(oracle)
+        result["tcp_path_2d"] = tcp_path_2d(bag, episode)
         predicted, source = None, None
         if args.vlm_backend:
-            predicted, info = vlm_path(episode, args.vlm_backend)
-            source = f"vlm:{info['model_id']}"
+            try:
+                predicted, info = vlm_path(episode, args.vlm_backend)
+                source = f"vlm:{info['model_id']}"
+            except (ValueError, RuntimeError, OSError) as error:   # the backend's and the parser's errors
+                result["path"] = {"source": f"vlm:{args.vlm_backend}", "error": f"{type(error).__name__}: {error}"}
         elif episode.recorded_path is not None:
             predicted, source = episode.recorded_path, f"recorded:{episode.path_info['model_id']}"
         if predicted is not None:
             result["path"] = {"source": source, **compare_paths(predicted, oracle)}
-        else:
+        elif "path" not in result:
             result["path"] = {"skipped": f"no {t.PATH} recorded and no --vlm-backend"}
-        try:
-            policy = evaluate_policy(episode, args.policy, predicted if predicted is not None else oracle)
-            result["policy"] = {"name": args.policy,
-                                "path_input": source or "oracle (hindsight: the executed trajectory)", **policy}
-        except ValueError as error:  # PolicyError and invalid inputs: report, do not abort the batch
-            result["policy"] = {"name": args.policy, "error": str(error)}
+        if args.policy == "none":
+            result["policy"] = {"skipped": "--policy none"}
+        else:
+            try:
+                policy = evaluate_policy(episode, args.policy, predicted if predicted is not None else oracle)
+                result["policy"] = {"name": args.policy,
+                                    "path_input": source or "oracle (hindsight: the executed trajectory)", **policy}
+            except ValueError as error:  # PolicyError and invalid inputs: report, do not abort the batch
+                result["policy"] = {"name": args.policy, "error": str(error)}
         result["masks"] = evaluate_masks(bag, episode)
         result["timing"] = evaluate_timing(bag, episode)
+        result["sensor_latency_ms"] = sensor_latencies(bag)
         result["figures"] = write_figures(episode, oracle, predicted, result, out / _slug(path))
+        result["calibration_file"] = write_calibration(episode, bag, out / _slug(path) / "calibration.yaml")
     return result
+
+
+def write_calibration(episode: Episode, bag: EpisodeBag, path: Path) -> str:
+    """The camera pose the evaluation used, as a calibration file for camera_cloud (replaying the bag into the
+    graph: README, Offline evaluation)."""
+    from hamster_core.calibration import CameraCalibration, save_calibration
+
+    info = bag.last_before(t.COLOR_INFO, episode.frame_ns)[1]
+    calibration = CameraCalibration(episode.camera.base_from_camera, episode.base_frame,
+                                    info.header.frame_id or "camera_color_optical_frame", episode.camera.width,
+                                    episode.camera.height, source=f"{episode.path}: {episode.camera_pose_source}")
+    save_calibration(calibration, path, comment="written by hamster-replay-eval from the bag's camera pose")
+    return str(path)
+
+
+def failed_steps(result: dict) -> list[str]:
+    """The requested steps of one bag's evaluation that failed (path from the VLM, policy)."""
+    return [f"{name}: {result[name]['error']}" for name in ("path", "policy") if "error" in result.get(name, {})]
 
 
 def _slug(path: Path) -> str:
@@ -229,6 +317,30 @@ def write_figures(episode: Episode, oracle: Path2D, predicted: Path2D | None, re
         figure.savefig(figures["keyframe_errors"])
         plt.close(figure)
 
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100, gridspec_kw={"width_ratios": [1.2, 1]})
+    left.imshow(episode.rgb)
+    pixels = oracle.to_pixels(width, height)
+    left.plot(pixels[:, 0], pixels[:, 1], "-o", color="lime", markersize=3, linewidth=1.5)
+    for index in np.flatnonzero(np.diff(oracle.gripper.astype(int))) + 1:
+        closing = bool(oracle.gripper[index])
+        left.annotate("close" if closing else "open", pixels[index], color="red" if closing else "cyan", fontsize=8)
+    tcp = np.array([p["xy"] for p in result.get("tcp_path_2d", [])]).reshape(-1, 2) * [width, height]
+    left.plot(tcp[:, 0], tcp[:, 1], ".", color="white", markersize=1.5, label="TCP at colour frames")
+    left.set_title(f"oracle path (camera pose: {episode.camera_pose_source})", fontsize=8)
+    left.set_axis_off()
+    latencies = result.get("sensor_latency_ms", {})
+    names = list(latencies)
+    right.barh(range(len(names)), [latencies[n]["p50_ms"] for n in names], color="tab:blue", label="p50")
+    right.scatter([latencies[n]["p99_ms"] for n in names], range(len(names)), color="tab:red", s=12, label="p99",
+                  zorder=3)
+    right.set_yticks(range(len(names)), [n if len(n) < 42 else "..." + n[-39:] for n in names], fontsize=6)
+    right.set_xlabel("receive - header stamp (ms)")
+    right.legend(fontsize=7)
+    figure.tight_layout()
+    figures["oracle_latency"] = str(folder / "oracle_latency.png")
+    figure.savefig(figures["oracle_latency"])
+    plt.close(figure)
+
     overlay = draw_path(episode.rgb, predicted if predicted is not None else oracle)
     if episode.masks_msgs:
         overlay = draw_masks(overlay, masks_from_msg(episode.masks_msgs[0][1]))
@@ -267,10 +379,12 @@ def markdown_report(results: list[dict], out: Path) -> str:
         if "error" in r:
             continue
         lines += [f"## {r['bag']}", "", f"Instruction: *{r['instruction']}*", ""]
-        for name, key in (("path vs oracle", "paths"), ("overlay", "overlay"), ("keyframe errors", "keyframe_errors")):
+        for name, key in (("path vs oracle", "paths"), ("oracle path and sensor latencies", "oracle_latency"),
+                          ("overlay", "overlay"), ("keyframe errors", "keyframe_errors")):
             if key in r["figures"]:
                 lines.append(f"![{name}]({Path(r['figures'][key]).relative_to(out)})")
-        lines += ["", "```json", json.dumps({k: r[k] for k in ("path", "masks", "timing")}, indent=1), "```", ""]
+        excerpt = ("camera_pose_source", "camera_pose", "gripper_events", "path", "masks", "timing", "sensor_latency_ms")
+        lines += ["", "```json", json.dumps({k: r[k] for k in excerpt}, indent=1), "```", ""]
         if "error" in r["policy"]:
             lines += [f"Policy failed: {r['policy']['error']}", ""]
     return "\n".join(lines)
@@ -282,13 +396,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bags", type=Path, nargs="+", help="rosbag2 folders (mcap or sqlite3)")
     parser.add_argument("--vlm-backend", default=None, help="compute a fresh path with this VLM backend")
-    parser.add_argument("--policy", default="path_follower", help="policy to run on the first frame")
+    parser.add_argument("--policy", default="path_follower", help="policy to run on the first frame (none: skip)")
     parser.add_argument("--mapping", type=Path, default=None, help="topic mapping YAML (e.g. real-robot bags)")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="camera calibration YAML (hamster_core.calibration): overrides the bag's /tf_static")
     parser.add_argument("--out", type=Path, default=Path("runs/replay_eval"), help="report folder")
     args = parser.parse_args(argv)
     try:
+        from hamster_core.calibration import load_calibration
         from hamster_core.policies.base import POLICIES
-        POLICIES.get(args.policy)
+        if args.policy != "none":
+            POLICIES.get(args.policy)
+        args.calibration_data = load_calibration(args.calibration) if args.calibration else None
         if args.vlm_backend:
             from hamster_core.vlm import VLM_BACKENDS
             VLM_BACKENDS.get(args.vlm_backend)
@@ -311,9 +430,12 @@ def main(argv=None) -> int:
                       "failed": [r["bag"] for r in results if "error" in r]}), flush=True)
     for error in input_errors:
         print(f"hamster-replay-eval: error: {error}", file=sys.stderr)
+    step_failures = [(r["bag"], failure) for r in results if "error" not in r for failure in failed_steps(r)]
+    for bag, failure in step_failures:
+        print(f"hamster-replay-eval: {bag}: {failure}", file=sys.stderr)
     if input_errors:
         return 2
-    return 1 if any("error" in r for r in results) else 0
+    return 1 if any("error" in r for r in results) or step_failures else 0
 
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
 """Drawing 2D paths and grounding masks on RGB images.
 
-`draw_path` follows HAMSTER's released drawing (the overlay its low-level policies were trained on):
-- the path is resampled to 100 points evenly spaced by arc length and drawn as line segments coloured by
-  progress with the jet colormap, dark blue at the start to dark red at the end (segment i gets the colour
-  of sample i);
-- a ring marks the first point and every gripper change of the original path: blue where the gripper
-  closes (grasp) and red where it opens (release); the first point gets the colour of its own state;
+`draw_path` reproduces `draw_lines_on_image_cv` of HAMSTER's released client (gradio_server_example.py in
+github.com/liyi14/HAMSTER_beta), the overlay its low-level policies were trained on, pixel for pixel:
+- points go to pixels by truncation, int(x * width), int(y * height);
+- the path is resampled to 100 points evenly spaced by arc length measured in those pixels (the gripper changes
+  are not kept: only the rings show them), truncated to integers, and drawn as 8-connected line segments
+  coloured by progress with the jet colormap, dark blue at the start to dark red at the end (segment i gets
+  the colour of sample i);
+- a ring marks the first point and every point whose gripper state differs from the point before: blue where
+  the gripper is closed, red where it is open. The reference reads an answer with the gripper CLOSED until its
+  first action (its `action_flag` starts at GRIPPER_CLOSE), so the points before the path's first gripper
+  change are drawn in `start_state` (CLOSED by default, as the reference; OPEN draws the runtime's own
+  semantics). For the usual answer (reach, Close, carry, Open) the start ring is therefore blue and the grasp
+  gets no ring. An explicit "Open Gripper" written before any close leaves no trace in a Path2D and is not drawn;
 - sizes scale with s = max(min(width, height) / 512, 1): line thickness max(1, int(2 s)), ring radius
   int(7 s), ring thickness max(1, int(2 s)); images smaller than 512 px keep the 512 px sizes;
 - rings are drawn first and the path over them, in HAMSTER's order.
-Unlike HAMSTER's client, lines and rings are anti-aliased and placed with sub-pixel precision.
+Where the reference divides by zero (two equal consecutive points under a sample) the sample takes the point
+itself; a single-point path gets its ring only (the reference fails on both). `antialias=True` draws the same
+path anti-aliased at sub-pixel precision instead (no truncation), which is not what the model was trained on.
 
 `draw_path_channels` is the other conditioning the HAMSTER paper compares: the path as extra input channels
 next to the RGB image instead of painted over it (see its docstring for the channel layout).
@@ -66,33 +75,65 @@ def _to_cv_fixed_point(pixels: np.ndarray) -> np.ndarray:
     return np.rint((pixels - 0.5) * _SUBPIXEL).astype(np.int32)
 
 
-def draw_path(image_rgb: np.ndarray, path: Path2D, *, num_points: int = 100, colormap: str = "jet") -> np.ndarray:
-    """A copy of `image_rgb` with `path` drawn on it the HAMSTER way (see the module docstring)."""
+def drawn_gripper_states(path: Path2D, start_state: GripperState = GripperState.CLOSED) -> np.ndarray:
+    """The gripper state the drawing gives each point: the path's, with the points before its first change in
+    `start_state` (see the module docstring)."""
+    states = path.gripper.copy()
+    changes = path.gripper_change_indices()
+    states[:changes[0] if len(changes) else len(path)] = GripperState(start_state)
+    return states
+
+
+def arc_length_samples(pixels: np.ndarray, num_points: int) -> np.ndarray:
+    """`num_points` points evenly spaced by arc length along the polyline `pixels` (N >= 2, float32), computed as
+    the reference does (float32, the first segment whose end is at or past each sample distance)."""
+    steps = np.linalg.norm(np.diff(pixels, axis=0), axis=1)
+    arc = np.concatenate((np.zeros(1, np.float32), np.cumsum(steps, dtype=np.float32)))
+    distances = np.linspace(0, arc[-1], num_points)
+    segment = np.minimum(np.searchsorted(arc[1:], distances, side="left"), len(pixels) - 2)
+    length = arc[segment + 1] - arc[segment]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(length > 0, (distances - arc[segment]) / length, np.float32(0)).astype(np.float32)
+    return (1 - t)[:, None] * pixels[segment] + t[:, None] * pixels[segment + 1]
+
+
+def draw_path(image_rgb: np.ndarray, path: Path2D, *, num_points: int = 100, colormap: str = "jet",
+              start_state: GripperState = GripperState.CLOSED, antialias: bool = False) -> np.ndarray:
+    """A copy of `image_rgb` with `path` drawn on it as HAMSTER's released client does (module docstring)."""
     image = _check_rgb(image_rgb)
     if num_points < 2:
         raise ValueError(f"num_points must be >= 2, got {num_points}")
+    if start_state not in (GripperState.OPEN, GripperState.CLOSED):
+        raise ValueError(f"start_state must be a GripperState, got {start_state!r}")
     out = image.copy()
     height, width = out.shape[:2]
     scale = drawing_scale(width, height)
     line_thickness = max(1, int(2 * scale))
     ring_radius = int(7 * scale)
     ring_thickness = max(1, int(2 * scale))
+    if antialias:
+        pixels = path.to_pixels(width, height).astype(np.float32)
+        to_cv = _to_cv_fixed_point
+        line_type, shift, unit = cv2.LINE_AA, _SHIFT, _SUBPIXEL
+    else:
+        pixels = np.trunc(path.to_pixels(width, height)).astype(np.float32)
+        to_cv = lambda points: np.trunc(points).astype(np.int32)  # noqa: E731 - the reference's int()
+        line_type, shift, unit = cv2.LINE_8, 0, 1
 
-    corners = _to_cv_fixed_point(path.to_pixels(width, height))
-    ring_indices = np.union1d([0], path.gripper_change_indices())
-    for index in ring_indices.tolist():
-        color = GRIPPER_RING_COLORS[GripperState(path.gripper[index])]
-        cv2.circle(out, tuple(corners[index].tolist()), ring_radius * _SUBPIXEL, color, ring_thickness,
-                   cv2.LINE_AA, _SHIFT)
+    states = drawn_gripper_states(path, start_state)
+    corners = to_cv(pixels)
+    for index in range(len(path)):
+        if index == 0 or states[index] != states[index - 1]:
+            color = GRIPPER_RING_COLORS[GripperState(states[index])]
+            cv2.circle(out, tuple(corners[index].tolist()), ring_radius * unit, color, ring_thickness, line_type,
+                       shift)
 
     if len(path) > 1:
-        # Resampling keeps every gripper change, so it needs at least that many samples.
-        samples = resample(path, max(num_points, len(ring_indices) + 1))
-        vertices = _to_cv_fixed_point(samples.to_pixels(width, height)).tolist()
+        vertices = to_cv(arc_length_samples(pixels, num_points)).tolist()
         progress = np.linspace(0.0, 1.0, len(vertices))
         colors = (_colormap(colormap)(progress)[:, :3] * 255).astype(np.uint8).tolist()
         for start, end, color in zip(vertices[:-1], vertices[1:], colors):
-            cv2.line(out, tuple(start), tuple(end), tuple(color), line_thickness, cv2.LINE_AA, _SHIFT)
+            cv2.line(out, tuple(start), tuple(end), tuple(color), line_thickness, line_type, shift)
     return out
 
 

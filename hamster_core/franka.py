@@ -197,6 +197,42 @@ def controller_link_problem(topic: str, subscribers: int, publishers: int) -> st
     return None
 
 
+def gripper_opening(positions, joints) -> float | None:
+    """The Franka Hand's opening (m) from finger joint positions (name -> m): the named joints summed. A joint
+    that is missing counts as the mean of the present ones (the second finger mimics the first, and setups often
+    publish fr3_finger_joint1 only); None when none of them is present."""
+    present = [float(positions[name]) for name in joints if name in positions]
+    return sum(present) * len(joints) / len(present) if present else None
+
+
+# franka_ros2's names (franka_bringup/config/controllers.yaml) and crisp_controllers' (docs: the spawner's
+# "cartesian_impedance_controller" of type crisp_controllers/CartesianController).
+RECOVERY_CONTROLLERS = ("franka_robot_state_broadcaster", "cartesian_impedance_controller")
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    """What /robot/recover calls: franka_hardware's error recovery action (its node "action_server", action
+    "~/error_recovery"), then controller_manager's switch_controller to re-activate `controllers` (ros2_control
+    deactivates the controllers of a hardware interface that reports an error), each within `timeout_sec`."""
+
+    error_recovery_action: str = "/action_server/error_recovery"
+    switch_controller_service: str = "/controller_manager/switch_controller"
+    controllers: tuple[str, ...] = RECOVERY_CONTROLLERS
+    timeout_sec: float = 10.0
+
+    def __post_init__(self):
+        for name in ("error_recovery_action", "switch_controller_service"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value.startswith("/") and len(value) > 1):
+                raise ValueError(f"recovery {name} must be an absolute ROS name, got {value!r}")
+        if not self.controllers or any(not c or not isinstance(c, str) for c in self.controllers) \
+                or len(set(self.controllers)) != len(self.controllers):
+            raise ValueError(f"recovery controllers must be distinct non-empty names, got {list(self.controllers)!r}")
+        if not (math.isfinite(self.timeout_sec) and self.timeout_sec > 0):
+            raise ValueError(f"recovery timeout_sec must be positive, got {self.timeout_sec!r}")
+
+
 class GateState(str, enum.Enum):
     DISABLED = "disabled"             # nothing is sent until enable()
     STREAMING = "streaming"
@@ -272,12 +308,12 @@ class StreamGate:
     def enable(self, now: float, wall: float | None = None) -> tuple[bool, str]:
         if self.health is None or self.state_stamp is None:
             return False, "no robot state received yet"
+        if not self.health.ok:  # first: after a reflex the state stream stops too (its controllers go inactive)
+            return False, f"cannot enable: {self.health.reason}"
         if not self.fresh(now):
             return False, f"the robot state is {now - self.state_stamp:.3f} s old"
         if not self.wall_fresh(wall):
             return False, f"no robot state received for {wall - self.state_wall:.3f} s of wall time"
-        if not self.health.ok:
-            return False, f"cannot enable: {self.health.reason}"
         self.state, self.reason, self.halted_at = GateState.STREAMING, "", None
         return True, "enabled: streaming targets to the controller"
 

@@ -34,17 +34,37 @@ class KeyframeSettings:
                 raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
 
 
-def gripper_closed_from_widths(widths, margin: float = 0.01) -> np.ndarray:
-    """Gripper state from measured finger widths: closed below the midpoint of the widest and narrowest
-    width seen. A gripper whose width never changes by more than `margin` never changed state: all open if it
-    stays wide (> 0.04 m), else all closed."""
+#: The Franka hand's opening (m): each finger joint (fr3_finger_joint1/2) moves 0..0.04 (franka_description
+#: hand.xacro), the total width is their sum.
+FRANKA_HAND_WIDTH_RANGE = (0.0, 0.08)
+
+
+def gripper_closed_from_widths(widths, width_range=FRANKA_HAND_WIDTH_RANGE, hysteresis: float = 0.125,
+                               start_closed: bool | None = None) -> np.ndarray:
+    """Gripper state from measured finger widths, with hysteresis: while open the state turns closed once the
+    width falls `hysteresis` x the hand's range below the widest width since it opened; while closed it turns
+    open once the width rises that much above the narrowest width since it closed. So a grasp on any object
+    narrower than the hand's range minus the margin counts, and a partial re-open after a release counts too
+    (an absolute threshold at half the observed range misses a release that does not re-open that far).
+    The first sample is closed when narrower than the middle of the range (unless `start_closed` says)."""
     widths = np.asarray(widths, dtype=float)
     if widths.ndim != 1 or len(widths) == 0 or not np.all(np.isfinite(widths)):
         raise ValueError(f"widths must be a non-empty finite 1D array, got shape {widths.shape}")
-    low, high = widths.min(), widths.max()
-    if high - low <= margin:
-        return np.full(len(widths), high <= 0.04)
-    return widths < (low + high) / 2
+    low, high = (float(v) for v in width_range)
+    if not high > low or not 0 < hysteresis < 1:
+        raise ValueError(f"need width_range low < high and 0 < hysteresis < 1, got {width_range!r}, {hysteresis!r}")
+    margin = hysteresis * (high - low)
+    closed = np.empty(len(widths), bool)
+    state = bool(widths[0] < (low + high) / 2) if start_closed is None else bool(start_closed)
+    extreme = widths[0]
+    for index, width in enumerate(widths):
+        if state and width >= extreme + margin:
+            state, extreme = False, width
+        elif not state and width <= extreme - margin:
+            state, extreme = True, width
+        extreme = min(extreme, width) if state else max(extreme, width)
+        closed[index] = state
+    return closed
 
 
 def extract_keyframes(times, positions, orientations, closed, settings: KeyframeSettings = KeyframeSettings()

@@ -129,8 +129,23 @@ def _forced_indices(path: Path2D) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------
 # Prompt
 
-# Figure 10 of the HAMSTER paper (used for both fine-tuning and inference), one paragraph per line.
+# The prompt HAMSTER's released client sends its fine-tuned VILA model (gradio_server_example.py in
+# github.com/liyi14/HAMSTER_beta), byte for byte: a leading newline, one paragraph per line. A fine-tuned model is
+# asked in the words it was served with.
 HAMSTER_PROMPT_TEMPLATE = (
+    "\nIn the image, please execute the command described in <quest>{instruction}</quest>.\n"
+    "Provide a sequence of points denoting the trajectory of a robot gripper to achieve the goal.\n"
+    "Format your answer as a list of tuples enclosed by <ans> and </ans> tags. For example:\n"
+    "<ans>[(0.25, 0.32), (0.32, 0.17), (0.13, 0.24), <action>Open Gripper</action>, (0.74, 0.21), "
+    "<action>Close Gripper</action>, ...]</ans>\n"
+    "The tuple denotes point x and y location of the end effector in the image. "
+    "The action tags indicate gripper actions.\n"
+    "Coordinates should be floats between 0 and 1, representing relative positions.\n"
+    "Remember to provide points between <ans> and </ans> tags and think step by step."
+)
+
+# Figure 10 of the HAMSTER paper: the same request in the paper's wording (no leading newline, no last line).
+HAMSTER_PAPER_PROMPT_TEMPLATE = (
     "In the image, please execute the command described in <quest>{instruction}</quest>.\n"
     "Provide a sequence of points denoting the trajectory of a robot gripper to achieve the goal.\n"
     "Format your answer as a list of tuples enclosed by <ans> and </ans> tags. For example:\n"
@@ -241,11 +256,8 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
         raise PathParseError(f"expected '[' after <ans>, found {_excerpt(text, position)}")
     position += 1
 
-    coordinates: list[tuple[float, float]] = []
+    steps = PathSteps(max_points)
     all_integers = True  # every coordinate written without a fraction or exponent: possibly pixels
-    states: list[int] = []
-    pending_action: int | None = None  # an action seen since the last point
-    state = int(GripperState.OPEN)
     closed_list = False
     while position < body_end:
         token = _TOKEN.match(text, position, body_end)
@@ -258,27 +270,20 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
             position = token.end()
             break
         if kind == "tuple":
-            if len(coordinates) == max_points:
-                raise PathParseError(f"the path has more than max_points={max_points} points")
+            steps.check_room()
             point, integers = _parse_point(token.group("tuple_body"), position)
-            coordinates.append(point)
+            steps.point(point)
             all_integers = all_integers and integers
-            states.append(state)
-            pending_action = None
         elif kind == "action":
-            action = _parse_action(token.group("action_body"), position)
-            if pending_action is not None and action != pending_action:
-                raise PathParseError(f"conflicting gripper actions with no point between them at position {position}")
-            pending_action = state = action
-            if states:
-                states[-1] = action  # an action after point i applies at point i
+            steps.action(_parse_action(token.group("action_body"), position), f"at position {position}")
         position = token.end()
 
     if closed_list and closing is not None and text[position:body_end].strip():
         raise PathParseError(f"unexpected text between ']' and </ans>: {_excerpt(text, position)}")
-    if not coordinates:
+    if not steps.coordinates:
         raise PathParseError("the path has no points")
 
+    coordinates = steps.coordinates
     points = np.array(coordinates, dtype=np.float64)
     in_pixels = bool(np.any(points > 1.0))
     if in_pixels:
@@ -294,10 +299,44 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
         index = int(np.flatnonzero(outside)[0])
         where = f" of the {image_size[0]}x{image_size[1]} image" if in_pixels else " [0, 1]"
         raise PathParseError(f"point {index} {coordinates[index]} is outside{where}")
-    try:
-        return Path2D(points, np.array(states, dtype=np.uint8))
-    except PathError as error:  # keep the promise that bad text only ever raises PathParseError
-        raise PathParseError(str(error)) from error
+    return steps.path(points)
+
+
+class PathSteps:
+    """Points and gripper actions in the order an answer gives them -> the gripper state at every point (the
+    module's convention: OPEN before the path, an action after point i sets the state at point i and after it,
+    an action before the first point sets it at the first point). Shared by every answer format."""
+
+    def __init__(self, max_points: int):
+        self.max_points = max_points
+        self.coordinates: list[tuple[float, float]] = []
+        self.states: list[int] = []
+        self._state = int(GripperState.OPEN)
+        self._pending: int | None = None  # an action seen since the last point
+
+    def check_room(self) -> None:
+        if len(self.coordinates) == self.max_points:
+            raise PathParseError(f"the path has more than max_points={self.max_points} points")
+
+    def point(self, xy: tuple[float, float]) -> None:
+        self.check_room()
+        self.coordinates.append(xy)
+        self.states.append(self._state)
+        self._pending = None
+
+    def action(self, state: int, where: str) -> None:
+        if self._pending is not None and state != self._pending:
+            raise PathParseError(f"conflicting gripper actions with no point between them {where}")
+        self._pending = self._state = int(state)
+        if self.states:
+            self.states[-1] = self._state  # an action after point i applies at point i
+
+    def path(self, points: np.ndarray) -> Path2D:
+        """The path of `points` (the coordinates, normalized) with the states; PathParseError if invalid."""
+        try:
+            return Path2D(points, np.array(self.states, dtype=np.uint8))
+        except PathError as error:  # keep the promise that bad text only ever raises PathParseError
+            raise PathParseError(str(error)) from error
 
 
 def _parse_point(body: str, position: int) -> tuple[tuple[float, float], bool]:

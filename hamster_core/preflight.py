@@ -4,6 +4,8 @@ table.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,7 +99,7 @@ def calibration_check(points: np.ndarray, tcp: Pose, width: float,
     return Check(name, best <= tolerance, f"{best * 1000:.1f} mm", expected, detail)
 
 
-def format_table(checks: list[Check]) -> str:
+def format_table(checks: list[Check], title: str = "PRE-FLIGHT") -> str:
     rows = [("check", "result", "value", "expected", "detail")] + \
            [(c.name, c.verdict, c.value, c.expected, c.detail) for c in checks]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -107,12 +109,25 @@ def format_table(checks: list[Check]) -> str:
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     failed = [c.name for c in checks if c.passed is False]
-    lines.append(f"PRE-FLIGHT {'FAILED: ' + '; '.join(failed) if failed else 'PASSED'}")
+    lines.append(f"{title} {'FAILED: ' + '; '.join(failed) if failed else 'PASSED'}")
     return "\n".join(lines)
 
 
 # -- the controller nudge ----------------------------------------------------------------------------------
 NUDGE_STATE_PERIODS = 2.0      # the nudge starts from a robot state at most this many state periods old
+NUDGE_TOLERANCE = 0.005        # m between the nudge's goal and where a stiff arm went
+NUDGE_SETTLE_MARGIN = 0.002    # m an impedance-controlled arm may still be moving when the nudge is judged
+
+
+def nudge_tolerance(stiffness: float = 0.0, unmodelled_force: float = 0.0) -> float:
+    """m between the nudge's goal and where the arm may stop. A Cartesian impedance controller of `stiffness`
+    N/m stops short by the force it does not model (friction, payload error) over its stiffness: 400 N/m and 2 N
+    leave 5 mm. 0 stiffness: a stiff arm, NUDGE_TOLERANCE."""
+    if not (math.isfinite(stiffness) and stiffness >= 0 and math.isfinite(unmodelled_force) and unmodelled_force >= 0):
+        raise ValueError(f"stiffness and unmodelled force must be >= 0, got {stiffness!r} N/m, {unmodelled_force!r} N")
+    if stiffness == 0:
+        return NUDGE_TOLERANCE
+    return NUDGE_SETTLE_MARGIN + unmodelled_force / stiffness
 
 
 def nudge_blocker(checks: list[Check], state_topic: str) -> str | None:
@@ -158,3 +173,43 @@ def nudge_ramp(start: Pose, goal_position, max_linear_speed: float, rate_hz: flo
     steps = max(1, int(np.ceil(distance / (max_linear_speed / rate_hz) - 1e-9)))
     return [Pose(start.position + (goal - start.position) * (i / steps), start.orientation)
             for i in range(1, steps + 1)]
+
+
+@dataclass(frozen=True)
+class ExpectedInterface:
+    """A name the runtime needs from the robot side (`hamster-preflight --interfaces`)."""
+    kind: str                  # "publisher" / "subscriber" (of a topic: the side the robot must have), "action",
+    name: str                  # "service"
+    type: str
+    provider: str              # who provides it on a robot PC
+    needed_for: str            # what of the runtime's uses it
+
+
+@dataclass(frozen=True)
+class GraphView:
+    """What the ROS graph shows: topic -> (publishers, subscribers) not counting the viewer, and the names of the
+    action servers and services that are up."""
+    topics: dict
+    actions: frozenset
+    services: frozenset
+
+
+def interface_checks(expected: list[ExpectedInterface], graph: GraphView) -> list[Check]:
+    """A row per expected interface: PASS when the graph has its provider, FAIL naming what is missing."""
+    checks = []
+    for item in expected:
+        publishers, subscribers = graph.topics.get(item.name, (0, 0))
+        if item.kind == "publisher":
+            seen, value = publishers > 0, f"{publishers} publisher(s)"
+        elif item.kind == "subscriber":
+            seen, value = subscribers > 0, f"{subscribers} subscriber(s)"
+        elif item.kind == "action":
+            seen, value = item.name in graph.actions, "server up" if item.name in graph.actions else "no server"
+        elif item.kind == "service":
+            seen, value = item.name in graph.services, "up" if item.name in graph.services else "not offered"
+        else:
+            raise ValueError(f"unknown interface kind {item.kind!r}")
+        checks.append(Check(f"{item.kind}: {item.name}", seen, value, item.type,
+                            f"{item.provider}, for {item.needed_for}" if seen else
+                            f"missing (for {item.needed_for}): is {item.provider} running, under this name?"))
+    return checks

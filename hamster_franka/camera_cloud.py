@@ -3,24 +3,26 @@
 
 Subscribes to the (remappable) RealSense-style topics /camera/depth/image_raw (aligned to colour: 16UC1 mm or
 32FC1 m), /camera/color/image_raw and /camera/color/camera_info. Each depth frame becomes one PointCloud2 in
-the calibration's base frame, coloured by the colour frame with the same stamp (or the newest one within
-`max_color_offset_sec`). Frames whose sizes disagree with camera_info or the calibration are refused, with
-the reason logged and on /diagnostics (ERROR); a cloud without a colour frame close enough is published
-uncoloured, with a WARN there. The core is hamster_core.calibration.
+the calibration's base frame, coloured by the colour frame of the nearest stamp within `max_color_offset_sec`
+(hamster_core.stamp_pairing: a depth frame that arrives before its colour frame waits for it, at most
+`color_wait_frames` depth frames). Frames whose sizes disagree with camera_info or the calibration are refused,
+with the reason logged and on /diagnostics (ERROR); a cloud without a colour frame close enough is published
+uncoloured, with a WARN there, and counted by reason (`uncoloured` in the diagnostics' values). The core is
+hamster_core.calibration.
 """
 from __future__ import annotations
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from hamster_core.calibration import CalibrationError, CloudProjector, depth_in_metres, load_calibration, stream_problems
+from hamster_core.stamp_pairing import StampPairer
 from hamster_ros import interfaces as topics
-from hamster_ros.conversions import (ConversionError, image_to_numpy, image_to_rgb, numpy_to_pointcloud2, pose_to_msg,
-                                     stamp_to_seconds)
+from hamster_ros.conversions import ConversionError, image_to_numpy, image_to_rgb, numpy_to_pointcloud2, pose_to_msg
 from hamster_ros.node_main import RuntimeNode, declare, run_node
 
 
@@ -39,6 +41,11 @@ class CameraCloud(RuntimeNode):
         self.depth_scale = declare(self, "depth_scale", 0.001, "Metres per unit of a 16UC1 depth image.")
         self.max_color_offset = declare(self, "max_color_offset_sec", 0.05,
                                         "Colour a cloud only with a colour frame this close to the depth stamp.")
+        wait = declare(self, "color_wait_frames", 2,
+                       "Depth frames held back for a colour frame with a nearer stamp that may still arrive.")
+        if not 0 <= wait <= 10:
+            raise ValueError(f"color_wait_frames must be in [0, 10], got {wait}")
+        self.pairer = StampPairer(int(round(self.max_color_offset * 1e9)), max_wait=wait)
         if not 1 <= self.stride <= 16:
             raise ValueError(f"stride must be in [1, 16], got {self.stride}")
         if not self.depth_scale > 0:
@@ -63,6 +70,8 @@ class CameraCloud(RuntimeNode):
 
     def _on_color(self, msg: Image):
         self._color = msg
+        for pairing in self.pairer.add_color(_stamp_ns(msg), msg):
+            self._publish(pairing.depth, pairing.color)
 
     def _report(self, problem: str | None, level: bytes = DiagnosticStatus.ERROR):
         """Log and publish on /diagnostics when the state changes (not on every frame)."""
@@ -73,12 +82,19 @@ class CameraCloud(RuntimeNode):
             elif problem:
                 self.get_logger().warning(problem)
             status = DiagnosticStatus(level=level if problem else DiagnosticStatus.OK,
-                                      name=self.get_name(), hardware_id="camera", message=problem or "ok")
+                                      name=self.get_name(), hardware_id="camera", message=problem or "ok",
+                                      values=[KeyValue(key=f"uncoloured: {reason}", value=str(count))
+                                              for reason, count in sorted(self.pairer.unpaired.items())])
             array = DiagnosticArray(status=[status])
             array.header.stamp = self.get_clock().now().to_msg()
             self.diagnostics_pub.publish(array)
 
     def _on_depth(self, msg: Image):
+        for pairing in self.pairer.add_depth(_stamp_ns(msg), msg):
+            self._publish(pairing.depth, pairing.color)
+
+    def _publish(self, msg: Image, paired: Image | None):
+        """One cloud from a depth frame, coloured by its paired colour frame (None: uncoloured)."""
         info, color_msg = self._info, self._color
         if info is None:
             return self._report(f"no camera_info on {topics.COLOR_INFO} yet")
@@ -94,10 +110,7 @@ class CameraCloud(RuntimeNode):
                                              self.calibration.base_from_camera, self.stride)
         try:
             depth = depth_in_metres(image_to_numpy(msg), msg.encoding, self.depth_scale)
-            colors = None
-            if color_msg is not None and abs(stamp_to_seconds(color_msg.header.stamp)
-                                             - stamp_to_seconds(msg.header.stamp)) <= self.max_color_offset:
-                colors = image_to_rgb(color_msg)
+            colors = image_to_rgb(paired) if paired is not None else None
             points, point_colors = self._projector.points(depth, colors)
         except (CalibrationError, ConversionError, ValueError) as error:
             return self._report(str(error))
@@ -111,6 +124,10 @@ class CameraCloud(RuntimeNode):
         if not self._pose_published:  # latched: once, stamped like the first cloud
             self.pose_pub.publish(pose_to_msg(self.calibration.pose, header))
             self._pose_published = True
+
+
+def _stamp_ns(msg: Image) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def main():

@@ -39,19 +39,23 @@ import time
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.action import ActionClient
+from action_msgs.msg import GoalStatus
+from builtin_interfaces.msg import Duration
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
-from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, GripperResult,
-                                 StreamGate, TargetLimits, controller_link_problem, controller_target_topic,
-                                 interpret_state)
+from hamster_core.franka import (RECOVERY_CONTROLLERS, GateState, GripperAction, GripperGoals, GripperRequest,
+                                 GripperResult, RecoveryConfig, StreamGate, TargetLimits, controller_link_problem,
+                                 controller_target_topic, interpret_state)
 from hamster_msgs.msg import GripperCommand
 from hamster_ros import interfaces as topics, realtime
 from hamster_ros.conversions import pose_from_msg, pose_to_msg, stamp_to_seconds
 from hamster_ros.node_main import RuntimeNode, declare, run_node
+from hamster_ros.spinner import BackgroundSpinner
 
 
 # The robot states waiting for the next take: 1 kHz over rate_hz, with room for a late check.
@@ -70,7 +74,7 @@ class FrankaBridge(RuntimeNode):
             self.get_logger().warning("using the franka_msgs TEST STAND-IN from "
                                       f"{os.environ['HAMSTER_FRANKA_MSGS_STANDIN']}: this is not franka_ros2")
         self._error_fields = [name for name in msg.Errors.get_fields_and_field_types()]
-        state_topic = declare(self, "robot_state_topic", "/franka_robot_state_broadcaster/robot_state",
+        state_topic = declare(self, "robot_state_topic", topics.FRANKA_ROBOT_STATE,
                               "franka_msgs/FrankaRobotState from franka_robot_state_broadcaster.")
         self.controller = declare(self, "controller", "crisp_cartesian",
                                   "The controller that takes the targets: crisp_cartesian (crisp_controllers' "
@@ -136,12 +140,21 @@ class FrankaBridge(RuntimeNode):
         self.result_pub = self.create_publisher(String, topics.GRIPPER_RESULT, topics.EVENTS)
         self.create_service(SetBool, topics.ROBOT_ENABLE, self._on_enable, callback_group=group)
         self.create_service(Trigger, topics.ROBOT_STOP, self._on_stop, callback_group=group)
-        self._gripper_clients = {
-            GripperAction.MOVE: ActionClient(self, action.Move, f"{gripper_ns}/move", callback_group=group),
-            GripperAction.GRASP: ActionClient(self, action.Grasp, f"{gripper_ns}/grasp", callback_group=group),
-            GripperAction.HOMING: ActionClient(self, action.Homing, f"{gripper_ns}/homing", callback_group=group),
-        }
         self._homed = not self.homing_on_start
+        self.recovery = RecoveryConfig(
+            error_recovery_action=declare(self, "recovery.error_recovery_action", "/action_server/error_recovery",
+                                          "franka_hardware's franka_msgs/action/ErrorRecovery (with a robot "
+                                          "namespace: /<ns>/action_server/error_recovery)."),
+            switch_controller_service=declare(self, "recovery.switch_controller_service",
+                                              "/controller_manager/switch_controller",
+                                              "controller_manager's SwitchController service."),
+            controllers=tuple(declare(self, "recovery.controllers", list(RECOVERY_CONTROLLERS),
+                                      "Controllers /robot/recover re-activates: the state broadcaster and the "
+                                      "controller that takes the targets.")),
+            timeout_sec=declare(self, "recovery.timeout_sec", 10.0, "Each recovery step's time limit (s)."))
+        self._recovering = threading.Lock()
+        self._last_recovery = None
+        self._start_side_node(gripper_ns)
         self.create_timer(1.0 / rate_hz, self._check, callback_group=stream)
         self.create_timer(0.5, self._publish_status, callback_group=group)
         self._publish_status()
@@ -163,7 +176,112 @@ class FrankaBridge(RuntimeNode):
     def destroy_node(self):
         if self._state_reader is not None:
             self._state_reader.destroy_node()
+        self._side_spinner.stop(timeout=1.0)
+        self._side_node.destroy_node()
         super().destroy_node()
+
+    # -- the side node: gripper goals and recovery ----------------------------------------------------
+    def _start_side_node(self, gripper_ns: str):
+        """The gripper's action clients and /robot/recover live on a node of their own, spun by two threads of its
+        own: the recovery waits for franka_ros2's action and controller_manager's service (the second thread
+        completes those calls), and the state checks and target stream (this node's single thread) neither wait
+        for them nor walk their 20-odd entities at every 100 Hz wake-up."""
+        node = rclpy.create_node(f"{self.get_name()}_side", context=self.context, use_global_arguments=False,
+                                 start_parameter_services=False)
+        self._side_node = node
+        clients = ReentrantCallbackGroup()   # their replies come in while the recovery's callback waits
+        action = self.action
+        self._gripper_clients = {
+            GripperAction.MOVE: ActionClient(node, action.Move, f"{gripper_ns}/move", callback_group=clients),
+            GripperAction.GRASP: ActionClient(node, action.Grasp, f"{gripper_ns}/grasp", callback_group=clients),
+            GripperAction.HOMING: ActionClient(node, action.Homing, f"{gripper_ns}/homing", callback_group=clients),
+        }
+        self._error_recovery_client = ActionClient(node, self.action.ErrorRecovery,
+                                                   self.recovery.error_recovery_action, callback_group=clients)
+        switch = topics.controller_switch_service()
+        self._switch_type = switch
+        self._switch_client = None if switch is None else node.create_client(
+            switch, self.recovery.switch_controller_service, callback_group=clients)
+        node.create_service(Trigger, topics.ROBOT_RECOVER, self._on_recover,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        executor.add_node(node)
+        self._side_spinner = BackgroundSpinner(executor, "side")
+
+    def _on_recover(self, request, response):
+        if not self._recovering.acquire(blocking=False):
+            response.success, response.message = False, "a recovery is already running"
+            return response
+        try:
+            response.success, response.message = self._recover()
+        finally:
+            self._recovering.release()
+        with self._lock:
+            self._last_recovery = {"success": response.success, "message": response.message, "stamp": self._now()}
+        if response.success:
+            self.get_logger().info(response.message)
+        else:
+            self.get_logger().error(response.message)
+        self._publish_status()
+        return response
+
+    def _recover(self) -> tuple[bool, str]:
+        """franka_ros2's sequence after a reflex or error: error recovery, the state broadcaster and the controller
+        activated again, a fresh healthy state; then DISABLED until /robot/enable. (ok, what happened)."""
+        config = self.recovery
+        started = time.monotonic()
+        deadline = lambda: time.monotonic() + config.timeout_sec  # noqa: E731  (each step its own limit, wall time)
+        with self._lock:
+            self.gate.disable("recovering (/robot/recover)")
+        self._publish_status()
+        name = config.error_recovery_action
+        if not self._error_recovery_client.wait_for_server(timeout_sec=config.timeout_sec):
+            return False, (f"recovery failed: no error recovery action server on {name} within "
+                           f"{config.timeout_sec:g} s (franka_ros2 running? its namespace in "
+                           "recovery.error_recovery_action?)")
+        handle = _wait(self._error_recovery_client.send_goal_async(self.action.ErrorRecovery.Goal()), deadline())
+        if handle is None or not handle.accepted:
+            return False, f"recovery failed: {name} " + ("did not answer" if handle is None else "rejected the goal")
+        result = _wait(handle.get_result_async(), deadline())
+        if result is None or result.status != GoalStatus.STATUS_SUCCEEDED:
+            if result is None:
+                return False, f"recovery failed: error recovery gave no result within {config.timeout_sec:g} s"
+            return False, (f"recovery failed: error recovery ended {_goal_status(result.status)}: the robot's error "
+                           "persists (is the arm still in contact, or the user stop pressed?)")
+        done = ["error recovery succeeded"]
+        controllers = list(config.controllers)
+        if self._switch_client is None:
+            done.append(f"controller_manager_msgs is not importable: activate {', '.join(controllers)} yourself "
+                        f"(ros2 control switch_controllers --activate {' '.join(controllers)})")
+        else:
+            service = config.switch_controller_service
+            if not self._switch_client.wait_for_service(timeout_sec=config.timeout_sec):
+                return False, f"recovery failed: no controller manager service {service}"
+            # BEST_EFFORT: a controller that stayed active is skipped, not a failure.
+            request = self._switch_type.Request(activate_controllers=controllers, deactivate_controllers=[],
+                                                strictness=self._switch_type.Request.BEST_EFFORT, activate_asap=True,
+                                                timeout=Duration(sec=int(config.timeout_sec)))
+            reply = _wait(self._switch_client.call_async(request), deadline())
+            if reply is None or not reply.ok:
+                why = "no reply" if reply is None else (getattr(reply, "message", "") or "not ok")
+                return False, f"recovery failed: {service} did not activate {', '.join(controllers)}: {why}"
+            done.append(f"activated {', '.join(controllers)}")
+        # The broadcaster is back when a healthy state newer than this recovery arrives (taken by _check).
+        limit = deadline()
+        while time.monotonic() < limit:
+            with self._lock:
+                health, wall = self.gate.health, self.gate.state_wall
+                back = health is not None and health.ok and wall is not None and wall > started \
+                    and self.gate.fresh(self._now())
+            if back:
+                with self._lock:
+                    self.gate.disable(f"recovered: call {topics.ROBOT_ENABLE} to stream again")
+                return True, f"recovered: {'; '.join(done)}; DISABLED until {topics.ROBOT_ENABLE}"
+            time.sleep(0.01)
+        with self._lock:
+            health = self.gate.health
+        why = "no new robot state" if health is None or health.ok else health.reason
+        return False, f"recovery failed after {'; '.join(done)}: {why} within {config.timeout_sec:g} s"
 
     # -- robot state ----------------------------------------------------------------------------------
     def _take_states(self):
@@ -268,7 +386,9 @@ class FrankaBridge(RuntimeNode):
 
     def _on_enable(self, request, response):
         with self._lock:
-            if request.data:
+            if request.data and self._recovering.locked():
+                response.success, response.message = False, "cannot enable: a recovery is running"
+            elif request.data:
                 was_streaming, now = self.gate.open, self._now()
                 problem = None if was_streaming else controller_link_problem(
                     self.target_topic, self.count_subscribers(self.target_topic),
@@ -316,7 +436,7 @@ class FrankaBridge(RuntimeNode):
                       "stamp": now, "forwarded": self._forwarded,
                       "dropped": dict(self._dropped), "gripper_busy": self.gripper_goals.busy,
                       "states": dict(self.state_counts),
-                      "last_gripper": self._last_gripper}
+                      "last_gripper": self._last_gripper, "last_recovery": self._last_recovery}
         self.status_pub.publish(String(data=json.dumps(status)))
 
     # -- gripper --------------------------------------------------------------------------------------
@@ -437,6 +557,20 @@ class FrankaBridge(RuntimeNode):
             self._last_gripper = payload
         self.result_pub.publish(String(data=json.dumps(payload)))
         self._publish_status()
+
+
+def _wait(future, deadline: float):
+    """The future's result once done (completed by another executor thread), or None at the deadline."""
+    while not future.done():
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
+    return future.result()
+
+
+def _goal_status(status: int) -> str:
+    names = {GoalStatus.STATUS_ABORTED: "aborted", GoalStatus.STATUS_CANCELED: "canceled"}
+    return names.get(status, f"with status {status}")
 
 
 def main():

@@ -3,8 +3,9 @@
 The runtime's franka adapter (hamster_franka.franka_bridge) and the simulator's franka interface import
 `franka_msgs`. On a robot PC that is franka_ros2's own package. On a machine without it (this project's CI:
 franka_msgs is not on PyPI), `tools/franka_msgs_standin/` holds an interface package with the same names and
-field layout, and `build_standin(prefix)` builds it with plain CMake into `prefix` (the way tools/setup.sh
-builds hamster_msgs) and returns the environment child node processes need to import it. It is never
+field layout (and `tools/controller_manager_msgs_standin/` the one ros2_control service /robot/recover calls),
+and `build_standin(prefix)` builds both with plain CMake into `prefix` (the way tools/setup.sh builds
+hamster_msgs) and returns the environment child node processes need to import them. It is never
 installed into the venv, so the runtime itself never picks it up by accident.
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ from hamster_ros.interfaces import franka_msgs_available
 
 
 STANDIN_SOURCE = Path(__file__).resolve().parent.parent / "tools" / "franka_msgs_standin"
+# Built in this order into one prefix.
+STANDIN_SOURCES = (STANDIN_SOURCE, STANDIN_SOURCE.parent / "controller_manager_msgs_standin")
 
 
 STANDIN_ON_REAL_ROBOT_MESSAGE = (
@@ -36,10 +39,11 @@ class StandinError(RuntimeError):
 
 def _inputs_checksum() -> str:
     digest = hashlib.sha256()
-    for path in sorted(STANDIN_SOURCE.rglob("*")):
-        if path.is_file():
-            digest.update(path.relative_to(STANDIN_SOURCE).as_posix().encode())
-            digest.update(path.read_bytes())
+    for source in STANDIN_SOURCES:
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                digest.update(path.relative_to(source.parent).as_posix().encode())
+                digest.update(path.read_bytes())
     digest.update(sys.executable.encode())
     return digest.hexdigest()
 
@@ -71,29 +75,31 @@ def build_standin(prefix: Path | str, jobs: int = 2) -> dict[str, str]:
     if stamp.is_file() and stamp.read_text() == checksum:
         return standin_environment(prefix)
     venv = Path(sys.prefix)
-    build = prefix / "build"
-    # A rebuild starts clean: a cache configured from another checkout's sources makes cmake refuse the folder.
-    shutil.rmtree(build, ignore_errors=True)
-    build.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # The later package finds nothing of the earlier one's: each depends only on the venv's interfaces.
     env["AMENT_PREFIX_PATH"] = env["CMAKE_PREFIX_PATH"] = str(venv)
     log = prefix / "build.log"
-    steps = [
-        ["cmake", "-S", str(STANDIN_SOURCE), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={prefix}",
-         f"-DPython3_EXECUTABLE={sys.executable}", f"-DPython3_INCLUDE_DIR={sysconfig.get_paths()['include']}",
-         "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release"],
-        ["cmake", "--build", str(build), f"-j{jobs}"],
-        ["cmake", "--install", str(build)],
-    ]
     started = time.monotonic()
     with open(log, "w") as out:
-        for step in steps:
-            if subprocess.run(step, env=env, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
-                out.flush()
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-                raise StandinError(f"building the franka_msgs stand-in failed at {' '.join(step[:2])}; "
-                                   f"log {log}:\n{tail}")
+        for source in STANDIN_SOURCES:
+            build = prefix / "build" / source.name
+            # A rebuild starts clean: a cache configured from another checkout's sources makes cmake refuse it.
+            shutil.rmtree(build, ignore_errors=True)
+            build.mkdir(parents=True, exist_ok=True)
+            steps = [
+                ["cmake", "-S", str(source), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={prefix}",
+                 f"-DPython3_EXECUTABLE={sys.executable}", f"-DPython3_INCLUDE_DIR={sysconfig.get_paths()['include']}",
+                 "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release"],
+                ["cmake", "--build", str(build), f"-j{jobs}"],
+                ["cmake", "--install", str(build)],
+            ]
+            for step in steps:
+                if subprocess.run(step, env=env, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+                    out.flush()
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+                    raise StandinError(f"building the {source.name} stand-in failed at {' '.join(step[:2])}; "
+                                       f"log {log}:\n{tail}")
         out.write(f"built in {time.monotonic() - started:.1f} s\n")
     stamp.write_text(checksum)
     return standin_environment(prefix)

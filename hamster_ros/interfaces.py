@@ -34,6 +34,8 @@ ROBOT_STATUS = "/robot/status"            # std_msgs/String JSON, latched: gate 
 GRIPPER_RESULT = "/robot/gripper_result"  # std_msgs/String JSON per gripper goal: action, success, error, seconds
 ROBOT_ENABLE = "/robot/enable"            # std_srvs/SetBool: true starts streaming to the controller, false stops
 ROBOT_STOP = "/robot/stop"                # std_srvs/Trigger: halt the stream to the controller until enabled again
+FRANKA_ROBOT_STATE = "/franka_robot_state_broadcaster/robot_state"   # franka_msgs/FrankaRobotState (franka_ros2)
+ROBOT_RECOVER = "/robot/recover"          # std_srvs/Trigger: error recovery + controllers re-activated, then disabled
 
 # Runtime.
 INSTRUCTION = "/hamster/instruction"
@@ -80,3 +82,12 @@ def require_franka_msgs():
     except ImportError as error:
         raise ImportError(f"{MISSING_MESSAGE} ({error})") from None
     return msg, action
+
+
+def controller_switch_service():
+    """controller_manager_msgs' SwitchController (ros2_control's, on a robot PC; or the test stand-in), or None."""
+    try:
+        from controller_manager_msgs.srv import SwitchController
+    except ImportError:
+        return None
+    return SwitchController

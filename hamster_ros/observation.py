@@ -6,6 +6,7 @@ Works on rclpy messages and on the dataclasses rosbags deserializes alike (the c
 """
 from __future__ import annotations
 
+from hamster_core.franka import gripper_opening
 from hamster_core.geometry import Pose
 from hamster_core.policies.base import Observation
 from hamster_ros.conversions import (camera_from_msg, masks_from_msg, path_from_msg, pointcloud2_to_numpy,
@@ -13,11 +14,9 @@ from hamster_ros.conversions import (camera_from_msg, masks_from_msg, path_from_
 
 
 def gripper_width_from_joints(msg, joint_names) -> float | None:
-    """Sum of the named finger joints' positions (the opening), None when one is missing."""
-    positions = dict(zip(msg.name, [float(p) for p in msg.position]))
-    if not all(name in positions for name in joint_names):
-        return None
-    return float(sum(positions[name] for name in joint_names))
+    """The gripper opening from a JointState (hamster_core.franka.gripper_opening: one finger joint counts twice),
+    None when it has none of the named joints."""
+    return gripper_opening(dict(zip(msg.name, [float(p) for p in msg.position])), joint_names)
 
 
 def observation_from_messages(*, instruction: str, cloud, tcp_pose, gripper_width: float, camera_info=None,

@@ -12,10 +12,20 @@ Speaks what a real FR3 with franka_ros2 offers, with the same names and types, s
   hand reports them (a grasp succeeds when the fingers stop within width - epsilon.inner .. width +
   epsilon.outer).
 
+- franka_hardware's error recovery (franka_msgs/action/ErrorRecovery, `franka.error_recovery_action`) and
+  controller_manager's switch_controller (controller_manager_msgs/srv/SwitchController) for the state
+  broadcaster and the Cartesian controller (`franka.controllers`).
+
 Fault injection (std_srvs/SetBool, true starts it): /sim/reflex, /sim/user_stop (robot_mode REFLEX /
 USER_STOPPED; the arm stops following targets, as the real controller does), /sim/robot_error (a
 cartesian_reflex flag in current_errors), /sim/stall_gripper (gripper goals are accepted and never finish),
 /sim/bad_pose (o_t_ee carries an all-zero quaternion, which no consumer can use).
+
+A reflex is the real sequence: /sim/reflex true is its cause (a collision); the robot stays in REFLEX mode until
+error recovery succeeds, which it does only once the cause is gone (/sim/reflex false). With
+`franka.reflex_deactivates_controllers`, after `franka.reflex_states_before_inactive` states that show the reflex
+the broadcaster and the controller go inactive (no robot state, targets ignored) until switch_controller
+activates them again, which it refuses while the reflex lasts.
 
 The interface is its own node with its own executor threads: a gripper goal takes ~1 s and must not hold up
 the simulator's single-threaded callbacks (the target pose stream among them). The gripper's action servers
@@ -39,6 +49,7 @@ from rclpy.node import Node
 from std_srvs.srv import SetBool
 
 from hamster_core.franka import RobotMode, grasp_succeeded
+from hamster_core.geometry import Pose
 from hamster_ros import interfaces as topics
 from hamster_ros.conversions import pose_from_msg, pose_to_msg
 from hamster_ros.spinner import BackgroundSpinner
@@ -64,6 +75,15 @@ class SimFrankaInterface:
         self.mode = RobotMode.MOVE
         self.faults = {"reflex": False, "user_stop": False, "robot_error": False, "stall_gripper": False,
                        "bad_pose": False}
+        self.in_reflex = False          # latched by a reflex, cleared by error recovery
+        self.broadcaster, self.controller = sim.franka_recovery.controllers[:2]
+        self.active = {self.broadcaster, self.controller}
+        self.reflex_deactivates = sim.franka_reflex_deactivates
+        self.reflex_states = sim.franka_reflex_states
+        self._reflex_states_sent = 0    # since the reflex began
+        self.compliance = None          # a CompliantTracking: targets reach the arm through it (None: exactly)
+        self._goal = None               # with compliance: the controller's newest target
+        self._commanded = None          # with compliance: the position last given to the world
         self._lock = threading.Lock()
         self.state_pub = node.create_publisher(msg.FrankaRobotState, self.state_topic, topics.SENSOR)
         node.create_subscription(PoseStamped, sim.franka_target_topic, self._on_target, topics.COMMAND,
@@ -71,6 +91,16 @@ class SimFrankaInterface:
         faults = MutuallyExclusiveCallbackGroup()
         for name in self.faults:
             node.create_service(SetBool, f"/sim/{name}", self._fault(name), callback_group=faults)
+        recovery = MutuallyExclusiveCallbackGroup()
+        self._recovery_server = ActionServer(
+            node, action.ErrorRecovery, sim.franka_recovery.error_recovery_action, self._execute_error_recovery,
+            callback_group=recovery)
+        switch = topics.controller_switch_service()
+        if switch is None:
+            sim.get_logger().warning("controller_manager_msgs is not importable: no switch_controller service")
+        else:
+            node.create_service(switch, sim.franka_recovery.switch_controller_service, self._switch_controllers,
+                                callback_group=recovery)
         ns = sim.franka_gripper_namespace.rstrip("/")
         group = ReentrantCallbackGroup()
         gripper = self.gripper_node
@@ -97,6 +127,7 @@ class SimFrankaInterface:
     def close(self):
         self._spinner.stop(timeout=1.0)
         self._gripper_spinner.stop(timeout=1.0)
+        self._recovery_server.destroy()
         self.node.destroy_node()
         self.gripper_node.destroy_node()
 
@@ -105,6 +136,8 @@ class SimFrankaInterface:
         def switch(request, response):
             with self._lock:
                 self.faults[name] = bool(request.data)
+                if name == "reflex" and request.data and not self.in_reflex:
+                    self.in_reflex, self._reflex_states_sent = True, 0
                 switched = self.sim._sim_time  # the next robot state (within one state period) shows it
             response.success = True
             response.message = f"{name} {'on' if request.data else 'off'} at sim time {switched:.4f} s"
@@ -114,14 +147,55 @@ class SimFrankaInterface:
 
     def robot_mode(self) -> RobotMode:
         with self._lock:
-            if self.faults["user_stop"]:
-                return RobotMode.USER_STOPPED
-            if self.faults["reflex"]:
-                return RobotMode.REFLEX
-            return RobotMode.MOVE
+            return self._mode()
+
+    def _mode(self) -> RobotMode:   # under the lock
+        if self.faults["user_stop"]:
+            return RobotMode.USER_STOPPED
+        if self.in_reflex:
+            return RobotMode.REFLEX
+        return RobotMode.MOVE
 
     def halted(self) -> bool:
-        return self.robot_mode() != RobotMode.MOVE
+        """The arm does not follow targets: a reflex or user stop, or its controller inactive."""
+        with self._lock:
+            inactive = self.controller not in self.active
+        return inactive or self.robot_mode() != RobotMode.MOVE
+
+    # -- recovery -------------------------------------------------------------------------------------
+    def _execute_error_recovery(self, goal_handle):
+        """libfranka's automaticErrorRecovery: clears a reflex once its cause is gone; aborts otherwise."""
+        with self._lock:
+            cleared = not (self.faults["reflex"] or self.faults["user_stop"])
+            if cleared:
+                self.in_reflex = False
+        self.sim.get_logger().warning(f"error recovery {'succeeded' if cleared else 'failed: the cause persists'}")
+        if cleared:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return self.action.ErrorRecovery.Result()
+
+    def _switch_controllers(self, request, response):
+        """controller_manager's switch_controller for the two controllers this interface has. STRICT fails on an
+        unknown name; BEST_EFFORT skips it (and fails when every name is unknown). Nothing activates during a
+        reflex: the hardware interface reports the error until recovery."""
+        known = {self.broadcaster, self.controller}
+        names = list(request.activate_controllers) + list(request.deactivate_controllers)
+        unknown = [n for n in names if n not in known]
+        strict = request.strictness == request.STRICT
+        with self._lock:
+            if request.activate_controllers and self.in_reflex:
+                response.ok, response.message = False, "the hardware is in reflex mode: run error recovery first"
+            elif unknown and (strict or len(unknown) == len(names)):
+                response.ok, response.message = False, f"unknown controllers {unknown} (known: {sorted(known)})"
+            else:
+                self.active -= set(request.deactivate_controllers)
+                self.active |= known & set(request.activate_controllers)
+                response.ok = True
+                response.message = f"active: {sorted(self.active)}" + (f"; skipped {unknown}" if unknown else "")
+        self.sim.get_logger().info(f"switch_controller: {response.message}")
+        return response
 
     # -- state ----------------------------------------------------------------------------------------
     def publish_state(self, header, names, positions, velocities, tcp_pose):
@@ -132,9 +206,18 @@ class SimFrankaInterface:
         msg.measured_joint_state.name = [n for n, _, _ in arm]
         msg.measured_joint_state.position = [float(p) for _, p, _ in arm]
         msg.measured_joint_state.velocity = [float(v) for _, _, v in arm]
-        msg.robot_mode = int(self.robot_mode())
         with self._lock:
+            if self.broadcaster not in self.active:
+                return
+            # One snapshot: a reflex switched on meanwhile shows in this state and deactivates after it, not before.
+            mode = self._mode()
             error, bad_pose = self.faults["robot_error"], self.faults["bad_pose"]
+            if mode == RobotMode.REFLEX and self.reflex_deactivates:
+                if self._reflex_states_sent >= self.reflex_states:
+                    self.active.clear()
+                    return
+                self._reflex_states_sent += 1
+        msg.robot_mode = int(mode)
         if bad_pose:
             orientation = msg.o_t_ee.pose.orientation
             orientation.x = orientation.y = orientation.z = orientation.w = 0.0
@@ -151,7 +234,35 @@ class SimFrankaInterface:
         except ValueError as error:
             self.sim.get_logger().error(f"ignoring invalid target pose: {error}", throttle_duration_sec=1.0)
             return
+        with self._lock:
+            if self.compliance is not None:
+                self._goal = pose       # followed through the spring-damper at every physics step (step())
+                return
         self.sim._requests.put((lambda world: world.set_cartesian_target(pose), None))
+
+    def set_compliance(self, tracking) -> None:
+        """Track targets through `tracking` (hamster_sim.compliance.CompliantTracking) from now on, or exactly
+        (None). Started from wherever the arm is commanded now."""
+        with self._lock:
+            self.compliance, self._goal, self._commanded = tracking, None, None
+
+    def step(self, world, dt: float) -> None:
+        """Before each physics step (the simulator's thread): move the commanded position along the spring-damper."""
+        with self._lock:
+            tracking, goal = self.compliance, self._goal
+        if tracking is None or self.halted():
+            return
+        current = world.cartesian_target()
+        if self._commanded is None or not np.array_equal(current.position, self._commanded):
+            tracking.reset(current.position)   # the start, or something else moved the arm (a scene reset)
+            with self._lock:
+                if self._goal is goal and self._commanded is not None:
+                    self._goal = goal = None   # a target from before the reset must not pull the arm back
+        if goal is None:
+            self._commanded = current.position
+            return
+        world.set_cartesian_target(Pose(tracking.step(goal.position, dt), goal.orientation))
+        self._commanded = world.cartesian_target().position
 
     # -- gripper --------------------------------------------------------------------------------------
     def _run_gripper(self, goal_handle, feedback, width: float, speed: float, force: float, grasp: bool):

@@ -26,12 +26,14 @@ from concurrent.futures import Future
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
+from hamster_core.franka import RECOVERY_CONTROLLERS, RecoveryConfig
 from hamster_core.geometry import Pose
 from hamster_msgs.msg import GripperCommand
 from hamster_msgs.srv import ResetScene
@@ -40,12 +42,20 @@ from hamster_ros.allocator import release_free_memory
 from hamster_ros.conversions import (camera_info_to_msg, numpy_to_image, numpy_to_pointcloud2, pose_from_msg,
                                      pose_to_msg, seconds_to_stamp)
 from hamster_ros.node_main import RuntimeNode, declare, run_node
+from hamster_sim.compliance import CompliantTracking
 from hamster_sim.ground_truth import encode_scene_payload
 from hamster_sim.scene import SceneConfig, sample_scene
 from hamster_sim.world import FrankaWorld
 
 # franka_ros2 names the hand's joints with the arm's prefix; the MJCF model does not.
 JOINT_NAME_MAP = {"finger_joint1": "fr3_finger_joint1", "finger_joint2": "fr3_finger_joint2"}
+COMPLIANCE_PARAMETERS = (
+    ("stiffness", 0.0, "N/m of the franka interface's compliant arm (crisp_controllers' k_pos is 400); 0: the "
+                       "arm tracks targets exactly."),
+    ("friction", 0.0, "N of Coulomb friction: at rest the arm stops up to friction / stiffness short."),
+    ("mass", 2.0, "kg, the effective Cartesian mass at the TCP."),
+    ("damping_ratio", 1.0, "1: critically damped."),
+)
 
 
 class Every:
@@ -88,11 +98,36 @@ class SimNode(RuntimeNode):
                                       "Publish /camera/points and /camera/pose (false: the runtime computes them).")
         self.depth_encoding = declare(self, "depth_encoding", "32FC1", "32FC1 (m) or 16UC1 (mm, as a RealSense).")
         self.franka_state_topic = declare(self, "franka.robot_state_topic",
-                                          "/franka_robot_state_broadcaster/robot_state", "FrankaRobotState topic.")
+                                          topics.FRANKA_ROBOT_STATE, "FrankaRobotState topic.")
         self.franka_target_topic = declare(self, "franka.target_topic", "/target_pose",
                                            "The Cartesian controller's target pose topic (crisp_controllers').")
         self.franka_gripper_namespace = declare(self, "franka.gripper_namespace", "/franka_gripper",
                                                 "franka_gripper's action namespace (move, grasp, homing).")
+        franka_state_hz = declare(self, "franka.state_rate_hz", 0.0,
+                                  "FrankaRobotState rate (franka_robot_state_broadcaster's is 1000); 0: state_rate_hz.")
+        self.franka_state_rate = Every(franka_state_hz) if franka_state_hz else None
+        self.franka_reflex_deactivates = declare(
+            self, "franka.reflex_deactivates_controllers", True,
+            "On a reflex, the state broadcaster and the controller go inactive (as ros2_control does when "
+            "franka_hardware reports the error) until switched on again.")
+        self.franka_reflex_states = declare(
+            self, "franka.reflex_states_before_inactive", 20,
+            "States showing the reflex before they go inactive (how many a real FR3 sends is not known: perhaps "
+            "none, and the adapter then halts on the stale state).")
+        if self.franka_reflex_states < 0:
+            raise ValueError(f"franka.reflex_states_before_inactive must be >= 0, got {self.franka_reflex_states}")
+        self.franka_recovery = RecoveryConfig(
+            error_recovery_action=declare(self, "franka.error_recovery_action", "/action_server/error_recovery",
+                                          "franka_hardware's ErrorRecovery action (clears a reflex)."),
+            switch_controller_service=declare(self, "franka.switch_controller_service",
+                                              "/controller_manager/switch_controller",
+                                              "controller_manager's SwitchController service."),
+            controllers=tuple(declare(self, "franka.controllers", list(RECOVERY_CONTROLLERS),
+                                      "The state broadcaster's and the Cartesian controller's names.")))
+        # A compliant arm (hamster_sim.compliance): settable at run time (ros2 param set /sim_node ...).
+        for name, default, text in COMPLIANCE_PARAMETERS:
+            declare(self, f"franka.compliance.{name}", default, text)
+        self.add_on_set_parameters_callback(self._on_compliance_parameters)
         if self.interface not in ("hamster", "franka"):
             raise ValueError(f"interface must be 'hamster' or 'franka', got {self.interface!r}")
         if self.depth_encoding not in ("32FC1", "16UC1"):
@@ -140,8 +175,34 @@ class SimNode(RuntimeNode):
             except ImportError as error:
                 self.close()
                 raise ValueError(str(error)) from None
+            self.franka.set_compliance(self._compliance({}))
         self.get_logger().info(f"scene seed={seed}: {scene.instruction!r}, camera {width}x{height}, "
                                f"interface {self.interface}")
+
+    def _compliance(self, changed: dict) -> CompliantTracking | None:
+        """The compliance the franka.compliance.* parameters describe (with `changed` name -> value applied), None
+        for exact tracking (stiffness 0); ValueError naming a bad value."""
+        values = {name: float(changed.get(f"franka.compliance.{name}",
+                                          self.get_parameter(f"franka.compliance.{name}").value))
+                  for name, _, _ in COMPLIANCE_PARAMETERS}
+        stiffness = values.pop("stiffness")
+        # The other values are checked while it is off too: a bad one is refused when set, not when first used.
+        tracking = CompliantTracking(stiffness=stiffness or 1.0, **values)
+        return tracking if stiffness else None
+
+    def _on_compliance_parameters(self, parameters):
+        changed = {p.name: p.value for p in parameters if p.name.startswith("franka.compliance.")}
+        if not changed:
+            return SetParametersResult(successful=True)
+        try:
+            tracking = self._compliance(changed)
+        except (ValueError, TypeError) as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        if self.franka is not None:
+            self.franka.set_compliance(tracking)
+            self.get_logger().info("franka interface: " + ("exact tracking" if tracking is None else
+                                   f"compliant tracking, {tracking.stiffness:g} N/m, {tracking.friction:g} N friction"))
+        return SetParametersResult(successful=True)
 
     def close(self):
         self._running = False
@@ -268,9 +329,14 @@ class SimNode(RuntimeNode):
         timestep = world.model.opt.timestep
         while self._running and rclpy.ok():
             self._serve_requests(world)
+            if self.franka is not None:
+                self.franka.step(world, timestep)
             world.step(1)
             self._sim_time += timestep
-            state = self._read_state(world) if self.state_rate.due(self._sim_time) else None
+            joints_due = self.state_rate.due(self._sim_time)
+            franka_due = self.franka is not None and (
+                joints_due if self.franka_state_rate is None else self.franka_state_rate.due(self._sim_time))
+            state = self._read_state(world) if joints_due or franka_due else None
             frame = (world.render(), world.camera()) if self.camera_rate.due(self._sim_time) else None
             if self._state_frozen:
                 state = None
@@ -279,7 +345,7 @@ class SimNode(RuntimeNode):
             if self.clock_rate.due(self._sim_time):
                 self.clock_pub.publish(Clock(clock=seconds_to_stamp(self._sim_time)))
             if state is not None:
-                self._publish_state(*state)
+                self._publish_state(*state, joints=joints_due, franka=franka_due)
             if frame is not None:
                 self._publish_camera(*frame)
             if self.real_time_factor > 0:
@@ -291,14 +357,15 @@ class SimNode(RuntimeNode):
     def _read_state(world: FrankaWorld):
         return world.joint_names(), world.joint_positions(), world.joint_velocities(), world.tcp_pose()
 
-    def _publish_state(self, names, positions, velocities, tcp_pose):
+    def _publish_state(self, names, positions, velocities, tcp_pose, joints: bool = True, franka: bool = False):
         header = self._header(self.base_frame)
         names = [JOINT_NAME_MAP.get(n, n) for n in names]
-        self.joint_pub.publish(JointState(header=header, name=names, position=[float(p) for p in positions],
-                                          velocity=[float(v) for v in velocities]))
-        if self.franka is not None:  # the franka adapter makes /robot/ee_pose from the robot state
+        if joints:
+            self.joint_pub.publish(JointState(header=header, name=names, position=[float(p) for p in positions],
+                                              velocity=[float(v) for v in velocities]))
+        if franka:  # the franka adapter makes /robot/ee_pose from the robot state
             self.franka.publish_state(header, names, positions, velocities, tcp_pose)
-        else:
+        elif self.franka is None and joints:
             self.ee_pub.publish(pose_to_msg(tcp_pose, header))
 
     def _publish_camera(self, images, camera):

@@ -10,6 +10,9 @@ Episode semantics
   /diagnostics. After the last failed attempt the state is `failed` with the reason; policy_node then aborts the
   episode with that message.
 - An attempt waits for the inputs the backend needs (VlmBackend.required_inputs) before it is spent.
+- Instructions bind to the episode (episode_binding.py): while a RunEpisode goal runs (its action status topic), the
+  node plans for that goal's instruction only; another instruction is logged, counted in `dropped` (instruction:
+  mid-episode) and ignored until the next goal.
 """
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ import json
 import threading
 import time
 
+from action_msgs.msg import GoalStatus, GoalStatusArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.qos import qos_profile_action_status_default
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -33,10 +38,12 @@ from hamster_ros.conversions import (ConversionError, camera_from_msg, image_to_
                                      masks_from_msg, masks_to_msg, path_to_msg, pose_from_msg, stamp_to_seconds)
 from hamster_ros.latest import LatestMessages
 from hamster_ros.node_main import RuntimeNode, declare, run_node
-from hamster_core.vlm import VlmRequest
-from hamster_vlm_node.grounding import GROUNDING_PARAMETERS, Grounder
+from hamster_core.vlm import VlmRequest, excerpt
+from hamster_vlm_node.episode_binding import EpisodeBinding
+from hamster_vlm_node.grounding import GROUNDING_PARAMETERS, Grounder, GroundingError
 from hamster_vlm_node.target_motion import TargetMotion
-from hamster_vlm_node.planner import PLANNER_PARAMETERS, PlanError, backend_parameters, planner_from_config
+from hamster_vlm_node.planner import (PLANNER_PARAMETERS, PlanError, backend_parameters, create_backend,
+                                      planner_from_config)
 
 
 MODES = ("path", "masks", "both")
@@ -62,8 +69,10 @@ class VlmNode(RuntimeNode):
         self.planner = planner_from_config(config) if self.mode != "masks" else None
         self.grounder = None
         if self.mode != "path":
-            self.grounder = Grounder(**{name: declare(self, f"grounding.{name}", default, description)
-                                        for name, (default, description) in GROUNDING_PARAMETERS.items()})
+            # The phrases may be asked of the VLM: the planner's, or in mode masks the backend alone.
+            backend = self.planner.backend if self.planner is not None else create_backend(backend_name, config)
+            self.grounder = Grounder(backend, **{name: declare(self, f"grounding.{name}", default, description)
+                                                 for name, (default, description) in GROUNDING_PARAMETERS.items()})
         self.model_id = " & ".join(part.model_id for part in (self.planner, self.grounder) if part is not None)
         self.input_timeout = declare(self, "input_timeout_sec", 10.0,
                                      "Give up on an instruction when no fresh image arrives in this time.")
@@ -88,6 +97,12 @@ class VlmNode(RuntimeNode):
         self.latest.subscribe("scene", String, topics.SIM_SCENE, topics.LATCHED)
         self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, topics.LATCHED,
                                  callback_group=group)
+        self.binding = EpisodeBinding()
+        self._last_status: dict | None = None
+        # The running RunEpisode goals, as the policy node's action server reports them.
+        self.create_subscription(GoalStatusArray, f"{topics.RUN_EPISODE}/_action/status", self._on_goal_status,
+                                 qos_profile_action_status_default, callback_group=group)
+        self.create_timer(0.1, self._refuse_expired, callback_group=group)
         self.create_service(Trigger, topics.REPLAN, self._on_replan, callback_group=group)
         motion = declare(self, "replan_target_motion", 0.0, "Re-plan when perception's target mask centroid moves "
                          "more than this (fraction of the image size); 0 = off.")
@@ -108,13 +123,38 @@ class VlmNode(RuntimeNode):
         self.get_logger().info(f"backend={backend_name} model={self.model_id} max_attempts={self.max_attempts}")
 
     # -- requests -------------------------------------------------------------------------------------
+    def _on_goal_status(self, msg):
+        running = {bytes(status.goal_info.goal_id.uuid).hex(): stamp_to_seconds(status.goal_info.stamp)
+                   for status in msg.status_list
+                   if status.status in (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING)}
+        with self._lock:
+            claimed = self.binding.running_goals(running, time.monotonic())
+        if claimed is not None:  # the new goal's instruction came before its status
+            self._take(claimed.text, self._now())
+
     def _on_instruction(self, msg):
         instruction = msg.data.strip()
+        with self._lock:
+            taken = self.binding.admit(instruction, time.monotonic()) if instruction else True
+        if taken:
+            self._take(instruction, self._now())
+
+    def _refuse_expired(self) -> None:
+        """Instructions held mid-episode that no new goal claimed: counted, logged, and shown in the status."""
+        with self._lock:
+            refused = self.binding.expired(time.monotonic())
+        for _, reason, detail in refused:
+            self._drop("instruction", reason, detail)
+        if refused:
+            self._republish_status()  # the count shows at once, not with the next state change
+
+    def _take(self, instruction: str, received: float):
+        """Plan for `instruction` from now on (it supersedes whatever was being planned)."""
         self.drops.new_episode()
         if not instruction:
             self._drop("instruction", "empty")
         with self._lock:
-            self._pending = (instruction, self._now(), self.latest.get("image"))
+            self._pending = (instruction, received, self.latest.get("image"))
             self._current = instruction or None
         if self.target_motion is not None:
             self.target_motion.reset()
@@ -216,6 +256,7 @@ class VlmNode(RuntimeNode):
         error_message = ""
         since = received
         grounded = grounded_header = None  # masks found in an earlier attempt are kept
+        grounding_error = ""
         for attempt in range(1, self.max_attempts + 1):
             self._status(instruction, received, "planning", f"attempt {attempt} of {self.max_attempts}", attempt)
             image_msg = self._fresh_image(since, held_image, time.monotonic() + self.input_timeout)
@@ -230,7 +271,7 @@ class VlmNode(RuntimeNode):
             try:
                 request, image = self._request(instruction, image_msg)
                 if self.grounder is not None and grounded is None:
-                    grounded = self.grounder.ground(image, instruction, stamp_to_seconds(image_msg.header.stamp))
+                    grounded, grounding_error = self._ground(image, instruction, image_msg)
                     grounded_header = image_msg.header
                 result = self.planner.plan(request) if self.planner is not None else None
             except (PlanError, ConversionError, ValueError) as error:
@@ -240,7 +281,7 @@ class VlmNode(RuntimeNode):
                 error_message = f"{stage} failed: {error}"
                 answer = getattr(error, "answer", None)
                 self.get_logger().error(f"attempt {attempt}/{self.max_attempts} for {instruction!r}: {error_message}"
-                                        + (f"; answer: {answer[:300]!r}" if answer else ""))
+                                        + (f"; answer: {excerpt(answer)}" if answer else ""))
                 continue
             if self._superseded():
                 return  # the answer is for an instruction nobody waits for any more
@@ -253,17 +294,32 @@ class VlmNode(RuntimeNode):
                 return
             if grounded is not None:
                 result.timing.update(grounded[1])
+            elif grounding_error:
+                result.timing["grounding_error"] = grounding_error
             header = image_msg.header
             self.path_pub.publish(path_to_msg(result.path, header, image_msg.width, image_msg.height, instruction,
                                               self.model_id, result.answer))
             self.image_pub.publish(numpy_to_image(draw_path(image, result.path), "rgb8", header))
             timing = {**result.timing, "total_sec": round(time.monotonic() - started, 6)}
             self._status(instruction, received, "ok", f"path with {len(result.path)} points "
-                         f"({len(result.parsed)} in the answer)", attempt, timing)
+                         f"({len(result.parsed)} in the answer)"
+                         + (f"; no masks: {grounding_error}" if grounded is None and grounding_error else ""),
+                         attempt, timing)
             self.get_logger().info(f"path for {instruction!r}: {result.answer} ({timing})")
             return
         self._status(instruction, received, "failed", f"no path for {instruction!r} after {self.max_attempts} "
                      f"attempt{'s' if self.max_attempts > 1 else ''}: {error_message}", self.max_attempts)
+
+    def _ground(self, image, instruction: str, image_msg: Image):
+        """(detections, timing) and no error, or in mode both (None, the reason): a grounding failure must not
+        cost the path. In mode masks it raises GroundingError: the masks are all there is."""
+        try:
+            return self.grounder.ground(image, instruction, stamp_to_seconds(image_msg.header.stamp)), ""
+        except GroundingError as error:
+            if self.planner is None:
+                raise
+            self.get_logger().warning(f"grounding failed for {instruction!r}, planning the path anyway: {error}")
+            return None, str(error)
 
     def _publish_grounding(self, detections, timing, header, image=None):
         self.grounding_pub.publish(masks_to_msg(header, [d.label for d in detections], [d.phrase for d in detections],
@@ -288,6 +344,13 @@ class VlmNode(RuntimeNode):
         return request, image
 
     # -- reporting --------------------------------------------------------------------------------------
+    def _republish_status(self) -> None:
+        """The latest status again with the current drop counts (its state and message unchanged)."""
+        status = self._last_status
+        if status is not None:
+            status = {**status, "stamp": self._now(), "dropped": self.drops.counts}
+            self.status_pub.publish(String(data=json.dumps(status)))
+
     def _drop(self, source: str, reason: str, detail: str = "") -> None:
         """Counts an input not used (in the status's `dropped` and on /diagnostics); logs each reason once per
         instruction."""
@@ -301,6 +364,7 @@ class VlmNode(RuntimeNode):
         status = {"instruction": instruction, "state": state, "message": message, "model_id": self.model_id,
                   "attempt": attempt, "max_attempts": self.max_attempts, "timing": timing or {},
                   "received": received, "stamp": self._now(), "dropped": self.drops.counts}
+        self._last_status = status
         self.status_pub.publish(String(data=json.dumps(status)))
         if state == "failed":
             self.get_logger().error(message)

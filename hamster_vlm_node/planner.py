@@ -13,12 +13,18 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from hamster_core.path2d import Path2D, PathParseError, parse_hamster_answer, resample, simplify_rdp
+from hamster_core.answer_formats import answer_format
+from hamster_core.path2d import Path2D, PathParseError, resample, simplify_rdp
 from hamster_core.vlm import VLM_BACKENDS, VlmBackend, VlmError, VlmRequest
 
 # Why each backend option exists (the defaults are read from the constructors).
 _PROMPT = {
-    "prompt_template": "Prompt with an {instruction} placeholder; empty = HAMSTER's prompt (paper, Figure 10).",
+    "prompt_template": "Prompt with an {instruction} placeholder, or a named one: hamster (HAMSTER's released "
+                       "client, byte for byte), hamster_paper (the paper's Figure 10), qwen_points, molmo_points; "
+                       "empty = the answer format's own.",
+    "answer_format": "How the model answers: hamster (<ans>[(x, y), <action>...</action>]</ans>), qwen_points "
+                     "(Qwen2.5-VL JSON point_2d in pixels of its resized image) or molmo_points (Molmo <point> tags "
+                     "in percent); point labels grasp/release mark the gripper changes.",
     "gripper_position": "Add a line with the gripper's current image position (TCP projected with the camera).",
 }
 DESCRIPTIONS: dict[str, dict[str, str]] = {
@@ -27,7 +33,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "base_url": "Server base URL, used verbatim + '/chat/completions' (HAMSTER's server has no /v1).",
         "model": "Model name sent with every request; HAMSTER's server refuses any other than its own.",
         "timeout_sec": "Time limit of one request, connection to last byte.",
-        "retries": "Extra tries after connection errors, timeouts, HTTP 5xx and 429 (never after other 4xx).",
+        "deadline_sec": "Time limit of one query, all its retries and backoff included.",
+        "retries": "Extra tries after transient failures only: no connection, a timeout, HTTP 429/502/503/504 "
+                   "(never after a 500 or another 4xx: a wrong model name does not go away).",
         "backoff_sec": "Wait before the first retry; doubles with every further retry.",
         "api_key_env": "NAME of the environment variable holding the API key (sent as a Bearer token); "
                        "empty = no key. The key itself is never logged.",
@@ -43,9 +51,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "transformers": {
         "checkpoint": "Image-text-to-text checkpoint folder or hub id, loaded once at start "
-                      "(AutoProcessor + AutoModelForImageTextToText).",
-        "device": "Torch device, e.g. cpu or cuda:0.",
-        "dtype": "Model dtype: float32, bfloat16, float16 or auto.",
+                      "(AutoProcessor + AutoModelForImageTextToText; no video processor, so no torchvision, needed).",
+        "device": "Torch device, e.g. cpu or cuda:0; empty = cuda when available, else cpu.",
+        "dtype": "Model dtype: float32, bfloat16, float16, auto (the checkpoint's own); empty = bfloat16 on a CUDA "
+                 "GPU that supports it, else float32.",
         "max_new_tokens": "Generation: answer length limit in tokens.",
         "do_sample": "Generation: sample instead of greedy/beam search.",
         "num_beams": "Generation: beam count.",
@@ -124,6 +133,7 @@ class Planner:
                 or resample_points < 0 or resample_points == 1:
             raise ValueError(f"resample_points must be 0 (off) or an integer >= 2, got {resample_points!r}")
         self.backend = backend
+        self.answer_format = answer_format(getattr(backend, "answer_format", "hamster"))
         self.max_points, self.rdp_epsilon, self.resample_points = max_points, float(rdp_epsilon), resample_points
 
     @property
@@ -143,7 +153,7 @@ class Planner:
                 from error
         queried = time.perf_counter()
         try:
-            parsed = parse_hamster_answer(answer, max_points=self.max_points, image_size=(width, height))
+            parsed = self.answer_format.parse(answer, max_points=self.max_points, image_size=(width, height))
         except PathParseError as error:
             raise PlanError("parse", f"the answer is not a valid path: {error}", answer,
                             self._timing(query_sec=queried - started)) from error

@@ -33,6 +33,7 @@ from hamster_ros import interfaces as topics, realtime
 from hamster_ros.conversions import pose_from_msg, stamp_to_seconds
 from hamster_ros.latest import LatestMessages
 from hamster_ros.markers import current_target_markers
+from hamster_ros.observation import gripper_width_from_joints
 from hamster_ros.node_main import RuntimeNode, declare, declare_dataclass, declare_fields, run_node
 from policy_node.runtime import NodeEpisodeRuntime
 from policy_node.target_stream import TargetStream
@@ -68,7 +69,8 @@ class PolicyNode(RuntimeNode):
             "stream thread waits for it (CPython's default: 0.005)."))
         self.episode_timeout = declare(self, "episode_timeout_sec", 120.0, "Default episode time limit.")
         self.gripper_joints = declare(self, "gripper_joint_names", ["fr3_finger_joint1", "fr3_finger_joint2"],
-                                      "JointState names whose positions add up to the gripper opening.")
+                                      "JointState names whose positions add up to the gripper opening (a "
+                                      "message with only one of them counts it twice: the fingers mimic).")
         self.limits = declare_dataclass(self, SafetyLimits)
         stale_after = declare(self, "stale_after_sec", 0.2, "Hold the pose when the robot state is older than this.")
         self.input_rules = InputRules(
@@ -160,10 +162,10 @@ class PolicyNode(RuntimeNode):
             self.ee_pose, self.ee_stamp = pose, stamp_to_seconds(msg.header.stamp)
 
     def _on_joint_states(self, msg):
-        positions = dict(zip(msg.name, msg.position))
-        if all(name in positions for name in self.gripper_joints):
+        width = gripper_width_from_joints(msg, self.gripper_joints)
+        if width is not None:   # (the arm's joints may come in messages of their own)
             with self.state_lock:
-                self.gripper_width = float(sum(positions[name] for name in self.gripper_joints))
+                self.gripper_width = width
 
     def _on_clock_jump(self, jump):
         reason = f"the clock jumped back by {-jump.delta.nanoseconds * 1e-9:.3f} s (simulator reset or restart?)"

@@ -28,7 +28,7 @@ import numpy as np
 
 from hamster_core.drawing import PATH_CHANNELS, draw_path, draw_path_channels
 from hamster_core.lifting import LiftedPath, ProjectedCloud, lift_path
-from hamster_core.path2d import Path2D
+from hamster_core.path2d import GripperState, Path2D
 from hamster_core.policies.base import Observation, PolicyError
 
 CONDITIONING_MODES = ("none", "path_overlay", "path_channels", "masks", "path_points")
@@ -211,6 +211,12 @@ def lifted_path(observation: Observation) -> LiftedPath:
         raise PolicyError(f"conditioning 'path_points': {error}") from error
 
 
+def overlay_path(image: np.ndarray, path: Path2D) -> np.ndarray:
+    """`path_overlay`'s drawing: the runtime's own reading (open until the grasp, smooth lines), not the released
+    client's drawing for the VLM (drawing.py's default): the learned policies were trained on this one."""
+    return draw_path(image, path, start_state=GripperState.OPEN, antialias=True)
+
+
 def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random.Generator | None = None,
                    train: bool = False, translation: np.ndarray | None = None) -> SceneInputs:
     """The model inputs for one observation. `rng` drives downsampling (and path noise when `train` and
@@ -261,7 +267,7 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
         path = perturb_path(path, rng, config.path_noise_std)
     if mode == "path_overlay":
         image = _camera_image(observation)
-        drawn = draw_path(image, path)
+        drawn = overlay_path(image, path)
         changed = np.any(drawn != image, axis=2)[..., None]
         overlay, _ = _sample_image(np.concatenate([drawn, changed.astype(np.uint8)], axis=2), pixels)
         on_path = overlay[:, 3] > 0

@@ -53,20 +53,27 @@ def _training_texts() -> list[str]:
     return texts
 
 
-def build_tokenizer(vocab_size: int = 600):
-    """A byte-level BPE (every string encodes, decoding restores it) trained on HAMSTER texts."""
+def build_tokenizer(vocab_size: int = 600, special_tokens=None, tokenizer_class: str | None = None, **named):
+    """A byte-level BPE (every string encodes, decoding restores it) trained on HAMSTER texts. LLaVA's tokens
+    by default; another family passes its `special_tokens` (ids 0.. in order) and named ones (bos_token=...,
+    extra_special_tokens={"image_token": ...}), and the class name its tokenizer_config.json carries."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    if special_tokens is None:
+        special_tokens = SPECIAL_TOKENS
+        named = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                     extra_special_tokens={"image_token": IMAGE_TOKEN}, **named)
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special_tokens), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(_training_texts(), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>",
-                                   extra_special_tokens={"image_token": IMAGE_TOKEN}, model_max_length=1024)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=2048, **named)
+    if tokenizer_class:
+        fast.init_kwargs["tokenizer_class"] = tokenizer_class
+    return fast
 
 
 def _config(tokenizer):
@@ -111,26 +118,35 @@ def build_tiny_vlm(out_dir) -> Path:
 
 
 def build_trained_tiny_vlm(out_dir, steps: int = 300, answer: str = FIXED_ANSWER) -> Path:
-    """The tiny model fine-tuned to answer HAMSTER prompts (any instruction, any image) with `answer`.
+    """The tiny LLaVA fine-tuned to answer HAMSTER prompts (any instruction, any image) with `answer`."""
+    return train_to_answer(build_tiny_vlm(out_dir), steps, answer)
+
+
+def train_to_answer(path, steps: int = 300, answer: str = FIXED_ANSWER, lr: float = 3e-3) -> Path:
+    """Fine-tunes the image-text-to-text checkpoint in `path` (any family the backend loads) to answer HAMSTER
+    prompts with `answer`, and saves it back.
 
     Trains on random images and the simulator's kinds of instructions; the loss covers the answer tokens
-    and the end-of-sequence token only. Under a minute on one CPU thread (README, "VLM backends")."""
+    and the end-of-sequence token only. Under a minute on one CPU thread for the tiny models (README, "VLM
+    backends")."""
     import random
 
     import numpy as np
     import torch
     from PIL import Image
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
 
-    path = build_tiny_vlm(out_dir)
-    processor = AutoProcessor.from_pretrained(path)
-    model = LlavaForConditionalGeneration.from_pretrained(path)
+    from hamster_core.vlm_loading import load_processor
+
+    path = Path(path)
+    processor = load_processor(str(path))
+    model = AutoModelForImageTextToText.from_pretrained(path)
     model.train()
     rng = random.Random(SEED)
     generator = np.random.default_rng(SEED)
     colors = "red green blue yellow purple orange".split()
     shapes = "cube cylinder sphere block bowl plate box".split()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     answer_ids = processor.tokenizer(answer + processor.tokenizer.eos_token, add_special_tokens=False,
                                      return_tensors="pt")["input_ids"]
     batch = 4
@@ -159,8 +175,10 @@ def build_trained_tiny_vlm(out_dir, steps: int = 300, answer: str = FIXED_ANSWER
             input_ids[row, n:n + answer_ids.shape[1]] = answer_ids[0]
             labels[row, n:n + answer_ids.shape[1]] = answer_ids[0]
             attention[row, :n + answer_ids.shape[1]] = 1
-        loss = model(input_ids=input_ids, attention_mask=attention, pixel_values=inputs["pixel_values"],
-                     labels=labels).loss
+        # The image inputs as the processor gave them (pixel values, and e.g. Qwen's image_grid_thw).
+        images_inputs = {key: value for key, value in inputs.items()
+                         if key not in ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")}
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, **images_inputs).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -23,14 +23,16 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from hamster_core.vlm import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest
+from hamster_core.vlm import VLM_BACKENDS, PromptedBackend, VlmError, VlmRequest, excerpt
 
 IMAGE_FORMATS = {"png": (".png", "image/png"), "jpeg": (".jpg", "image/jpeg")}
-ERROR_EXCERPT_CHARS = 300
+# Statuses worth another try: a gateway or server that is down or overloaded for now, and rate limiting. A 500 is
+# not among them: HAMSTER's server answers a wrong model name with it, which no retry can fix.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class _Retryable(VlmError):
-    """A failure worth another try: no connection, a timeout, HTTP 5xx or 429."""
+    """A failure worth another try: no connection, a timeout, HTTP 429/502/503/504."""
 
 
 def encode_image_data_url(image_rgb: np.ndarray, image_format: str = "png", jpeg_quality: int = 95) -> str:
@@ -51,29 +53,33 @@ def answer_text(body: dict) -> str:
     try:
         content = body["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        raise VlmError(f"response has no choices[0].message.content: {_excerpt(json.dumps(body))}") from None
+        raise VlmError(f"response has no choices[0].message.content: {excerpt(json.dumps(body))}") from None
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
         if texts and all(isinstance(text, str) for text in texts):
             return "".join(texts)
-    raise VlmError(f"response content is neither text nor a list of text parts: {_excerpt(json.dumps(content))}")
+    raise VlmError(f"response content is neither text nor a list of text parts: {excerpt(json.dumps(content))}")
 
 
-def _excerpt(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= ERROR_EXCERPT_CHARS else text[:ERROR_EXCERPT_CHARS] + "..."
+def _route_hint(route: str) -> str:
+    """What a 404 on the chat route most likely means."""
+    if route.endswith("/v1/chat/completions"):
+        return " (HAMSTER's server answers at <base>/chat/completions: try base_url without /v1)"
+    return " (vLLM and OpenAI answer at <base>/v1/chat/completions: try base_url with /v1)"
 
 
 @VLM_BACKENDS.register("openai")
 class OpenAICompatibleBackend(PromptedBackend):
     def __init__(self, base_url: str = "http://127.0.0.1:8000", model: str = "HAMSTER_dev",
-                 timeout_sec: float = 60.0, retries: int = 2, backoff_sec: float = 0.5, api_key_env: str = "",
+                 timeout_sec: float = 60.0, deadline_sec: float = 120.0, retries: int = 2, backoff_sec: float = 0.5,
+                 api_key_env: str = "",
                  image_format: str = "jpeg", jpeg_quality: int = 95, max_response_bytes: int = 1_000_000,
                  max_tokens: int = 128, temperature: float = 0.0, top_p: float = 0.95, num_beams: int = 1,
-                 use_cache: bool = False, prompt_template: str = "", gripper_position: bool = False):
-        super().__init__(prompt_template, gripper_position)
+                 use_cache: bool = False, prompt_template: str = "", gripper_position: bool = False,
+                 answer_format: str = "hamster"):
+        super().__init__(prompt_template, gripper_position, answer_format)
         url = urlsplit(base_url) if isinstance(base_url, str) else None
         if url is None or url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
             raise ValueError(f"base_url must be an http(s) URL without query or fragment, got {base_url!r}")
@@ -85,12 +91,14 @@ class OpenAICompatibleBackend(PromptedBackend):
             raise ValueError(f"base_url has an invalid port: {base_url!r}") from None
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty string, got {model!r}")
-        for name, value in (("timeout_sec", timeout_sec), ("backoff_sec", backoff_sec),
-                            ("temperature", temperature)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        for name, value in (("timeout_sec", timeout_sec), ("deadline_sec", deadline_sec),
+                            ("backoff_sec", backoff_sec), ("temperature", temperature)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                    or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if timeout_sec <= 0:
-            raise ValueError(f"timeout_sec must be > 0, got {timeout_sec!r}")
+        for name, value in (("timeout_sec", timeout_sec), ("deadline_sec", deadline_sec)):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
         if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
         for name, value, low in (("retries", retries, 0), ("max_tokens", max_tokens, 1), ("num_beams", num_beams, 1),
@@ -113,6 +121,7 @@ class OpenAICompatibleBackend(PromptedBackend):
         self._route = url.path.rstrip("/") + "/chat/completions"
         self.model = model
         self.timeout_sec = float(timeout_sec)
+        self.deadline_sec = float(deadline_sec)
         self.retries = retries
         self.backoff_sec = float(backoff_sec)
         self.image_format, self.jpeg_quality = image_format, jpeg_quality
@@ -132,31 +141,45 @@ class OpenAICompatibleBackend(PromptedBackend):
         return {"model": self.model, "messages": [{"role": "user", "content": content}], **self.sampling}
 
     def query(self, request: VlmRequest) -> str:
+        """One answer, within deadline_sec in all: each request gets at most timeout_sec and what is left of the
+        deadline; transient failures are retried (up to `retries` more requests) while time remains."""
         payload = json.dumps(self.request_body(request)).encode("utf-8")
         started = time.monotonic()
+        deadline = started + self.deadline_sec
         errors = []
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_sec * 2 ** (attempt - 1))
+        requests = 0
+        while requests <= self.retries:
+            if requests:
+                wait = self.backoff_sec * 2 ** (requests - 1)
+                if time.monotonic() + wait >= deadline:
+                    break
+                time.sleep(wait)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            requests += 1
             try:
-                text = answer_text(self._post(payload))
+                text = answer_text(self._post(payload, min(self.timeout_sec, remaining)))
             except _Retryable as error:
                 errors.append(str(error))
                 continue
             except VlmError:
-                self.last_call = {"requests": attempt + 1, "request_sec": time.monotonic() - started}
+                self.last_call = {"requests": requests, "request_sec": time.monotonic() - started}
                 raise
-            self.last_call = {"requests": attempt + 1, "request_sec": time.monotonic() - started}
+            self.last_call = {"requests": requests, "request_sec": time.monotonic() - started}
             return text
-        self.last_call = {"requests": self.retries + 1, "request_sec": time.monotonic() - started}
-        tries = f"{self.retries + 1} request{'s' if self.retries else ''}"
+        self.last_call = {"requests": requests, "request_sec": time.monotonic() - started}
+        tries = f"{requests} request{'s' if requests != 1 else ''}"
+        if requests <= self.retries:  # retries left, but no time for them
+            raise VlmError(f"{self.model_id} gave no answer within deadline_sec={self.deadline_sec:g} "
+                           f"({tries}): {errors[-1] if errors else 'no time for a request'}")
         raise VlmError(f"{self.model_id} failed after {tries}: {errors[-1]}")
 
-    def _post(self, payload: bytes) -> dict:
+    def _post(self, payload: bytes, timeout: float) -> dict:
         """One POST; the timeout bounds the whole exchange, not just each socket read."""
-        deadline = time.monotonic() + self.timeout_sec
+        deadline = time.monotonic() + timeout
         connection_class = http.client.HTTPSConnection if self._url.scheme == "https" else http.client.HTTPConnection
-        connection = connection_class(self._url.hostname, self._url.port, timeout=self.timeout_sec)
+        connection = connection_class(self._url.hostname, self._url.port, timeout=timeout)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -172,7 +195,7 @@ class OpenAICompatibleBackend(PromptedBackend):
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise _Retryable(f"timed out after {self.timeout_sec:g} s reading the response")
+                    raise _Retryable(f"timed out after {timeout:.3g} s reading the response")
                 sock.settimeout(remaining)
                 chunk = response.read1(65536) if hasattr(response, "read1") else response.read(65536)
                 if not chunk:
@@ -182,7 +205,7 @@ class OpenAICompatibleBackend(PromptedBackend):
                     raise VlmError(f"response exceeds max_response_bytes={self.max_response_bytes}")
                 chunks.append(chunk)
         except (socket.timeout, TimeoutError):
-            raise _Retryable(f"timed out after {self.timeout_sec:g} s") from None
+            raise _Retryable(f"timed out after {timeout:.3g} s") from None
         except (http.client.HTTPException, OSError) as error:
             raise _Retryable(f"cannot reach {self.base_url}: {type(error).__name__}: {error}") from None
         finally:
@@ -194,13 +217,15 @@ class OpenAICompatibleBackend(PromptedBackend):
         except (UnicodeDecodeError, json.JSONDecodeError):
             body = None
         if status != 200:
-            message = _server_message(body) if body is not None else _excerpt(raw.decode("utf-8", "replace"))
+            message = _server_message(body) if body is not None else excerpt(raw.decode("utf-8", "replace"))
             failure = f"HTTP {status} from {self.base_url}: {message}"
-            if status >= 500 or status == 429:
+            if status == 404:
+                failure += _route_hint(self._route)
+            if status in TRANSIENT_STATUSES:
                 raise _Retryable(failure)
             raise VlmError(failure)
         if not isinstance(body, dict):
-            raise VlmError(f"response is not a JSON object: {_excerpt(raw.decode('utf-8', 'replace'))}")
+            raise VlmError(f"response is not a JSON object: {excerpt(raw.decode('utf-8', 'replace'))}")
         return body
 
 
@@ -209,4 +234,4 @@ def _server_message(body) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and "message" in error:
         error = error["message"]
-    return _excerpt(error if error is not None else json.dumps(body))
+    return excerpt(error if error is not None else json.dumps(body))

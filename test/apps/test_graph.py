@@ -195,8 +195,15 @@ def test_franka_bridge_and_simulator_agree_on_franka_ros2_names():
     from hamster_sim.sim_node import SimNode
     bridge = yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_bridge"]["ros__parameters"]
     franka_sim = yaml.safe_load((CONFIG_DIR / "franka_sim.yaml").read_text())["sim_node"]["ros__parameters"]
-    names = {"robot_state_topic": "franka.robot_state_topic", "gripper_namespace": "franka.gripper_namespace"}
-    assert not {"franka", "franka.target_topic", *names.values()} & set(franka_sim)
+    names = {"robot_state_topic": "franka.robot_state_topic", "gripper_namespace": "franka.gripper_namespace",
+             "recovery.error_recovery_action": "franka.error_recovery_action",
+             "recovery.switch_controller_service": "franka.switch_controller_service",
+             "recovery.controllers": "franka.controllers"}
+
+    def flat(section: dict, prefix: str = "") -> dict:
+        return {key: value for name, item in section.items() for key, value in
+                (flat(item, f"{prefix}{name}.").items() if isinstance(item, dict) else [(f"{prefix}{name}", item)])}
+    assert not {"franka.target_topic", *names.values()} & set(flat(franka_sim))
     rclpy.init()
     try:
         node = SimNode()
@@ -208,7 +215,7 @@ def test_franka_bridge_and_simulator_agree_on_franka_ros2_names():
             node.destroy_node()
     finally:
         rclpy.try_shutdown()
-    assert served == {key: bridge[key] for key in names}
+    assert served == {key: flat(bridge)[key] for key in names}
     from hamster_core.franka import controller_target_topic
     assert served_target == controller_target_topic(bridge["controller"], bridge["target_topic"]) == "/target_pose"
 

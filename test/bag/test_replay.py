@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from hamster_bag.recorder import project_typestore
@@ -210,17 +211,28 @@ def test_replay_eval_on_a_demo_bag(demo_bag, tmp_path):
     assert Path(report["figures"]["paths"]).stat().st_size > 1000
 
 
+# A hand-eye result for the synthetic bag below, which has no /tf_static: given explicitly in a mapping file.
+LAB_CAMERA_POSE = {"position": [1.35, 0.0, 0.95], "orientation": [-0.6571, -0.6571, 0.2612, 0.2612]}
+
+
+def _mapping_with_camera_pose(folder: Path) -> Path:
+    mapping = yaml.safe_load(MAPPING.read_text())
+    mapping["camera_pose"] = LAB_CAMERA_POSE
+    del mapping["topics"]["/camera/camera/aligned_depth_to_color/image_raw"]   # this bag has no depth image
+    path = folder / "mapping.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    return path
+
+
 def _write_realsense_bag(path: Path, with_pose: bool = True) -> None:
     """A synthetic real-robot recording: RealSense and franka_ros2 topic names, standard types, sqlite3. A red
     box on a table, seen by the camera of the mapping file; the arm goes down to it, closes, lifts, moves, opens."""
-    import yaml
 
     from hamster_core.camera import PinholeCamera
     from hamster_core.geometry import Pose as CorePose
     store = project_typestore()
     T = store.types
-    mapping = yaml.safe_load(MAPPING.read_text())
-    pose = CorePose(mapping["camera_pose"]["position"], mapping["camera_pose"]["orientation"])
+    pose = CorePose(LAB_CAMERA_POSE["position"], LAB_CAMERA_POSE["orientation"])
     camera = PinholeCamera(160, 120, 145.0, 145.0, 80.0, 60.0, pose.matrix())
     xs, ys = np.meshgrid(np.linspace(0.25, 0.75, 120), np.linspace(-0.35, 0.35, 160))
     table = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size)], axis=1)
@@ -283,11 +295,12 @@ def _write_realsense_bag(path: Path, with_pose: bool = True) -> None:
 def test_replay_eval_on_a_real_robot_sqlite3_bag_with_the_mapping_file(tmp_path):
     bag = tmp_path / "robot_bag"
     _write_realsense_bag(bag)
-    process = _eval(tmp_path / "out", bag, "--mapping", MAPPING)
+    process = _eval(tmp_path / "out", bag, "--mapping", _mapping_with_camera_pose(tmp_path))
     assert process.returncode == 0, process.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())[0]
     print(json.dumps({k: v for k, v in report["policy"].items() if k not in ("predicted", "reference")}, indent=1))
-    assert report["gripper_source"] == "joint widths"
+    assert report["camera_pose_source"] == "mapping"
+    assert report["gripper_source"] == "joint widths (fr3_finger_joint1, fr3_finger_joint2)"
     assert "skipped" in report["path"] and "skipped" in report["masks"]
     policy = report["policy"]
     assert policy["path_input"].startswith("oracle") and policy["gripper_same_sequence"]
@@ -298,8 +311,31 @@ def test_replay_eval_on_a_real_robot_sqlite3_bag_with_the_mapping_file(tmp_path)
 def test_replay_eval_names_a_missing_topic(tmp_path):
     bag = tmp_path / "robot_bag"
     _write_realsense_bag(bag, with_pose=False)
-    process = _eval(tmp_path / "out", bag, "--mapping", MAPPING)
+    process = _eval(tmp_path / "out", bag, "--mapping", _mapping_with_camera_pose(tmp_path))
     assert process.returncode == 2
     assert "/franka_robot_state_broadcaster/current_pose" in process.stderr
     unmapped = _eval(tmp_path / "out2", bag)
     assert unmapped.returncode == 2 and "/camera/color/image_raw" in unmapped.stderr
+
+
+def test_replay_keeps_the_recorded_depth_and_every_latched_message():
+    """rosbag2 records depth 0 when it could not discover the publisher's depth: replayed with rosbag2 player's
+    default 10, not 1; a latched topic keeps all its recorded messages (one per static broadcaster)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    from hamster_bag.replay import replay_qos
+
+    def recorded(depth, latched=False):
+        never = QosTime(0, 0)
+        return [Qos(history=QosHistory.UNKNOWN, depth=depth, reliability=QosReliability.RELIABLE,
+                    durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE, deadline=never,
+                    lifespan=never, liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
+                    avoid_ros_namespace_conventions=False)]
+
+    pose = "geometry_msgs/msg/PoseStamped"
+    assert replay_qos("/robot/ee_pose", pose, recorded(0), paced=False, window=10).depth == 10
+    assert replay_qos("/robot/ee_pose", pose, recorded(3), paced=False, window=10).depth == 3
+    assert replay_qos("/tf_static", "tf2_msgs/msg/TFMessage", recorded(0, latched=True), paced=False, window=10,
+                      count=2).depth == 10
+    assert replay_qos("/tf_static", "tf2_msgs/msg/TFMessage", recorded(1, latched=True), paced=False, window=10,
+                      count=3).depth == 3

@@ -51,12 +51,21 @@ def is_color(observed, expected, tolerance=60):
 
 
 def test_rings_mark_the_start_and_every_gripper_change():
+    # As the reference: the stretch before the first change is drawn closed, so the grasp gets no ring.
     out = draw_path(gray_image((512, 512)), PICK)
     close_color, open_color = GRIPPER_RING_COLORS[GripperState.CLOSED], GRIPPER_RING_COLORS[GripperState.OPEN]
-    for color in ring_pixels(out, (0.5, 0.5), 7):
+    for color in ring_pixels(out, (0.1, 0.5), 7):
         assert is_color(color, close_color), color
-    for point in [(0.1, 0.5), (0.9, 0.5)]:  # the open start and the release at the end
-        for color in ring_pixels(out, point, 7):
+    for color in ring_pixels(out, (0.9, 0.5), 7):  # the release at the end
+        assert is_color(color, open_color), color
+    for color in ring_pixels(out, (0.5, 0.5), 7):
+        assert is_color(color, (128, 128, 128), tolerance=5), color
+    # The runtime's own semantics (open before the path) on request: the grasp gets its ring.
+    opened = draw_path(gray_image((512, 512)), PICK, start_state=GripperState.OPEN, antialias=True)
+    for color in ring_pixels(opened, (0.5, 0.5), 7):
+        assert is_color(color, close_color), color
+    for point in [(0.1, 0.5), (0.9, 0.5)]:
+        for color in ring_pixels(opened, point, 7):
             assert is_color(color, open_color), color
     # No ring where nothing happens.
     plain = draw_path(gray_image((512, 512)), Path2D([[0.1, 0.5], [0.5, 0.5], [0.9, 0.5]]))
@@ -74,11 +83,11 @@ def painted_rows(out, background, x=0.3):
 def test_line_and_rings_scale_with_image_size():
     small = draw_path(gray_image((512, 512)), PICK)
     large = draw_path(gray_image((1024, 1024)), PICK)
-    # Thickness 2 px at 512 and 4 px at 1024; anti-aliasing adds the same fringe to both.
+    # Thickness 2 px at 512 and 4 px at 1024 (cv2 draws a thickness-t line t + 1 rows wide).
     assert painted_rows(small, 128) >= 2
     assert painted_rows(large, 128) >= painted_rows(small, 128) + 2
     close_color = GRIPPER_RING_COLORS[GripperState.CLOSED]
-    for color in ring_pixels(large, (0.5, 0.5), 14):
+    for color in ring_pixels(large, (0.1, 0.5), 14):
         assert is_color(color, close_color), color
     # Below 512 px sizes stay at their 512 px values and lines are at least a pixel wide.
     tiny = draw_path(gray_image((64, 48)), PICK)
@@ -122,6 +131,123 @@ def test_draw_masks_validates_its_inputs():
     with pytest.raises(ValueError, match="alpha"):
         draw_masks(image, {}, alpha=1.5)
     np.testing.assert_array_equal(draw_masks(image, {"empty": np.zeros((10, 20), bool)}), image)
+
+
+# ------------------------------------------------------------------------- the released reference, pixel for pixel
+
+GRIPPER_CLOSE, GRIPPER_OPEN = 0, 1  # the reference's values
+
+
+def reference_process_answer(answer_body):
+    """process_answer of github.com/liyi14/HAMSTER_beta gradio_server_example.py (commit 526a37f5), with the
+    list read by a tiny tokenizer instead of eval: [x, y, gripper] per point, the gripper CLOSED until an action."""
+    import re
+    items = re.findall(r"\(([^)]*)\)|<action>(Close|Open) Gripper</action>", answer_body)
+    processed_points, action_flag = [], GRIPPER_CLOSE
+    for point, action in items:
+        if action:
+            action_flag = GRIPPER_CLOSE if action == "Close" else GRIPPER_OPEN
+            processed_points[-1][-1] = action_flag
+            continue
+        x, y = (float(value) for value in point.split(","))
+        processed_points.append([x, y, action_flag])
+    return processed_points
+
+
+def reference_draw_lines_on_image_cv(image, points, draw_action=True, num_subdivisions=100):
+    """draw_lines_on_image_cv of the same file, line for line, with two guards where it divides by zero (a sample
+    on a zero-length segment takes the segment's start) and matplotlib's current colormap lookup."""
+    import cv2
+    import matplotlib
+    height, width, _ = image.shape
+    scale_factor = max(min(width, height) / 512.0, 1)
+    circle_radius = int(7 * scale_factor)
+    circle_thickness = max(1, int(2 * scale_factor))
+    line_thickness = max(1, int(2 * scale_factor))
+    pixel_points, gripper_status = [], []
+    for point in points:
+        pixel_points.append((int(point[0] * width), int(point[1] * height)))
+        gripper_status.append(int(point[2]))
+    for idx, (x, y) in enumerate(pixel_points):
+        if draw_action:
+            if idx == 0 or gripper_status[idx] != gripper_status[idx - 1]:
+                circle_color = (0, 0, 255) if gripper_status[idx] == GRIPPER_CLOSE else (255, 0, 0)
+                cv2.circle(image, (x, y), circle_radius, circle_color, circle_thickness)
+    pixel_points = np.array(pixel_points, dtype=np.float32)
+    distances = [0]
+    for i in range(1, len(pixel_points)):
+        dist = np.linalg.norm(pixel_points[i] - pixel_points[i - 1])
+        distances.append(distances[-1] + dist)
+    total_distance = distances[-1]
+    sample_distances = np.linspace(0, total_distance, num_subdivisions)
+    interpolated_points = []
+    idx = 0
+    for sd in sample_distances:
+        while sd > distances[idx + 1] and idx < len(distances) - 2:
+            idx += 1
+        span = distances[idx + 1] - distances[idx]
+        t = (sd - distances[idx]) / span if span > 0 else 0  # guard
+        point = (1 - t) * pixel_points[idx] + t * pixel_points[idx + 1]
+        interpolated_points.append(point)
+    interpolated_points = np.array(interpolated_points, dtype=np.int32)
+    cmap = matplotlib.colormaps["jet"]
+    colors = (cmap(np.linspace(0, 1, len(interpolated_points)))[:, :3] * 255).astype(np.uint8)
+    for i in range(len(interpolated_points) - 1):
+        pt1 = tuple(interpolated_points[i])
+        pt2 = tuple(interpolated_points[i + 1])
+        color = tuple(int(c) for c in colors[i])
+        cv2.line(image, pt1, pt2, color=color, thickness=line_thickness)
+    return image
+
+
+def random_answer(rng, n):
+    """Random points with gripper actions that alternate, starting with a close (an explicit "Open" before any
+    close leaves no trace in a Path2D: see hamster_core.drawing)."""
+    items, action = [], "Close"
+    for _ in range(n):
+        items.append(f"({rng.uniform(0, 1):.3f}, {rng.uniform(0, 1):.3f})")
+        if rng.uniform() < 0.3:
+            items.append(f"<action>{action} Gripper</action>")
+            action = "Open" if action == "Close" else "Close"
+    return "<ans>[" + ", ".join(items) + "]</ans>"
+
+
+REFERENCE_ANSWERS = [
+    # reach, grasp, carry, release: the reference starts closed, so no ring at the grasp
+    "<ans>[(0.25, 0.32), (0.32, 0.17), <action>Close Gripper</action>, (0.74, 0.21), "
+    "<action>Open Gripper</action>]</ans>",
+    "<ans>[(0.5, 0.5), <action>Close Gripper</action>, (0.9, 0.9)]</ans>",    # an action on the first point
+    "<ans>[(0.1, 0.1), (0.1, 0.1), (0.6, 0.4), (0.6, 0.4), (1.0, 1.0)]</ans>",  # repeated points, the far corner
+    "<ans>[(0.0, 0.0), (0.999, 0.001), <action>Close Gripper</action>, (0.3, 0.7), <action>Open Gripper</action>, "
+    "(0.3, 0.7), <action>Close Gripper</action>]</ans>",
+]
+
+
+@pytest.mark.parametrize("size", [(640, 480), (512, 512), (300, 200), (1280, 720), (97, 1111)])
+def test_drawing_matches_the_released_reference_pixel_for_pixel(size):
+    from hamster_core.path2d import parse_hamster_answer
+    rng = np.random.default_rng(size[0])
+    answers = REFERENCE_ANSWERS + [random_answer(rng, int(rng.integers(2, 12))) for _ in range(12)]
+    for answer in answers:
+        background = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        reference_points = reference_process_answer(answer[len("<ans>["):-len("]</ans>")])
+        path = parse_hamster_answer(answer)
+        expected = reference_draw_lines_on_image_cv(background.copy(), reference_points)
+        drawn = draw_path(background, path)
+        mismatch = np.argwhere(np.any(drawn != expected, axis=2))
+        assert len(mismatch) == 0, f"{answer}: {len(mismatch)} pixels differ, first at {mismatch[:3].tolist()}"
+
+
+def test_antialiased_drawing_is_an_option_close_to_the_reference():
+    from hamster_core.path2d import parse_hamster_answer
+    answer = REFERENCE_ANSWERS[0]
+    background = np.full((480, 640, 3), 128, np.uint8)
+    expected = reference_draw_lines_on_image_cv(background.copy(), reference_process_answer(answer[6:-7]))
+    smooth = draw_path(background, parse_hamster_answer(answer), antialias=True)
+    assert np.any(smooth != expected)   # not the same pixels...
+    changed = lambda image: np.any(image != 128, axis=2)  # noqa: E731
+    overlap = (changed(smooth) & changed(expected)).sum() / changed(expected).sum()
+    assert overlap > 0.8                 # ...but the same drawing
 
 
 # ------------------------------------------------------------------------------------------ path channels

@@ -10,8 +10,8 @@ from hamster_core.calibration import (LINK_FROM_OPTICAL, CalibrationError, Camer
                                       calibration_from_dict, depth_in_metres, from_hand_eye, load_calibration,
                                       main as calibration_main, save_calibration, stream_problems)
 from hamster_core.camera import PinholeCamera, look_at
-from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, RobotMode, StreamGate,
-                                 TargetLimits, grasp_succeeded, interpret_state)
+from hamster_core.franka import (GateState, GripperAction, GripperGoals, GripperRequest, RecoveryConfig, RobotMode,
+                                 StreamGate, TargetLimits, grasp_succeeded, gripper_opening, interpret_state)
 from hamster_core.geometry import TOP_DOWN, Pose, quaternion_angle, top_down_orientation
 from hamster_core.preflight import (Check, calibration_check, format_table, nudge_blocker, nudge_ramp,
                                     nudge_start_problem, rate_check, recency_check, sync_check)
@@ -51,6 +51,25 @@ def test_gate_starts_disabled_refuses_enable_without_a_fresh_healthy_state_and_h
     assert gate.state == GateState.HALTED and "user stop" in gate.reason and gate.halted_at == 10.06
     gate.on_state(interpret_state(RobotMode.MOVE, NO_ERRORS), 10.07, 10.07)
     assert not gate.open, "a halt is sticky until the next explicit enable"
+
+
+def test_enable_names_the_last_states_reflex_before_its_age():
+    """Issue 18: after a reflex franka_ros2's broadcaster goes inactive, so the last state is also stale; the
+    refusal names the reflex (what to recover from), not only the age."""
+    gate = StreamGate(stale_after_sec=0.1)
+    gate.on_state(interpret_state(RobotMode.REFLEX, NO_ERRORS), 10.0, 10.0)
+    ok, message = gate.enable(30.0)
+    assert not ok and "reflex mode" in message, message
+
+
+@pytest.mark.parametrize("field,value", [("error_recovery_action", "action_server/error_recovery"),
+                                         ("switch_controller_service", ""), ("controllers", ()),
+                                         ("controllers", ("a", "a")), ("controllers", ("a", "")),
+                                         ("timeout_sec", 0.0), ("timeout_sec", float("nan"))])
+def test_recovery_config_refuses_bad_values_naming_them(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]) as error:
+        RecoveryConfig(**{field: value})
+    assert repr(list(value) if field == "controllers" else value) in str(error.value)
 
 
 def test_gate_halts_on_a_stale_or_future_state():
@@ -423,3 +442,31 @@ def test_the_target_stream_needs_a_listening_controller_and_no_other_publisher()
     assert controller_link_problem("/target_pose", 1, 2).startswith("1 other publisher(s) on /target_pose")
     assert controller_link_problem("/target_pose", 1, 1) is None
     assert controller_link_problem("/target_pose", 3, 1) is None   # an inactive controller, an observer
+
+
+def test_interface_rows_pass_on_the_providing_side_only_and_name_the_missing_provider():
+    """hamster-preflight --interfaces (issue 18): a topic counts only with the side the robot must have (a
+    subscriber of the target topic is the controller; a publisher there is not), actions and services by server."""
+    from hamster_core.preflight import ExpectedInterface, GraphView, interface_checks
+    expected = [ExpectedInterface("subscriber", "/target_pose", "geometry_msgs/msg/PoseStamped", "the controller",
+                                  "the target stream"),
+                ExpectedInterface("publisher", "/state", "franka_msgs/msg/FrankaRobotState", "the broadcaster", "pose"),
+                ExpectedInterface("action", "/recover", "franka_msgs/action/ErrorRecovery", "franka_hardware", "r"),
+                ExpectedInterface("service", "/switch", "controller_manager_msgs/srv/SwitchController", "cm", "r")]
+    seen = interface_checks(expected, GraphView({"/target_pose": (0, 1), "/state": (1, 0)}, frozenset({"/recover"}),
+                                                frozenset({"/switch"})))
+    assert [c.passed for c in seen] == [True, True, True, True]
+    missing = interface_checks(expected, GraphView({"/target_pose": (1, 0)}, frozenset(), frozenset({"/other"})))
+    assert [c.passed for c in missing] == [False, False, False, False]
+    assert missing[0].value == "0 subscriber(s)" and "is the controller running" in missing[0].detail
+    with pytest.raises(ValueError, match="'topic'"):
+        interface_checks([ExpectedInterface("topic", "/x", "t", "p", "n")], GraphView({}, frozenset(), frozenset()))
+
+
+def test_gripper_opening_counts_a_lone_finger_joint_twice():
+    """Issue 17: a real FR3's /joint_states may carry fr3_finger_joint1 only; the live policy node read no gripper
+    width at all then (it needed both), so a grasp was never seen."""
+    joints = ("fr3_finger_joint1", "fr3_finger_joint2")
+    assert gripper_opening({"fr3_finger_joint1": 0.02, "fr3_finger_joint2": 0.03}, joints) == pytest.approx(0.05)
+    assert gripper_opening({"fr3_finger_joint1": 0.015, "fr3_joint1": 0.3}, joints) == pytest.approx(0.03)
+    assert gripper_opening({"fr3_joint1": 0.3}, joints) is None

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from sensor_msgs.msg import Image, PointCloud2, PointField
 
+from hamster_core.answer_formats import parse_molmo_points, parse_qwen_points
 from hamster_core.instruction import parse_pick_place_instruction
 from hamster_core.path2d import Path2D, PathParseError, format_hamster_answer, parse_hamster_answer
 from hamster_core.geometry import Pose
@@ -20,6 +21,7 @@ from hamster_apps.graph import _remappings
 from hamster_sim.ground_truth import decode_scene_payload
 
 ANSWER_INPUTS = 60_000
+POINT_ANSWER_INPUTS = 12_000  # per point format
 INSTRUCTION_INPUTS = 10_000
 SCENE_INPUTS = 8_000
 IMAGE_INPUTS = 8_000
@@ -27,8 +29,8 @@ CLOUD_INPUTS = 8_000
 REMAP_INPUTS = 6_000
 MAPPING_INPUTS = 3_000
 METADATA_INPUTS = 2_000
-assert (ANSWER_INPUTS + INSTRUCTION_INPUTS + SCENE_INPUTS + IMAGE_INPUTS + CLOUD_INPUTS + REMAP_INPUTS
-        + MAPPING_INPUTS + METADATA_INPUTS) >= 100_000
+assert (ANSWER_INPUTS + 2 * POINT_ANSWER_INPUTS + INSTRUCTION_INPUTS + SCENE_INPUTS + IMAGE_INPUTS + CLOUD_INPUTS
+        + REMAP_INPUTS + MAPPING_INPUTS + METADATA_INPUTS) >= 100_000
 
 # Characters that matter to the answer grammar, and look-alikes a model or an attacker may produce.
 ANSWER_ALPHABET = list("()<>[],./ -+eE0123456789\n\t") + ["ans", "action", "Open Gripper", "Close Gripper", "nan",
@@ -88,6 +90,59 @@ def test_answer_parser_survives_mutated_and_random_answers(chunk):
             text = "<ans>[" + "(0.5, 0.5), " * int(rng.integers(0, 200)) + "]</ans>"
         image_size = None if rng.random() < 0.5 else (int(rng.integers(1, 2000)), int(rng.integers(1, 2000)))
         check_answer(text, int(rng.integers(1, 65)), image_size)
+
+
+# The point formats (answer_formats): look-alikes and the characters that matter to JSON and to Molmo's tags.
+POINT_ALPHABET = list('[]{}:,"<>/=. -+eE0123456789\n') + ["point_2d", "label", "grasp", "release", "NaN", "Infinity",
+                                                          "true", "null", "point", "points", "x1", "alt", "1e309",
+                                                          "٣", "\x00", "[[[[[[[["]
+
+
+def random_qwen_answer(rng) -> str:
+    entries = [{"point_2d": [int(x), int(y)], "label": str(rng.choice(["move", "grasp", "release"]))}
+               for x, y in rng.integers(0, 29, size=(int(rng.integers(1, 10)), 2))]  # inside any resized image
+    import json
+    return str(rng.choice(["", "```json\n", "Points: "])) + json.dumps(entries) + str(rng.choice(["", "\n```"]))
+
+
+def random_molmo_answer(rng) -> str:
+    tags = []
+    for _ in range(int(rng.integers(1, 6))):
+        label = str(rng.choice(["move", "grasp", "release"]))
+        if rng.random() < 0.7:
+            x, y = rng.uniform(0, 100, 2)
+            tags.append(f'<point x="{x:.1f}" y="{y:.1f}" alt="{label}">{label}</point>')
+        else:
+            coords = rng.uniform(0, 100, size=(int(rng.integers(1, 4)), 2))
+            attributes = " ".join(f'x{i + 1}="{x:.1f}" y{i + 1}="{y:.1f}"' for i, (x, y) in enumerate(coords))
+            tags.append(f'<points {attributes} alt="{label}">{label}</points>')
+    return " ".join(tags)
+
+
+@pytest.mark.parametrize("parser, generate", [(parse_qwen_points, random_qwen_answer),
+                                              (parse_molmo_points, random_molmo_answer)])
+@pytest.mark.parametrize("chunk", [0] + [pytest.param(chunk, marks=pytest.mark.slow) for chunk in range(1, 6)])
+def test_point_format_parsers_survive_mutated_and_random_answers(parser, generate, chunk):
+    rng = np.random.default_rng(5000 + chunk)
+    outcomes = {"accepted": 0, "rejected": 0}
+    for _ in range(POINT_ANSWER_INPUTS // 6):
+        kind = rng.random()
+        if kind < 0.85:
+            text = mutate(generate(rng), rng, POINT_ALPHABET)
+        else:
+            text = "".join(str(c) for c in rng.choice(POINT_ALPHABET, size=int(rng.integers(0, 80))))
+        max_points = int(rng.integers(1, 65))
+        image_size = (int(rng.integers(28, 2000)), int(rng.integers(28, 2000)))
+        try:
+            path = parser(text, max_points=max_points, image_size=image_size)
+        except PathParseError:
+            outcomes["rejected"] += 1
+            continue
+        outcomes["accepted"] += 1
+        assert 1 <= len(path) <= max_points, text
+        assert np.all(np.isfinite(path.points)) and np.all((path.points >= 0) & (path.points <= 1)), text
+        assert set(np.unique(path.gripper).tolist()) <= {0, 1}, text
+    assert min(outcomes.values()) > 50, outcomes  # the fuzzer reaches both outcomes
 
 
 def test_instruction_parser_survives_mutations():

@@ -40,6 +40,14 @@ def test_close_keyframes_merge_and_the_gripper_change_wins():
 def test_widths_to_gripper_state():
     assert gripper_closed_from_widths([0.08, 0.08, 0.03, 0.03, 0.08]).tolist() == [False, False, True, True, False]
     assert not gripper_closed_from_widths([0.08, 0.079]).any()
+    # A release that re-opens only part of the way (0.04 -> 0.055, under the old half-range threshold of 0.06)
+    # still counts; sensor wiggle smaller than the hysteresis (12.5% of the hand's 0.08 m) does not.
+    widths = [0.08, 0.079, 0.06, 0.04, 0.041, 0.039, 0.047, 0.055, 0.055, 0.05]
+    assert gripper_closed_from_widths(widths).tolist() == [False, False, True, True, True, True, True, False,
+                                                            False, False]
+    assert gripper_closed_from_widths([0.02, 0.025, 0.02]).tolist() == [True, True, True]   # starts closed
+    with pytest.raises(ValueError, match="width_range"):
+        gripper_closed_from_widths([0.08], width_range=(0.08, 0.0))
     with pytest.raises(ValueError):
         extract_keyframes([0, 1], [[0, 0, 0]], [[0, 0, 0, 1]], [False])
 

@@ -385,13 +385,13 @@ def test_resample_preserves_ends_and_the_sequence_of_changes(path, n):
 
 # ---------------------------------------------------------------------------------------------- prompt
 
-def test_prompt_follows_hamster_figure_10():
+def test_prompt_is_hamsters_released_text_with_the_instruction():
     prompt = build_prompt("put the corn in the black bowl")
     assert prompt == HAMSTER_PROMPT_TEMPLATE.format(instruction="put the corn in the black bowl")
-    assert prompt.startswith("In the image, please execute the command described in "
+    assert prompt.startswith("\nIn the image, please execute the command described in "
                              "<quest>put the corn in the black bowl</quest>.")
     assert "<ans>[(0.25, 0.32), (0.32, 0.17), (0.13, 0.24), <action>Open Gripper</action>" in prompt
-    assert prompt.endswith("indicating the relative locations of the points in the image.")
+    assert prompt.endswith("Remember to provide points between <ans> and </ans> tags and think step by step.")
 
 
 def test_prompt_with_gripper_position_and_validation():

@@ -44,23 +44,40 @@ def test_a_cloud_without_a_matching_colour_frame_is_published_uncoloured_with_a_
     """Regression: a stale colour stream silently turned every cloud grey."""
     node, clouds, reports = camera_cloud
     node._on_color(frame(10.0, "color"))
-    node._on_depth(frame(10.01, "depth"))
+    node._on_depth(frame(10.0, "depth"))
     assert pointcloud2_to_numpy(clouds[-1])[1] is not None
     assert reports == []  # healthy from the start: nothing to report
 
-    node._on_depth(frame(10.5, "depth"))  # the colour frame is 0.49 s older than this depth frame
-    node._on_depth(frame(10.6, "depth"))
+    for seconds in (10.5, 10.6, 10.7, 10.8):   # the colour stream stopped: 2 depth frames wait, then go uncoloured
+        node._on_depth(frame(seconds, "depth"))
     assert len(clouds) == 3 and all(pointcloud2_to_numpy(c)[1] is None for c in clouds[1:])
     assert [r.level for r in reports] == [b"\x01"]  # one WARN, not one per frame
     assert "without colour" in reports[-1].message and "0.05 s" in reports[-1].message
+    assert node.pairer.unpaired == {"no colour frame within the tolerance": 2}
+    assert [(v.key, v.value) for v in reports[-1].values] == [("uncoloured: no colour frame within the tolerance", "1")]
 
-    node._on_color(frame(10.7, "color"))
-    node._on_depth(frame(10.7, "depth"))
-    assert pointcloud2_to_numpy(clouds[-1])[1] is not None and reports[-1].level == b"\x00"
+    node._on_color(frame(10.85, "color"))       # releases 10.7 (uncoloured) and 10.8 (0.05 s: coloured)
+    assert len(clouds) == 5 and pointcloud2_to_numpy(clouds[-1])[1] is not None and reports[-1].level == b"\x00"
+
+
+def test_depth_that_arrives_before_its_colour_frame_gets_that_frame(camera_cloud):
+    """Regression: the newest colour frame coloured each cloud, so depth that came first got the previous
+    frame's colours (or none): 22 of 103 clouds went out grey on a real bag."""
+    node, clouds, _ = camera_cloud
+    colours = {}
+    for index in range(6):
+        seconds = 20.0 + index / 30
+        depth, colour = frame(seconds, "depth"), frame(seconds, "color")
+        colour.data = bytes([index * 40]) * len(colour.data)         # each frame its own grey level
+        colours[index] = index * 40
+        for msg in ((depth, colour) if index % 2 else (colour, depth)):  # every other frame: depth first
+            (node._on_depth if msg is depth else node._on_color)(msg)
+    assert len(clouds) == 6 and node.pairer.unpaired == {}
+    assert [int(pointcloud2_to_numpy(c)[1][0, 0]) for c in clouds] == [colours[i] for i in range(6)]
 
 
 def test_a_colour_image_of_another_size_stops_the_clouds_with_an_error(camera_cloud):
     node, clouds, reports = camera_cloud
-    node._on_color(numpy_to_image(np.zeros((120, 160, 3), np.uint8), "rgb8"))
-    node._on_depth(frame(1.0, "depth"))
+    node._on_color(numpy_to_image(np.zeros((120, 160, 3), np.uint8), "rgb8"))     # stamped 0
+    node._on_depth(frame(0.0, "depth"))
     assert clouds == [] and reports[-1].level == b"\x02" and "colour image is 160x120" in reports[-1].message

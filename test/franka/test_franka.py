@@ -32,7 +32,7 @@ PERIOD = 1.0 / yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_
 CONTROLLER_TOPIC = "/target_pose"   # franka.yaml's controller crisp_cartesian: crisp_controllers' target_pose
 CLOCK_STEP = 1.0 / yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["sim_node"]["ros__parameters"]["clock_rate_hz"]
 SEED = 1
-GRIPPER_TIMEOUT = 1.0
+GRIPPER_TIMEOUT = 3.0   # short, for the tests that wait for a timeout (1 s: a healthy homing missed it under load)
 OVERRIDES = {"franka_bridge": {"gripper": {"timeout_sec": GRIPPER_TIMEOUT, "homing_on_start": True}},
              "policy_node": {"mask_wait_sec": 1.5}}
 
@@ -143,6 +143,14 @@ class Monitor:
         response = self.call(self.SetBool, f"/sim/{name}", self.SetBool.Request(data=on))
         assert response.success, response.message
 
+    def recover(self) -> str:
+        """/robot/recover after a reflex whose cause is gone: succeeds and leaves the adapter disabled."""
+        response = self.call(self.Trigger, self.t.ROBOT_RECOVER, self.Trigger.Request(), timeout=60)
+        assert response.success, response.message
+        wait_until(lambda: (self.status().get("last_recovery") or {}).get("success")
+                   and self.status().get("gate") == "disabled", "status recovered", 10)
+        return response.message
+
     def enable(self) -> str:
         def accepted():
             response = self.call(self.SetBool, self.t.ROBOT_ENABLE, self.SetBool.Request(data=True))
@@ -230,6 +238,55 @@ def test_preflight_passes_on_a_healthy_simulator_and_moves_the_arm(franka):
     assert verdicts["gripper: answers a move goal"] == "PASS"
     assert verdicts["calibration: cloud sees the gripper at the measured pose"] == "PASS"
     assert sum(v == "PASS" for v in verdicts.values()) >= 14, process.stdout
+
+
+def test_the_simulators_franka_interface_offers_every_interface_the_runtime_expects(franka):
+    """Issue 18: `hamster-preflight --interfaces` lists what the runtime needs from the robot side (topics with the
+    side that must exist, gripper and recovery actions, switch_controller) and finds each on the simulator."""
+    process = franka.preflight("--interfaces")
+    assert process.returncode == 0, process.stdout + process.stderr
+    verdicts = rows(process.stdout)
+    assert set(verdicts.values()) == {"PASS"} and len(verdicts) == 11, process.stdout
+    for name in ("subscriber: /target_pose", "action: /action_server/error_recovery",
+                 "service: /controller_manager/switch_controller",
+                 "publisher: /franka_robot_state_broadcaster/robot_state"):
+        assert name in verdicts, process.stdout
+    assert process.stdout.strip().endswith("INTERFACES PASSED")
+
+
+def test_a_compliant_arm_misses_the_stiff_nudge_tolerance_and_passes_the_one_from_its_stiffness(franka):
+    """Issue 18 (item 6): with the simulator's compliant arm (400 N/m, 3 N of friction: it stops 7.5 mm short) the
+    nudge fails the stiff arm's 5 mm and passes with --stiffness 400 --unmodelled-force 3 (2 + 7.5 mm)."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    monitor = franka.monitor
+
+    def compliance(stiffness: float, friction: float):
+        request = SetParameters.Request(parameters=[
+            Parameter("franka.compliance.stiffness", value=stiffness).to_parameter_msg(),
+            Parameter("franka.compliance.friction", value=friction).to_parameter_msg()])
+        results = monitor.call(SetParameters, "/sim_node/set_parameters", request).results
+        assert all(r.successful for r in results), [r.reason for r in results]
+
+    bridge = FRANKA_SIM["franka_bridge"]["ros__parameters"]
+    nudge = ("--nudge", "0.01", "--calibration", str(CONFIG_DIR / "calibration_sim.yaml"), "--gripper", "none",
+             "--workspace-min", *map(str, bridge["workspace_min"]), "--workspace-max", *map(str, bridge["workspace_max"]),
+             "--max-linear-speed", str(bridge["max_linear_speed"]))
+    compliance(400.0, 3.0)
+    try:
+        stiff = franka.preflight(*nudge)
+        compliant = franka.preflight(*nudge, "--stiffness", "400", "--unmodelled-force", "3")
+    finally:
+        compliance(0.0, 0.0)
+    row = "controller: takes the target stream"
+    line = next(line for line in stiff.stdout.splitlines() if line.startswith(row))
+    assert rows(stiff.stdout)[row] == "FAIL" and "<= 5.0 mm" in line, stiff.stdout
+    off = float(line.split("FAIL")[1].split("mm off")[0])
+    assert 6.0 <= off <= 9.5, line             # friction / stiffness = 7.5 mm short, give or take the settling
+    assert rows(compliant.stdout)[row] == "PASS" and "<= 9.5 mm" in compliant.stdout, compliant.stdout
+    bad = monitor.call(SetParameters, "/sim_node/set_parameters", SetParameters.Request(parameters=[
+        Parameter("franka.compliance.mass", value=-1.0).to_parameter_msg()])).results[0]
+    assert not bad.successful and "mass must be positive, got -1.0" in bad.reason
 
 
 def test_preflight_names_a_wrong_extrinsic(franka, tmp_path):
@@ -353,6 +410,7 @@ def test_the_adapter_step_limits_from_the_measured_pose_after_a_re_enable_and_se
         monitor.set_fault("reflex", False)
     status = monitor.status()
     assert status["halt_count"] == halts + 1 and "reflex" in status["last_halt_reason"], status
+    monitor.recover()
     monitor.enable()
     status = monitor.status()
     assert status["halt_count"] == halts + 1 and "reflex" in status["last_halt_reason"], "kept over the re-enable"
@@ -430,14 +488,18 @@ def test_a_bad_robot_state_halts_the_stream_within_one_control_period(runtime, f
         # ... on a state published after the switch (the simulator publishes one per control period), and not as
         # a stale-state halt: within stale_after_sec of the switch, on this loaded machine usually the first one.
         assert switched - CLOCK_STEP <= status["halt_state_stamp"] <= switched + stale_after, (switched, status)
+        # The adapter's clock is its own copy of /clock and lags the simulator's under load (14 ms seen): a state
+        # may be stamped a little after the adapter's now, within the gate's symmetric freshness window.
         delivery = status["halted_at"] - status["halt_state_stamp"]
-        assert -CLOCK_STEP <= delivery <= stale_after, status
+        assert -stale_after <= delivery <= stale_after, status
         print(f"{fault}: halted on the state {(status['halt_state_stamp'] - switched) * 1000:.0f} ms after the "
               f"switch, {delivery * 1000:.0f} ms after its stamp (sim time)")
         response = monitor.call(monitor.SetBool, monitor.t.ROBOT_ENABLE, monitor.SetBool.Request(data=True))
         assert not response.success and words in response.message, "enable must be refused while the fault lasts"
     finally:
         monitor.set_fault(fault, False)
+        if fault == "reflex":   # latched until error recovery, the controllers inactive meanwhile
+            monitor.recover()
 
 
 def test_a_reflex_during_an_episode_ends_it_with_the_reason(runtime):
@@ -458,11 +520,29 @@ def test_a_reflex_during_an_episode_ends_it_with_the_reason(runtime):
     monitor.set_fault("reflex", True)
     try:
         wait_until(result_future.done, "the episode to end", 30, runtime.alive)
+        result = result_future.result().result
+        assert not result.success and "robot halted: the robot is in reflex mode" in result.message, result.message
+        assert result.message.endswith("while executing"), result.message
+        # Issue 18, franka_ros2's sequence: the controllers went inactive after the states that showed the reflex
+        # (no more states), the reflex stays until error recovery, and error recovery fails while its cause lasts.
+        halted = monitor.status()
+        wait_until(lambda: (monitor.status().get("state_age") or 0) > 1.0, "the robot state to stop", 10,
+                   runtime.alive)
+        response = monitor.call(monitor.SetBool, monitor.t.ROBOT_ENABLE, monitor.SetBool.Request(data=True))
+        assert not response.success and "reflex mode" in response.message, response.message
+        refused = monitor.call(monitor.Trigger, monitor.t.ROBOT_RECOVER, monitor.Trigger.Request(), timeout=60)
+        assert not refused.success and "error recovery ended aborted: the robot's error persists" in refused.message, \
+            refused.message
     finally:
         monitor.set_fault("reflex", False)
-    result = result_future.result().result
-    assert not result.success and "robot halted: the robot is in reflex mode" in result.message, result.message
-    assert result.message.endswith("while executing"), result.message
+    assert halted["gate"] == "halted" and halted["mode"] == "reflex", halted
+    message = monitor.recover()
+    assert message.startswith("recovered: error recovery succeeded; activated franka_robot_state_broadcaster, "
+                              "cartesian_impedance_controller"), message
+    assert monitor.status()["mode"] == "move" and monitor.status()["state_age"] < 1.0, monitor.status()
+    monitor.enable()
+    outcome = monitor.episodes.episode(SEED, 90)
+    assert outcome["success"], outcome
 
 
 def test_a_frozen_robot_state_halts_the_stream(runtime):
@@ -485,9 +565,14 @@ def _gripper(monitor, command: int, width: float, **fields) -> dict:
 
 
 def _send_gripper_command(monitor, command: int, width: float, speed: float = 0.1, **fields) -> float:
+    """Publishes a gripper command stamped later than any before it (the monitor's simulated clock can stand still
+    between two quick commands, and then one command's result was taken for the other's)."""
     msg = monitor.GripperCommand(command=command, width=width, speed=speed, **fields)
+    previous = getattr(monitor, "last_gripper_stamp", -1.0)
+    wait_until(lambda: monitor.sim_now() > previous, "the monitor's clock to pass the last command's stamp", 10)
     msg.header.stamp = monitor.node.get_clock().now().to_msg()
     stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    monitor.last_gripper_stamp = stamp
     monitor.gripper_pub.publish(msg)
     return stamp
 
@@ -505,18 +590,18 @@ def test_gripper_timeout_and_failure_are_reported(runtime):
     refused = _gripper(monitor, G.MOVE, 0.08)
     assert not refused["success"] and refused["error"].startswith("not sent: halted"), refused
     monitor.enable()
-    assert _gripper(monitor, G.MOVE, 0.08)["success"]                  # open (no object in the hand)
+    opened = _gripper(monitor, G.MOVE, 0.08)
+    assert opened["success"], opened                                    # open (no object in the hand)
     failed = _gripper(monitor, G.GRASP, 0.05, force=20.0, epsilon_inner=0.035, epsilon_outer=0.035)
     assert failed["action"] == "grasp" and not failed["success"] and "grasp failed" in failed["error"], failed
     monitor.set_fault("stall_gripper", True)
     try:
-        started = time.monotonic()
         timed_out = _gripper(monitor, G.MOVE, 0.08)
-        elapsed = time.monotonic() - started
     finally:
         monitor.set_fault("stall_gripper", False)
     assert not timed_out["success"] and f"no result within {GRIPPER_TIMEOUT:g} s" in timed_out["error"]
-    assert GRIPPER_TIMEOUT <= elapsed < GRIPPER_TIMEOUT + 3.0
+    # The timeout is on the adapter's ROS clock (the simulator's, slower than the wall under load): checked at rate_hz
+    assert GRIPPER_TIMEOUT < timed_out["seconds"] <= GRIPPER_TIMEOUT + 5 * PERIOD, timed_out
     rejected = _gripper(monitor, G.MOVE, 0.5)
     assert not rejected["success"] and "width" in rejected["error"]
     assert np.isfinite(failed["seconds"])

@@ -5,11 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hamster_core.drawing import draw_path, draw_path_channels
+from hamster_core.drawing import draw_path_channels
 from hamster_core.geometry import TOP_DOWN
 from hamster_core.policies.base import PolicyError
 from hamster_core.policies.conditioning import (SceneConfig, collate, feature_channels, instruction_tokens,
-                                                perturb_path, prepare_inputs, required_inputs)
+                                                overlay_path, perturb_path, prepare_inputs, required_inputs)
 from scenes import CAMERA, COLORS, MASKS, PATH, POINTS, TRAY_CENTER, path_through, scene_observation
 
 
@@ -64,7 +64,7 @@ def test_path_overlay_paints_the_drawn_path_onto_the_points_it_covers():
     rgb = np.full((CAMERA.height, CAMERA.width, 3), 128, np.uint8)
     observation = scene_observation(colors=None, rgb=rgb)
     inputs = prepare_inputs(observation, SceneConfig(conditioning="path_overlay", num_points=4096))
-    drawn = draw_path(rgb, PATH)
+    drawn = overlay_path(rgb, PATH)
     (u, v), inside = pixel_of(inputs.points)
     np.testing.assert_allclose(inputs.features * 255, np.where(inside[:, None], drawn[v, u], 0), atol=1e-3)
     assert np.sum(np.any(drawn[v, u] != 128, axis=1)) > 10

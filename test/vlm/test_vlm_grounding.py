@@ -3,9 +3,11 @@ stack's detector and segmenter run once on a frame. Tiny random checkpoints: the
 import numpy as np
 import pytest
 
-from hamster_core.instruction import PLACEMENT_LABEL, TARGET_LABEL
+from hamster_core.chat_server import ChatServer
+from hamster_core.instruction import GROUNDING_PROMPT_TEMPLATE, PLACEMENT_LABEL, TARGET_LABEL
 from hamster_core.tiny_checkpoints.perception import build_grounding_dino, build_sam
-from hamster_vlm_node.grounding import Grounder, GroundingError
+from hamster_core.vlm import VLM_BACKENDS
+from hamster_vlm_node.grounding import Grounder, GroundingError, PhraseExtractor
 
 INSTRUCTION = "pick up the red cube and put it in the blue bowl"
 
@@ -36,6 +38,55 @@ def test_grounds_target_and_placement_with_masks_of_the_image_size(grounder):
 def test_an_instruction_without_target_and_placement_is_a_grounding_error(grounder):
     with pytest.raises(GroundingError, match="not a pick-and-place instruction"):
         grounder.ground(np.zeros((60, 80, 3), np.uint8), "wave hello")
+
+
+def language_model(answer):
+    """A chat server answering `answer` (a function of the prompt) and an openai backend asking it."""
+    server = ChatServer(lambda chat: answer(chat.prompt), model="m").start()
+    return server, VLM_BACKENDS.create("openai", base_url=server.base_url, model="m", retries=0,
+                                       gripper_position=True)
+
+
+def test_phrases_come_from_the_language_model_as_strict_json(grounder):
+    prompts = []
+    server, backend = language_model(lambda prompt: prompts.append(prompt) or
+                                     '```json\n{"target": "the crimson block", "placement": "the dish"}\n```')
+    try:
+        rgb = np.zeros((60, 80, 3), np.uint8)
+        extractor = PhraseExtractor(backend)
+        instruction = "Put the crimson block, which is on the left, onto the dish"
+        assert extractor.phrases(rgb, instruction) == ({TARGET_LABEL: "crimson block", PLACEMENT_LABEL: "dish"},
+                                                       {"phrases_from": "model"})
+        # The grounding question in its own words, without the path prompt's gripper line.
+        assert prompts == [GROUNDING_PROMPT_TEMPLATE.replace("{instruction}", instruction)]
+        grounder.phrases = extractor  # as Grounder(backend, ...) sets it up
+        try:
+            detections, timing = grounder.ground(rgb, instruction)
+        finally:
+            grounder.phrases = PhraseExtractor(None)
+        assert {d.phrase for d in detections} <= {"crimson block", "dish"} and timing["phrases_from"] == "model"
+    finally:
+        server.stop()
+
+
+def test_phrases_fall_back_to_the_rules_when_the_model_answers_anything_else():
+    server, backend = language_model(lambda prompt: "The target is the cube.")
+    try:
+        rgb = np.zeros((60, 80, 3), np.uint8)
+        queries, source = PhraseExtractor(backend).phrases(rgb, "put the pot in the sink and close the tap")
+        assert queries == {TARGET_LABEL: "pot", PLACEMENT_LABEL: "sink"} and source["phrases_from"] == "rules"
+        assert "exactly one JSON object" in source["phrases_model_error"]
+        with pytest.raises(GroundingError, match="the model gave no grounding phrases"):
+            PhraseExtractor(backend, "model").phrases(rgb, "put the pot in the sink")
+        assert PhraseExtractor(backend, "rules").backend is None
+    finally:
+        server.stop()
+    # A backend that takes no prompts (the oracle) or none at all: the rules.
+    assert PhraseExtractor(None).phrases(None, "put the cup on the plate")[1] == {"phrases_from": "rules"}
+    with pytest.raises(ValueError, match="needs a backend that takes prompts"):
+        PhraseExtractor(None, "model")
+    with pytest.raises(ValueError, match="auto, model, rules"):
+        PhraseExtractor(None, "llm")
 
 
 def test_unknown_or_bad_options_name_the_value(tmp_path):
@@ -136,3 +187,54 @@ def test_target_motion_fires_once_past_the_threshold_then_takes_a_new_reference(
     assert monitor.moved(square_at(25)) is None          # new reference after firing
     with pytest.raises(ValueError, match="-1"):
         TargetMotion(-1)
+
+
+@pytest.mark.graph
+@pytest.mark.slow  # the node with tiny models (~10 s)
+def test_node_in_both_mode_publishes_the_path_when_grounding_fails(tmp_path):
+    """mode both: the phrases are asked of the VLM (which answers no JSON) and the rules find none in the
+    instruction, so there are no masks; the path is published all the same, the status saying why no masks."""
+    import json
+    import os
+
+    from std_msgs.msg import String
+
+    from hamster_apps.graph import CONFIG_DIR, NodeSpec
+    from hamster_apps.runner import GraphRunner, ros_environment
+    from hamster_ros import interfaces as t
+    from vlm_harness import Harness
+    from waiting import wait_until
+
+    instruction = "open the top drawer"
+    path_answer = "<ans>[(0.20, 0.30), <action>Close Gripper</action>, (0.60, 0.40)]</ans>"
+    prompts = []
+
+    def answer(chat):
+        prompts.append(chat.prompt)
+        return "I would rather not say." if "Answer with one JSON object" in chat.prompt else path_answer
+    server = ChatServer(answer, model="m").start()
+    spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node",
+                    (str(CONFIG_DIR / "runtime.yaml"),),
+                    {"use_sim_time": False, "mode": "both", "backend": "openai", "openai.base_url": server.base_url,
+                     "openai.model": "m", "openai.retries": 0,
+                     "grounding.detector_checkpoint": str(build_grounding_dino(tmp_path)),
+                     "grounding.segmenter_checkpoint": str(build_sam(tmp_path))})
+    domain = 60 + (os.getpid() + 7) % 30
+    runner = GraphRunner([spec], tmp_path / "logs", ros_environment(domain))
+    runner.start()
+    harness = Harness(domain)
+    try:
+        publisher = harness.node.create_publisher(String, t.INSTRUCTION, t.LATCHED)
+        publisher.publish(String(data=instruction))
+        status = wait_until(lambda: next((s for s in harness.statuses if s["state"] in ("ok", "failed")), None)
+                            or runner.exited(), "the VLM's answer", timeout=90)
+        assert not runner.exited(), runner.log_tail("hamster_vlm_node")
+        assert status["state"] == "ok", status
+        assert status["message"].startswith("path with 2 points (2 in the answer); no masks: not a pick-and-place")
+        assert "not a pick-and-place instruction" in status["timing"]["grounding_error"]
+        assert [path.instruction for path in harness.paths] == [instruction]
+        assert sum("Answer with one JSON object" in prompt for prompt in prompts) == 1  # the phrases were asked
+    finally:
+        harness.close()
+        runner.stop()
+        server.stop()

@@ -1,13 +1,13 @@
 """hamster_vlm_node and policy_node as real processes (no simulator), the VLM behind a real local HTTP server:
 failed attempts end the episode with the VLM's message, nothing invalid reaches /hamster/path, replanning
 works, and every output carries the model id."""
-import json
 import os
 
 import numpy as np
 import pytest
 
 from hamster_core.chat_server import ChatServer
+from vlm_harness import Harness
 from waiting import wait_until
 
 pytestmark = pytest.mark.graph
@@ -15,57 +15,6 @@ pytestmark = pytest.mark.graph
 MODEL = "hamster-node-test"
 GOOD = "<ans>[(0.20, 0.30), <action>Close Gripper</action>, (0.60, 0.40), <action>Open Gripper</action>]</ans>"
 INSTRUCTION = "pick up the red cube and put it in the blue bowl"
-
-
-class Harness:
-    """Camera images in, VLM status and paths out, the RunEpisode action and the replan service."""
-
-    def __init__(self, domain_id: int | None = None):
-        import rclpy
-        from rclpy.action import ActionClient
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.node import Node
-        from sensor_msgs.msg import Image
-        from std_msgs.msg import String
-        from std_srvs.srv import Trigger
-
-        from hamster_msgs.action import RunEpisode
-        from hamster_msgs.msg import Path2D
-        from hamster_ros import interfaces as t
-        from hamster_ros.conversions import numpy_to_image
-        from hamster_ros.spinner import BackgroundSpinner
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node("vlm_node_test", context=self.context)
-        self.statuses, self.paths = [], []
-        self.node.create_subscription(String, t.VLM_STATUS, lambda m: self.statuses.append(json.loads(m.data)),
-                                      t.LATCHED)
-        self.node.create_subscription(Path2D, t.PATH, self.paths.append, t.LATCHED)
-        image_pub = self.node.create_publisher(Image, t.COLOR_IMAGE, t.SENSOR)
-        pixels = np.full((60, 80, 3), 120, np.uint8)
-
-        def publish_image():
-            msg = numpy_to_image(pixels, "rgb8")
-            msg.header.stamp = self.node.get_clock().now().to_msg()
-            msg.header.frame_id = "camera"
-            image_pub.publish(msg)
-        self.node.create_timer(0.1, publish_image)
-        self.episode = ActionClient(self.node, RunEpisode, t.RUN_EPISODE)
-        self.replan = self.node.create_client(Trigger, t.REPLAN)
-        self.RunEpisode, self.Trigger = RunEpisode, Trigger
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        self.spinner = BackgroundSpinner(self.executor)
-
-    def result(self, future, what):
-        wait_until(future.done, what)
-        return future.result()
-
-    def close(self):
-        assert self.spinner.stop(), "the spin thread did not stop"
-        self.node.destroy_node()
-        self.context.try_shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +77,37 @@ def test_replan_queries_again_and_publishes_a_path_with_the_model_id(graph):
     assert status["message"] == "path with 2 points (2 in the answer)" and status["attempt"] == 1
     assert {"query_sec", "parse_sec", "total_sec", "backend_requests"} <= set(status["timing"])
     assert len(server.served) == before + 1
+
+
+def test_an_instruction_published_mid_episode_is_counted_and_ignored(graph):
+    """Anyone may publish on /hamster/instruction; while a goal runs the VLM plans for the goal's instruction only."""
+    from std_msgs.msg import String
+
+    from hamster_ros import interfaces as t
+
+    harness, server, replies, runner = graph
+    replies["answer"] = GOOD
+    intruder = "put the knife in the drawer"
+    wait_until(lambda: harness.episode.server_is_ready() or runner.exited(), "the policy node's action server")
+    goal = harness.result(harness.episode.send_goal_async(harness.RunEpisode.Goal(instruction=INSTRUCTION,
+                                                                                  timeout_sec=8.0)), "the goal")
+    assert goal.accepted
+    started = len(harness.statuses)
+    try:
+        wait_until(lambda: any(s["state"] == "ok" and s["instruction"] == INSTRUCTION
+                               for s in harness.statuses[started:]), "the episode's path")
+    except AssertionError:
+        raise AssertionError(f"{harness.statuses[started - 1:]}\n{runner.log_tail('hamster_vlm_node')}") from None
+    publisher = harness.node.create_publisher(String, t.INSTRUCTION, t.LATCHED)
+    publisher.publish(String(data=intruder))
+    status = wait_until(lambda: next((s for s in harness.statuses[started:]
+                                      if s["dropped"].get("instruction: mid-episode")), None), "the counted drop")
+    assert status["instruction"] == INSTRUCTION and status["state"] == "ok"
+    result = harness.result(goal.get_result_async(), "the episode result").result  # ends on its timeout
+    assert all(s["instruction"] != intruder for s in harness.statuses)
+    assert not any(intruder in str(served.body) for served in server.served)
+    assert not result.success
+    harness.node.destroy_publisher(publisher)
 
 
 def test_an_attempt_waits_for_the_inputs_the_backend_needs_and_the_failure_names_them(tmp_path):

@@ -1,5 +1,6 @@
 """The node's core without ROS (planner) and the `hamster-plan` CLI, against a real local chat server."""
 import json
+import re
 
 import cv2
 import numpy as np
@@ -23,8 +24,14 @@ MODEL = "HAMSTER_dev"
 @pytest.fixture(scope="module")
 def server():
     answers = {"good": DENSE, "pixels": "<ans>[(80, 60), (160, 0)]</ans>",
-               "bad": "I cannot see a robot. <ans>[(0.2, 1.7)]</ans>", "empty": "<ans>[]</ans>"}
-    with ChatServer(lambda chat: answers[chat.instruction.split()[0]], model=MODEL) as running:
+               "bad": "I cannot see a robot. <ans>[(0.2, 1.7)]</ans>", "empty": "<ans>[]</ans>",
+               "huge": "<ans>[" + "(0.5, 0.5), " * 24_000 + "]</ans>",
+               "echo": lambda chat: "<ans>[(0.1, 0.1)]</ans> " + chat.prompt.replace("\n", "|")}
+
+    def answer(chat):
+        reply = answers[chat.instruction.split()[0]]
+        return reply(chat) if callable(reply) else reply
+    with ChatServer(answer, model=MODEL) as running:
         yield running
 
 
@@ -176,6 +183,42 @@ def test_cli_exit_codes_for_query_and_usage_errors(image_file, tmp_path, capsys)
         run_cli(capsys, "--image", image_file, "--instruction", "x", "--backend", "openai", "--checkpoint", "m")
     assert exit_info.value.code == plan_cli.EXIT_USAGE
     assert "--checkpoint is not an option of the openai backend" in capsys.readouterr().err
+
+
+def test_cli_cuts_a_rejected_answer_to_a_few_hundred_characters(server, image_file, capsys):
+    code, stdout, stderr = run_cli(capsys, "--image", image_file, "--instruction", "huge", "--base-url",
+                                   server.base_url, "--model", MODEL)
+    assert code == plan_cli.EXIT_PARSE and stdout == ""
+    assert len(stderr) < 1000 and re.search(r"\(28[0-9]{4} characters\)", stderr)  # the ~280 KB answer: not echoed
+
+
+def test_cli_usage_errors_exit_2(server, image_file, capsys):
+    for instruction in ("", "   "):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(capsys, "--image", image_file, "--instruction", instruction, "--base-url", server.base_url)
+        assert exit_info.value.code == plan_cli.EXIT_USAGE
+        assert "--instruction is empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(capsys, "--image", image_file, "--instruction", "good", "--gripper-position", "true")
+    assert exit_info.value.code == plan_cli.EXIT_USAGE and "needs --gripper-xy" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(capsys, "--image", image_file, "--instruction", "good", "--gripper-xy", "1.5,0.2")
+    assert exit_info.value.code == plan_cli.EXIT_USAGE and "normalized" in capsys.readouterr().err
+
+
+def test_cli_gripper_xy_adds_the_gripper_line(server, image_file, capsys):
+    code, stdout, stderr = run_cli(capsys, "--image", image_file, "--instruction", "echo", "--base-url",
+                                   server.base_url, "--model", MODEL, "--gripper-xy", "0.25,0.5")
+    assert code == 0, stderr
+    assert json.loads(stdout)["answer"].endswith("|The current position of the robot gripper is: (0.25, 0.50).")
+
+
+def test_cli_help_shows_each_backends_own_defaults(capsys):
+    with pytest.raises(SystemExit):
+        plan_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: openai: 0.0, transformers: 1.0)" in text       # --temperature
+    assert "(default: openai: 0.95, transformers: 1.0)" in text      # --top-p
 
 
 def test_oracle_answers_round_trip_through_the_planner():
