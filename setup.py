@@ -66,10 +66,13 @@ setup(
         "hamster_runtime.detectors": [
             "grounding_dino = perception_node.detectors",
             "owlv2 = perception_node.detectors",
+            "sam3 = perception_node.detectors",
             "sim_ground_truth = hamster_sim.ground_truth_perception",
         ],
         "hamster_runtime.segmenters": [f"{name} = perception_node.segmenters"
                                        for name in ("box", "sam", "sam2", "segment_anything")],
-        "hamster_runtime.trackers": [f"{name} = perception_node.trackers" for name in ("csrt", "kcf", "mil")],
+        "hamster_runtime.trackers": [*(f"{name} = perception_node.trackers"
+                                       for name in ("template", "csrt", "kcf", "mil")),
+                                     "sam2_video = perception_node.video_trackers"],
     },
 )

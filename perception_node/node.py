@@ -41,18 +41,27 @@ def parse_extra_queries(entries: list[str]) -> dict[str, str]:
     return queries
 
 
+def depth_metres(msg: Image):
+    """A depth image (32FC1 metres or 16UC1 millimetres) as float32 metres."""
+    depth = image_to_numpy(msg).astype("float32")
+    return depth / 1000.0 if msg.encoding == "16UC1" else depth
+
+
 def declare_pipeline(node: Node) -> dict:
     """The `pipeline.*` parameters as build_pipeline keywords."""
     p = "pipeline."
     return dict(
         detector=declare(node, p + "detector", "grounding_dino",
-                         "Detector: grounding_dino, owlv2 or sim_ground_truth (simulator only)."),
+                         "Detector: grounding_dino, owlv2, sam3 or sim_ground_truth (simulator only)."),
         detector_checkpoint=declare(node, p + "detector_checkpoint", "",
                                     "Detector checkpoint: a folder written by save_pretrained, or a hub id."),
         segmenter=declare(node, p + "segmenter", "sam", "Segmenter: sam, sam2, segment_anything or box."),
         segmenter_checkpoint=declare(node, p + "segmenter_checkpoint", "",
                                      "Segmenter checkpoint (folder/hub id; a .pth file for segment_anything)."),
-        tracker=declare(node, p + "tracker", "csrt", "Tracker between detections: csrt, kcf, mil or none."),
+        tracker=declare(node, p + "tracker", "template", "Tracker between detections: template, csrt, kcf, mil, "
+                        "sam2_video (needs tracker_checkpoint) or none (detect every frame)."),
+        tracker_checkpoint=declare(node, p + "tracker_checkpoint", "",
+                                   "sam2_video tracker: a Sam2VideoModel checkpoint folder or hub id."),
         device=declare(node, p + "device", "cpu", "torch device of the models, e.g. cpu or cuda:0."),
         box_threshold=declare(node, p + "box_threshold", 0.35, "Minimum detector box score in [0, 1]."),
         text_threshold=declare(node, p + "text_threshold", 0.25,
@@ -63,7 +72,13 @@ def declare_pipeline(node: Node) -> dict:
         segment_every_k=declare(node, p + "segment_every_k", 1,
                                 "Run the segmenter every k frames; masks follow their boxes in between."),
         redetect_on_loss=declare(node, p + "redetect_on_loss", True,
-                                 "Detect at once when a tracker loses its object or a label has no track."),
+                                 "Detect while an object is lost or was never found (at a bounded rate)."),
+        lost_redetect_every_n=declare(node, p + "lost_redetect_every_n", 10,
+                                      "While an object is lost, detect at most every n frames."),
+        occluded_frames=declare(node, p + "occluded_frames", 15,
+                                "An object not re-acquired for this many frames goes from occluded to lost."),
+        min_appearance=declare(node, p + "min_appearance", 0.6,
+                               "Colour-histogram agreement with the object's model a tracked box needs, in [0, 1]."),
     )
 
 
@@ -100,8 +115,11 @@ class PerceptionNode(RuntimeNode):
         self.overlay_pub = self.create_publisher(Image, topics.MASKS_IMAGE, topics.SENSOR)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, topics.EVENTS)
         self.create_service(Trigger, REDETECT_SERVICE, self._on_redetect, callback_group=inputs)
-        if self.publish_clouds:
+        self.track_with_depth = declare(self, "track_with_depth", True, "Check tracks against the aligned depth "
+                                        "image (pipeline backend only).") and backend_name == "pipeline"
+        if self.publish_clouds or self.track_with_depth:
             self.latest.subscribe("depth", Image, topics.DEPTH_IMAGE, topics.SENSOR)
+        if self.publish_clouds:
             self.latest.subscribe("camera_info", CameraInfo, topics.COLOR_INFO, topics.SENSOR)
             self.latest.subscribe("camera_pose", PoseStamped, topics.CAMERA_POSE, topics.LATCHED)
         rate = declare(self, "max_rate_hz", 30.0, "Upper bound on processed frames per second.")
@@ -143,24 +161,50 @@ class PerceptionNode(RuntimeNode):
             rgb = image_to_rgb(image)
             labels = image_to_numpy(segmentation) if synced else None
             detections = self.backend.process(PerceptionFrame(
-                stamp=stamp_to_seconds(image.header.stamp), rgb=rgb,
-                segmentation=labels, scene_json=scene.data if scene else None))
+                stamp=stamp_to_seconds(image.header.stamp), rgb=rgb, segmentation=labels,
+                scene_json=scene.data if scene else None, depth=self._depth_for(image)))
         except (ConversionError, ValueError) as error:
             self._drop("image", "invalid", str(error))
             return
         except Exception as error:  # a backend bug must not end the node: report and take the next frame
             self._drop("image", "backend failed", f"unexpected {type(error).__name__}: {error}")
             return
-        self.masks_pub.publish(masks_to_msg(image.header, [d.label for d in detections],
-                                            [d.phrase for d in detections], [d.mask for d in detections],
-                                            [d.score for d in detections], [d.box for d in detections]))
+        states = self._states(detections)
+        msg = masks_to_msg(image.header, [d.label for d in detections], [d.phrase for d in detections],
+                           [d.mask for d in detections], [d.score for d in detections], [d.box for d in detections])
+        msg.states = [states[d.label] for d in detections]
+        msg.hidden_labels = [label for label in states if label not in {d.label for d in detections}]
+        msg.hidden_states = [states[label] for label in msg.hidden_labels]
+        self.masks_pub.publish(msg)
         if self.publish_overlay:
-            self.overlay_pub.publish(numpy_to_image(annotate(rgb, detections), "rgb8", image.header))
+            self.overlay_pub.publish(numpy_to_image(annotate(rgb, detections, states), "rgb8", image.header))
         if self.publish_clouds:
             self._publish_clouds(image, detections)
         elapsed_ms = 1000 * (time.monotonic() - started)
         self._publish_diagnostics(image.header.stamp, detections, elapsed_ms)
         self.get_logger().debug(f"{len(detections)} masks in {elapsed_ms:.1f} ms")
+
+    def _states(self, detections) -> dict[str, str]:
+        """Every query's track state; a backend without states: found objects `detected`, the others `lost`."""
+        states = self.backend.track_states()
+        found = {d.label for d in detections}
+        return {label: states.get(label, "detected" if label in found else "lost") for label in self.backend.queries}
+
+    def _depth_for(self, image):
+        """The aligned depth image of this very frame in metres, or None (the depth check then abstains; a depth
+        image of another size is counted as dropped, the colour frame is still processed)."""
+        depth = self.latest.get("depth") if self.track_with_depth else None
+        if depth is None or depth.header.stamp != image.header.stamp:
+            return None
+        if (depth.height, depth.width) != (image.height, image.width):
+            self._drop("depth", "not aligned with the colour image",
+                       f"depth {depth.width}x{depth.height}, colour {image.width}x{image.height}: no depth check")
+            return None
+        try:
+            return depth_metres(depth)
+        except ConversionError as error:
+            self._drop("depth", "invalid", f"no depth check: {error}")
+            return None
 
     def _drop(self, source: str, reason: str, detail: str = "") -> None:
         """Counts an input not used; logs each reason once per instruction and says it on /diagnostics."""
@@ -193,9 +237,7 @@ class PerceptionNode(RuntimeNode):
             return  # no depth for this very frame: a cloud from another frame would not match the mask
         try:
             camera = camera_from_msg(info, pose_from_msg(pose).matrix())
-            depth_m = image_to_numpy(depth).astype("float32")
-            if depth.encoding == "16UC1":
-                depth_m = depth_m / 1000.0
+            depth_m = depth_metres(depth)
             for detection in detections:
                 points = masked_points(detection.mask, depth_m, camera, self.cloud_stride)
                 publisher = self._cloud_pubs.get(detection.label)

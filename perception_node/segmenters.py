@@ -5,12 +5,10 @@ Every model computes the image embedding once per frame (`get_image_embeddings`)
 in one mask-decoder call."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 
-from perception_node.detectors import load_model, load_pretrained
+from perception_node.detectors import IMAGENET_MEAN, IMAGENET_STD, PlainPreprocessing, load_model, load_pretrained
 from hamster_core.perception.stages import (SEGMENTERS, Box, ModelLoadError, SegmentedBox, Segmenter, Stopwatch, box_mask,
                                     check_rgb, torch_device)
 
@@ -45,7 +43,8 @@ class SamSegmenter(Segmenter):
         if not boxes:
             return {}
         labels, box_list = _box_list(boxes)
-        inputs = self.processor(images=rgb, input_boxes=[box_list], return_tensors="pt").to(self.device)
+        inputs = self.processor(images=rgb, input_boxes=[box_list], return_tensors="pt",
+                                input_data_format="channels_last").to(self.device)
         watch = Stopwatch()
         with torch.no_grad(), watch:
             embeddings = self.model.get_image_embeddings(inputs["pixel_values"])
@@ -62,47 +61,25 @@ class SamSegmenter(Segmenter):
 @SEGMENTERS.register("sam2")
 class Sam2Segmenter(Segmenter):
     """transformers has only a torchvision image processor for SAM 2 (and no working torchvision exists for
-    this torch), so the image is resized and normalized here from the checkpoint's preprocessor_config.json:
-    a plain resize to size x size, ImageNet mean/std; masks are upsampled straight to the image size."""
+    this torch), so the image is resized and normalized by PlainPreprocessing from the checkpoint's
+    preprocessor_config.json; masks are upsampled straight to the image size."""
 
     def __init__(self, checkpoint: str, device: str = "cpu"):
         self.device = torch_device(device)
         from transformers import Sam2Model
         self.model = load_model("sam2", checkpoint, Sam2Model, ("sam2",)).to(self.device).eval()
         self.checkpoint = checkpoint
-        config = self._preprocessor_config(checkpoint)
-        size = config.get("size", {"height": 1024, "width": 1024})
-        self.size = (int(size.get("height", size.get("longest_edge", 1024))),
-                     int(size.get("width", size.get("longest_edge", 1024))))
-        self.mean = np.array(config.get("image_mean", [0.485, 0.456, 0.406]), np.float32)
-        self.std = np.array(config.get("image_std", [0.229, 0.224, 0.225]), np.float32)
-        self.rescale = float(config.get("rescale_factor", 1 / 255))
-
-    @staticmethod
-    def _preprocessor_config(checkpoint: str) -> dict:
-        local = Path(checkpoint) / "preprocessor_config.json"
-        try:
-            if local.is_file():
-                return json.loads(local.read_text())
-            from huggingface_hub import hf_hub_download
-            return json.loads(Path(hf_hub_download(checkpoint, "preprocessor_config.json")).read_text())
-        except Exception as error:
-            raise ModelLoadError(f"cannot read the sam2 checkpoint {checkpoint!r} preprocessor_config.json: "
-                                 f"{type(error).__name__}: {error}") from error
+        self.preprocessing = PlainPreprocessing("sam2", checkpoint, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
 
     def segment(self, rgb: np.ndarray, boxes: dict[str, Box]) -> dict[str, SegmentedBox]:
-        import cv2
         import torch
         rgb = check_rgb(rgb)
         if not boxes:
             return {}
         height, width = rgb.shape[:2]
-        size_h, size_w = self.size
-        resized = cv2.resize(rgb, (size_w, size_h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        pixels = (resized * self.rescale - self.mean) / self.std
-        pixel_values = torch.from_numpy(pixels.transpose(2, 0, 1)).unsqueeze(0).to(self.device)
+        pixel_values = self.preprocessing.pixels(rgb).unsqueeze(0).to(self.device)
         labels, box_list = _box_list(boxes)
-        scale = np.array([size_w / width, size_h / height] * 2, np.float32)
+        scale = self.preprocessing.scale(width, height)
         input_boxes = torch.from_numpy(np.array(box_list, np.float32) * scale).unsqueeze(0).to(self.device)
         watch = Stopwatch()
         with torch.no_grad(), watch:

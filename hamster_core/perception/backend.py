@@ -15,6 +15,7 @@ class PerceptionFrame:
     rgb: np.ndarray                          # (H, W, 3) uint8
     segmentation: np.ndarray | None = None   # (H, W) int32 object ids (simulator only)
     scene_json: str | None = None            # simulator ground truth (/sim/scene)
+    depth: np.ndarray | None = None          # (H, W) metres aligned with rgb, 0/NaN invalid (track checks)
 
 
 @dataclass
@@ -47,6 +48,11 @@ class PerceptionBackend(ABC):
     @abstractmethod
     def process(self, frame: PerceptionFrame) -> list[Detection]:
         """Masks for the current queries in this frame; labels not found are left out."""
+
+    def track_states(self) -> dict[str, str]:
+        """Label -> detected | tracked | occluded | lost for every query of the last processed frame; a
+        backend without tracking leaves it empty (found objects are then `detected`, the others `lost`)."""
+        return {}
 
     def request_redetect(self) -> bool:
         """Look for the objects afresh on the next frame; False if the backend has nothing to redo."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +65,12 @@ class Segmenter(ABC):
 
 
 class Tracker(ABC):
+    #: Milliseconds of the last update spent in model forward passes (video-model trackers).
+    forward_ms = 0.0
+    #: Carries the object through occlusions itself (a video model's memory): keep updating it while the object
+    #: is occluded. Other trackers drift there and are restarted when the object is found again.
+    follows_through_occlusion = False
+
     @abstractmethod
     def start(self, rgb: np.ndarray, box: Box) -> None:
         """Forget the past and follow `box` from this frame on."""
@@ -136,6 +143,18 @@ def check_rgb(rgb) -> np.ndarray:
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 2 or rgb.shape[1] < 2:
         raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {rgb.dtype} {rgb.shape}")
     return rgb
+
+
+def check_checkpoint(kind: str, checkpoint) -> str:
+    """A checkpoint that names a local path (absolute, ./ ../ ~, or more than one '/') must exist: the hub would
+    otherwise report it as a malformed repo id."""
+    if not isinstance(checkpoint, str) or not checkpoint.strip():
+        raise ValueError(f"{kind} needs a checkpoint (a folder or hub id), got {checkpoint!r}")
+    local = checkpoint.startswith(("/", "./", "../", "~")) or checkpoint.count("/") > 1 or "\\" in checkpoint
+    if local and not Path(checkpoint).expanduser().exists():
+        raise ModelLoadError(f"the {kind} checkpoint {checkpoint!r} does not exist (a local path; hub ids look like "
+                         f"'org/name')")
+    return checkpoint
 
 
 def check_threshold(name: str, value) -> float:

@@ -1,4 +1,4 @@
-"""Tiny random Grounding DINO, OWLv2, SAM and SAM 2 checkpoints, saved with `save_pretrained`.
+"""Tiny random Grounding DINO, OWLv2, SAM, SAM 2, SAM 2 video and SAM 3 checkpoints, saved with `save_pretrained`.
 
 Each builder writes a folder that the perception stages load with the same `from_pretrained` calls as a real
 checkpoint (config, weights, tokenizer and processor files). Seeded, so two builds give the same weights;
@@ -133,20 +133,26 @@ SAM2_PREPROCESSOR = {"image_processor_type": "Sam2ImageProcessor", "processor_cl
                      "size": {"height": 1024, "width": 1024}, "mask_size": {"height": 256, "width": 256}}
 
 
-def build_sam2(out_dir) -> Path:
-    """Tiny Sam2Model (Hiera encoder, 64 x 64 input) with a preprocessor_config.json, in OUT/sam2."""
-    from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2MaskDecoderConfig, Sam2Model,
-                              Sam2PromptEncoderConfig, Sam2VisionConfig)
-    path = _out(out_dir, "sam2")
-    _seed()
-    size = 64
+def _tiny_hiera_vision(size: int, fpn_hidden_size: int):
+    """SAM 2's vision config with a tiny Hiera encoder for size x size input (shared by sam2 and sam2_video)."""
+    from transformers import Sam2HieraDetConfig, Sam2VisionConfig
     backbone = Sam2HieraDetConfig(hidden_size=8, image_size=size, patch_stride=4, patch_kernel_size=7,
                                   patch_padding=3, blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
                                   num_attention_heads_per_stage=[1, 1, 2, 2],
                                   window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[3],
                                   window_positional_embedding_background_size=[4, 4])
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
-                              backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=16)
+    return Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                            backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
+                            fpn_hidden_size=fpn_hidden_size)
+
+
+def build_sam2(out_dir) -> Path:
+    """Tiny Sam2Model (Hiera encoder, 64 x 64 input) with a preprocessor_config.json, in OUT/sam2."""
+    from transformers import Sam2Config, Sam2MaskDecoderConfig, Sam2Model, Sam2PromptEncoderConfig
+    path = _out(out_dir, "sam2")
+    _seed()
+    size = 64
+    vision = _tiny_hiera_vision(size, fpn_hidden_size=16)
     prompt = Sam2PromptEncoderConfig(hidden_size=16, image_size=size, patch_size=16, mask_input_channels=4)
     decoder = Sam2MaskDecoderConfig(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
                                     iou_head_hidden_dim=16)
@@ -157,7 +163,70 @@ def build_sam2(out_dir) -> Path:
     return path
 
 
-BUILDERS = {"grounding_dino": build_grounding_dino, "owlv2": build_owlv2, "sam": build_sam, "sam2": build_sam2}
+def build_sam2_video(out_dir) -> Path:
+    """Tiny Sam2VideoModel (Hiera encoder, 64 x 64 input, memory of 3 frames) with a preprocessor_config.json, in
+    OUT/sam2_video. Its memory attention needs 64 channels and a hidden size above them (Sam2VideoRoPEAttention
+    hard-codes kv_in_dim=64), so it is the largest tiny model here (~0.6 M parameters)."""
+    from transformers import (Sam2VideoConfig, Sam2VideoMaskDecoderConfig, Sam2VideoModel,
+                              Sam2VideoPromptEncoderConfig)
+    path = _out(out_dir, "sam2_video")
+    _seed()
+    size, hidden = 64, 128
+    vision = _tiny_hiera_vision(size, fpn_hidden_size=hidden)
+    prompt = Sam2VideoPromptEncoderConfig(hidden_size=hidden, image_size=size, patch_size=16, mask_input_channels=4)
+    decoder = Sam2VideoMaskDecoderConfig(hidden_size=hidden, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
+                                         iou_head_hidden_dim=16)
+    config = Sam2VideoConfig(
+        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder, image_size=size,
+        num_maskmem=3, memory_attention_hidden_size=hidden, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=32, memory_attention_rope_feat_sizes=[4, 4],
+        memory_encoder_hidden_size=hidden, memory_encoder_output_channels=64, mask_downsampler_embed_dim=hidden,
+        memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=32)
+    Sam2VideoModel(config).eval().save_pretrained(path)
+    preprocessor = dict(SAM2_PREPROCESSOR, size={"height": size, "width": size}, mask_size={"height": 16, "width": 16})
+    (path / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return path
+
+
+# SAM 3's preprocessing as transformers' Sam3ImageProcessor defines it (a plain resize to 1008 x 1008, mean and
+# std 0.5); that processor needs torchvision, so the sam3 detector reads these values and preprocesses itself.
+SAM3_PREPROCESSOR = {"image_processor_type": "Sam3ImageProcessor", "processor_class": "Sam3Processor",
+                     "do_resize": True, "do_rescale": True, "do_normalize": True, "rescale_factor": 1 / 255,
+                     "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+                     "size": {"height": 1008, "width": 1008}, "mask_size": {"height": 288, "width": 288}}
+
+
+def build_sam3(out_dir) -> Path:
+    """Tiny Sam3Model (ViT 56 x 56 input, CLIP text, DETR with 10 queries) with its CLIP tokenizer and a
+    preprocessor_config.json, in OUT/sam3."""
+    from transformers import Sam3Config, Sam3Model
+    path = _out(out_dir, "sam3")
+    _seed()
+    tokenizer = _clip_tokenizer(max_length=32)
+    hidden, size = 32, 56
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=size, patch_size=14, window_size=2, global_attn_indexes=[1],
+               pretrain_image_size=28)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=32, projection_dim=32,
+                bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"),
+                eos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+                pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+    small = dict(hidden_size=hidden, num_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = Sam3Config(vision_config=dict(backbone_config=vit, fpn_hidden_size=hidden,
+                                           backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]]),
+                        text_config=text, geometry_encoder_config=small, detr_encoder_config=small,
+                        detr_decoder_config=dict(small, num_queries=10),
+                        mask_decoder_config=dict(hidden_size=hidden, num_attention_heads=2))
+    Sam3Model(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    preprocessor = dict(SAM3_PREPROCESSOR, size={"height": size, "width": size}, mask_size={"height": 16, "width": 16})
+    (path / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return path
+
+
+BUILDERS = {"grounding_dino": build_grounding_dino, "owlv2": build_owlv2, "sam": build_sam, "sam2": build_sam2,
+            "sam2_video": build_sam2_video, "sam3": build_sam3}
 
 
 def build_all(out_dir) -> dict[str, Path]:

@@ -45,10 +45,15 @@ def test_folder_of_images_gives_annotated_images_and_json(tmp_path, models, caps
     for frame in frames:
         assert set(frame["timings_ms"]) == {"detect", "track", "segment", "forward", "total"}
         assert cv2.imread(frame["annotated"]).shape == (120, 160, 3)
-        for obj in frame["objects"]:
-            x, y, w, h = obj["box_xywh"]
-            assert 0 <= x and x + w <= 160 and 0 <= y and y + h <= 120
-            assert 0 < obj["mask_area"] <= 160 * 120 and obj["label"] in result["queries"]
+        assert set(frame["objects"]) == set(result["queries"])
+        for obj in frame["objects"].values():
+            assert obj["state"] in ("detected", "tracked", "occluded", "lost")
+            if obj["box"] is None:
+                assert obj["state"] in ("occluded", "lost")
+                continue
+            x0, y0, x1, y1 = obj["box"]
+            assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 120
+            assert 0 < obj["mask_area"] <= 160 * 120
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 3
 
 
@@ -73,15 +78,40 @@ def test_video_file(tmp_path, models):
     (["{folder}", "--queries", "nonsense"], "label=phrase"),
     (["{folder}"], "nothing to look for"),
     (["{folder}", "--instruction", "dance"], "instruction"),
+    (["{mixed}", "--queries", "a=b"], "every frame of a clip must have the same size"),
+    (["{thin}", "--queries", "a=b"], "at least 32 px"),
+    (["{good}", "--queries", "a=b", "--out", "{file}"], "is a file, not a folder"),
+    (["{good}", "--queries", "a=b", "--out", "{file}/below"], "cannot be created"),
+    (["{good}", "--queries", "a=b", "--masks", "{file}"], "--masks"),
+    (["{good}", "--init-boxes", "a=1,2,3"], "label=x0,y0,x1,y1"),
+    (["{good}", "--init-boxes", "a=30,20,10,40"], "x0 < x1"),
+    (["{good}", "--init-boxes", "a=10,10,500,40"], "outside the first frame (160x120)"),
+    (["{good}", "--queries", "a=b", "--detector", "none"], "--detector none needs --init-boxes"),
+    (["{good}", "--init-boxes", "a=10,10,50,40", "--detector", "none", "--tracker", "none"], "needs a tracker"),
+    (["{good}", "--queries", "a=b", "--detector-checkpoint", "{missing}"], "does not exist (a local path"),
+    (["{good}", "--queries", "a=b", "--detector-checkpoint", "./models/gd"], "does not exist (a local path"),
 ])
-def test_bad_input_exits_2_with_a_message(tmp_path, capsys, args, message):
-    folder = tmp_path / "empty"
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
+    folder, mixed = tmp_path / "empty", tmp_path / "mixed"
     folder.mkdir()
+    mixed.mkdir()
+    cv2.imwrite(str(mixed / "0.png"), synthetic(0))
+    cv2.imwrite(str(mixed / "1.png"), cv2.resize(synthetic(1), (200, 120)))
+    cv2.imwrite(str(tmp_path / "thin.png"), np.zeros((4, 640, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "good.png"), synthetic(0))
     bad_image = tmp_path / "broken.xyz"
     bad_image.write_bytes(b"not an image")
-    paths = {"missing": tmp_path / "nope.png", "bad_image": bad_image, "folder": folder}
-    assert main([a.format(**paths) for a in args] + ["--segmenter", "box", "--detector-checkpoint", "x"]) == 2
-    assert message in capsys.readouterr().err
+    (tmp_path / "file").write_text("a file")
+    paths = {"missing": tmp_path / "nope.png", "bad_image": bad_image, "folder": folder, "mixed": mixed,
+             "thin": tmp_path / "thin.png", "good": tmp_path / "good.png", "file": tmp_path / "file"}
+    argv = [a.format(**paths) for a in args] + ["--segmenter", "box"]
+    if "--detector-checkpoint" not in argv:
+        argv += ["--detector-checkpoint", str(tmp_path / "never_loaded")]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_bad_checkpoint_exits_2_naming_it(tmp_path, capsys):

@@ -95,3 +95,29 @@ def test_tiny_checkpoints_are_deterministic(tmp_path):
     first, second = build_sam(tmp_path / "one"), build_sam(tmp_path / "two")
     digest = [hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest() for path in (first, second)]
     assert digest[0] == digest[1]
+
+
+LONG = "the very big shiny red ceramic coffee mug with a chipped handle standing next to the old wooden chair " * 4
+
+
+@pytest.mark.parametrize("name, thresholds", [("grounding_dino", {"box_threshold": 0.0, "text_threshold": 0.0}),
+                                              ("owlv2", {"threshold": 0.0})])
+def test_phrases_longer_than_the_text_model_are_cut_not_fatal(checkpoints, image, name, thresholds):
+    """Issue 20: a long phrase failed in the text encoder (Grounding DINO's max_text_len, OWLv2's 16 tokens)."""
+    detector = DETECTORS.create(name, checkpoint=str(checkpoints[name]), **thresholds)
+    found = detector.detect(PerceptionFrame(0.0, image), {"target_object": LONG, "placement_area": "blue bowl"})
+    _assert_boxes_in_image(found, 320, 240)
+    assert found
+
+
+def test_fit_phrases_shares_the_token_budget(checkpoints):
+    from transformers import AutoProcessor
+    from perception_node.detectors import fit_phrases
+    tokenizer = AutoProcessor.from_pretrained(str(checkpoints["grounding_dino"])).tokenizer
+    assert fit_phrases(["red cube", "blue bowl"], tokenizer, 64) == ["red cube", "blue bowl"]
+    cut = fit_phrases([LONG.strip(), "blue bowl"], tokenizer, 64)
+    assert cut[1] == "blue bowl" and LONG.startswith(cut[0]) and len(cut[0]) < len(LONG)
+    text = ". ".join(cut) + "."
+    assert len(tokenizer(text)["input_ids"]) <= 64
+    with pytest.raises(ValueError, match="do not fit"):
+        fit_phrases(["a"] * 40, tokenizer, 64)

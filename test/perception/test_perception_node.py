@@ -1,6 +1,7 @@
-"""perception_node with the `pipeline` backend (tiny random Grounding DINO + SAM, CSRT) in a real ROS graph
-with the simulator: masks and per-stage diagnostics are published for the instruction's objects, and the
-redetect service answers. A bad parameter ends the node with exit code 2 and the value in the message."""
+"""perception_node with the `pipeline` backend (tiny random Grounding DINO + SAM, template tracker) in a real ROS
+graph with the simulator: masks with every object's track state and per-stage diagnostics are published for the
+instruction's objects, and the redetect service answers. A bad parameter ends the node with exit code 2 and the
+value in the message."""
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ def params_file(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     params = {"perception_node": {"ros__parameters": {"pipeline": {
         "detector": "grounding_dino", "detector_checkpoint": str(build_grounding_dino(root)),
-        "segmenter": "sam", "segmenter_checkpoint": str(build_sam(root)), "tracker": "csrt",
+        "segmenter": "sam", "segmenter_checkpoint": str(build_sam(root)), "tracker": "template",
         "box_threshold": 0.0, "text_threshold": 0.0, "redetect_every_n": 5, "segment_every_k": 2},
         "publish_object_clouds": True, "extra_queries": ["table=the table"]}}}
     path = root / "perception.yaml"
@@ -83,13 +84,23 @@ def test_pipeline_node_publishes_masks_diagnostics_and_clouds(tmp_path, params_f
 
     labelled = [m for m in masks if m.labels]
     assert labelled, "the tiny detector with zero thresholds finds every query"
+    for msg in masks:   # every queried object on every frame: with a mask, or hidden with its state
+        assert len(msg.states) == len(msg.labels) and len(msg.hidden_states) == len(msg.hidden_labels)
+        assert sorted([*msg.labels, *msg.hidden_labels]) == ["placement_area", "table", "target_object"]
+        assert set(msg.states) <= {"detected", "tracked"} and set(msg.hidden_states) <= {"occluded", "lost"}
     for msg in labelled:
         assert set(msg.labels) <= {"target_object", "placement_area", "table"}
         for mask in msg.masks:
             assert (mask.width, mask.height, mask.encoding) == (320, 240, "mono8")
     values = [{kv.key: kv.value for kv in status.values} for status in diagnostics]
     assert all({"detect_ms", "track_ms", "segment_ms", "total_ms", "frame_ms"} <= set(v) for v in values)
-    assert {v["detect_reason"] for v in values} & {"new_queries", "every_n", "missing", "lost"}
+    assert {v["detect_reason"] for v in values} & {"new_queries", "every_n", "lost"}
+    last = values[-1]
+    assert last["state/target_object"] in ("detected", "tracked", "occluded", "lost")
+    counted = sum(int(last.get(f"frames_{state}/target_object", 0))
+                  for state in ("detected", "tracked", "occluded", "lost"))
+    assert counted >= 5 and counted == sum(int(last.get(f"frames_{state}/table", 0))
+                                           for state in ("detected", "tracked", "occluded", "lost"))
     assert clouds and clouds[0].header.frame_id == "base"
 
 

@@ -8,6 +8,7 @@ from hamster_sim.scene import sample_scene
 from hamster_core.perception.backend import PERCEPTION_BACKENDS, PerceptionFrame
 from hamster_core.perception.pipeline import PerceptionPipeline, build_pipeline
 from hamster_core.perception.stages import (DETECTORS, SEGMENTERS, TRACKERS, box_iou, carry_mask, mask_box)
+from hamster_core.perception.track_state import StateConfig
 
 H, W = 240, 320
 SIZE = 36
@@ -140,13 +141,19 @@ def test_tracked_boxes_follow_the_object_and_masks_match_labels():
         assert set(output.timings_ms) == {"detect", "track", "segment", "forward", "total"}
 
 
-def test_lost_object_triggers_redetection_and_disappears():
-    pipeline = make_pipeline()
-    outputs = [pipeline.process(frame) for frame, _ in sim_frames(25, vanish_at=10)]
-    reasons = [o.reason for o in outputs]
-    assert "lost" in reasons[10:] and "every_n" not in reasons
-    assert all({d.label for d in o.detections} == {"placement_area"} for o in outputs[-5:])
-    assert all(o.reason == "missing" for o in outputs[-5:])   # keeps looking for it
+def test_vanished_object_goes_occluded_then_lost_and_the_detector_runs_at_a_bounded_rate():
+    pipeline = make_pipeline(lost_redetect_every_n=5, state_config=StateConfig(occluded_frames=4))
+    outputs = [pipeline.process(frame) for frame, _ in sim_frames(30, vanish_at=10)]
+    states = [o.states["target_object"].value for o in outputs]
+    assert states[0] == "detected" and set(states[1:10]) == {"tracked"}
+    assert states[10:14] == ["occluded"] * 4 and set(states[14:]) == {"lost"}
+    assert all(o.boxes["target_object"] is None for o in outputs[10:])
+    assert all({d.label for d in o.detections} == {"placement_area"} for o in outputs[10:])
+    # Lost from frame 14: the detector runs there and then every 5th frame, not on every frame.
+    assert [i for i, o in enumerate(outputs) if o.detected] == [0, 14, 19, 24, 29]
+    assert {o.reason for o in outputs[14:] if o.detected} == {"lost"}
+    # The placement area's healthy track is never replaced by those detections.
+    assert {o.states["placement_area"].value for o in outputs[1:]} == {"tracked"}
 
 
 def test_segment_every_k_carries_masks_with_the_boxes():
