@@ -190,6 +190,9 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-dir", type=Path, default=None, help="folder with runtime.yaml and <robot>.yaml")
     parser.add_argument("--params-file", action="append", default=[], metavar="YAML",
                         help="your own ROS parameter file, loaded last (repeatable)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="simulator only: let a learned policy without a checkpoint run on random weights "
+                             "(meaningless actions); without it such a policy refuses to start")
 
 
 def robot_state_topic(specs: list[NodeSpec]) -> str:
@@ -205,7 +208,8 @@ def robot_state_topic(specs: list[NodeSpec]) -> str:
 def graph_from_arguments(args) -> list[NodeSpec]:
     return describe_graph(args.policy, args.vlm_backend, args.perception_backend, args.robot,
                           config_dir=args.config_dir, seed=args.seed, params_files=tuple(args.params_file),
-                          franka_sim=args.franka_sim, calibration=args.calibration)
+                          franka_sim=args.franka_sim, calibration=args.calibration,
+                          random_weights=args.random_weights)
 
 
 def main(argv=None):
