@@ -205,6 +205,14 @@ def robot_state_topic(specs: list[NodeSpec]) -> str:
     return topic
 
 
+def random_weights_warning(args) -> str | None:
+    """What --random-weights means, for the terminal (policy_node also logs it when it applies)."""
+    if not args.random_weights:
+        return None
+    return (f"WARNING: --random-weights: {args.policy} runs randomly initialised weights when no checkpoint is "
+            f"set; its actions are meaningless (simulator only)")
+
+
 def graph_from_arguments(args) -> list[NodeSpec]:
     return describe_graph(args.policy, args.vlm_backend, args.perception_backend, args.robot,
                           config_dir=args.config_dir, seed=args.seed, params_files=tuple(args.params_file),
@@ -222,6 +230,8 @@ def main(argv=None):
         specs = graph_from_arguments(args)
     except ValueError as error:
         parser.error(str(error))
+    if random_weights_warning(args):
+        print(random_weights_warning(args), file=sys.stderr, flush=True)
     env = ros_environment()
     if args.robot == "franka":
         from hamster_franka.franka_standin import STANDIN_ON_REAL_ROBOT_MESSAGE, franka_environment

@@ -119,3 +119,15 @@ def test_the_policy_keeps_holding_on_one_flipped_prediction_and_releases_over_th
     # an open gripper is closed at once (grasps are not gated)
     assert holding_policy(ELSEWHERE, 0.9).select_action(scene_observation()).keyframes[0].gripper == \
         GripperState.CLOSED
+
+
+def test_a_policy_without_a_checkpoint_runs_only_when_allowed():
+    from hamster_core.policies.base import POLICIES, refuse_random_weights
+    from tiny_models import TINY_RVT2
+
+    policy = POLICIES.create("rvt2", **TINY_RVT2)
+    with pytest.raises(ValueError, match=r"rvt2 has no checkpoint .* refusing to run randomly initialised weights "
+                                         r"on the robot\. .*--random-weights"):
+        refuse_random_weights(policy, False, "on the robot")
+    assert refuse_random_weights(policy, True, "").startswith("WARNING: rvt2: no checkpoint, randomly initialised")
+    assert refuse_random_weights(POLICIES.create("path_follower"), False, "") is None
