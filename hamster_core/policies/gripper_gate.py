@@ -78,9 +78,9 @@ class ReleaseGate:
         return ReleaseDecision(False, "deferred")
 
 
-def placement_point(observation: Observation, lifted: LiftedPath | None) -> np.ndarray | None:
-    """Where the object goes, in the base frame: from the placement mask when the observation has one that
-    covers enough cloud points, else the path's release point (`lifted`), else None."""
+def placement_point(observation: Observation, lifted: LiftedPath | None) -> tuple[np.ndarray | None, str]:
+    """Where the object goes, in the base frame, and from what: ("mask") the placement mask when the observation
+    has one that covers enough cloud points, else ("path") the path's release point (`lifted`), else (None, "")."""
     mask, camera = (observation.masks or {}).get(PLACEMENT_LABEL), observation.camera
     if mask is not None and camera is not None:
         points = np.asarray(observation.points, dtype=float).reshape(-1, 3)
@@ -91,8 +91,9 @@ def placement_point(observation: Observation, lifted: LiftedPath | None) -> np.n
         inside = np.zeros(len(points), dtype=bool)
         inside[seen] = mask[v[seen], u[seen]]
         if inside.sum() >= MIN_MASK_POINTS:
-            return np.median(points[inside], axis=0)
-    return path_release_point(lifted) if lifted is not None else None
+            return np.median(points[inside], axis=0), "mask"
+    point = path_release_point(lifted) if lifted is not None else None
+    return point, "path" if point is not None else ""
 
 
 def path_release_point(lifted: LiftedPath) -> np.ndarray | None:

@@ -154,11 +154,11 @@ class LearnedPolicy(Policy):
                                         config.placement_radius)
         self._steps = 0
         self._lifted: tuple | None = None     # (path, its LiftedPath or None) lifted on the episode's first frame
-        self._placement = None                # the container's position, from the episode's first frame
+        self._placement = (None, "")          # the container's position and its source (placement_point)
 
     def reset(self) -> None:
         self._steps = 0
-        self._lifted = self._placement = None
+        self._lifted, self._placement = None, (None, "")
         self.release_gate.reset()
 
     def _episode_lifted_path(self, observation: Observation):
@@ -180,10 +180,11 @@ class LearnedPolicy(Policy):
         return self._lifted[1]
 
     def _episode_placement(self, observation: Observation, lifted):
-        """The release gate's placement point: located once per episode (the arm still out of the way)."""
-        if self._placement is None:
+        """The release gate's placement point: located once per episode from the container's mask (early, the arm
+        still out of the way); until masks arrive, from the path."""
+        if self._placement[1] != "mask":
             self._placement = placement_point(observation, lifted)
-        return self._placement
+        return self._placement[0]
 
     def select_action(self, observation: Observation) -> PolicyOutput:
         missing = self.missing_inputs(observation)

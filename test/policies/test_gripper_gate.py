@@ -71,14 +71,15 @@ def test_the_placement_point_comes_from_the_container_mask_else_the_lifted_path(
 
     observation = scene_observation()
     lifted = lifted_path(observation)
-    from_mask = placement_point(observation, lifted)
-    assert np.linalg.norm(from_mask[:2] - TRAY_CENTER) < 0.02
+    from_mask, source = placement_point(observation, lifted)
+    assert source == "mask" and np.linalg.norm(from_mask[:2] - TRAY_CENTER) < 0.02
     # Without masks, the path's release point: lifted onto what the camera sees behind it (here the table beyond
     # the tray, a reason the mask comes first).
-    from_path = placement_point(scene_observation(masks={}), lifted)
+    from_path, source = placement_point(scene_observation(masks={}), lifted)
+    assert source == "path"
     np.testing.assert_allclose(from_path, path_release_point(lifted))
     assert 0.05 < np.linalg.norm(from_path[:2] - TRAY_CENTER) < 0.2
-    assert placement_point(scene_observation(masks={}), None) is None
+    assert placement_point(scene_observation(masks={}), None) == (None, "")
 
 
 def holding_policy(position, closed_prob, **settings):
@@ -109,7 +110,7 @@ def test_the_policy_keeps_holding_on_one_flipped_prediction_and_releases_over_th
     second = policy.select_action(holding)
     assert second.keyframes[0].gripper == GripperState.OPEN and second.done and second.info["release"] == ["confirmed"]
 
-    placement = placement_point(holding, lifted_path(holding))
+    placement, _ = placement_point(holding, lifted_path(holding))
     assert np.linalg.norm(placement[:2] - TRAY_CENTER) < 0.02       # the tray's mask
     over_tray = holding_policy(placement + [0.0, 0.0, 0.12], 0.4).select_action(holding)
     assert over_tray.keyframes[0].gripper == GripperState.OPEN and over_tray.info["release"] == ["placement_area"]
