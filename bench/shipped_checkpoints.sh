@@ -33,9 +33,6 @@ train() {  # policy config conditioning steps
   cp "$run/final/config.json" "$run/final/model.safetensors" "checkpoints/$1/"
   cp "$run/train_summary.json" "checkpoints/$1/train_summary.json"
 }
-train rvt2 train_rvt2_c2f path_channels "$RVT2_STEPS"
-train 3dda train_3dda path_points "$DDA_STEPS"
-
 gate_eval() {  # policy: the same checkpoint with the release gate (the default) and without it (the knife edge)
   [ -f "$RUNS/eval_gate_$1/results.json" ] || \
     $NICE "$BIN/hamster-eval-sim" --model "$1_gate=$1:checkpoints/$1" \
@@ -48,8 +45,11 @@ demo() {  # policy
     $NICE "$BIN/python" bench/demo_learned_policies.py --policies "$1" --seeds $(seq 1000 1009) \
       --out "$RUNS/demo_$1" > "$RUNS/demo_$1.log" 2>&1
 }
+# rvt2 first, measured before 3dda trains: one heavy job at a time.
+train rvt2 train_rvt2_c2f path_channels "$RVT2_STEPS"
 demo rvt2
 gate_eval rvt2
+train 3dda train_3dda path_points "$DDA_STEPS"
 demo 3dda
 gate_eval 3dda
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
@@ -33,20 +34,23 @@ WEIGHTS_NAME = "model.safetensors"
 RUNTIME_FIELDS = ("checkpoint", "max_keyframes", "always_done", "release_confirmations", "release_threshold",
                   "placement_radius")
 
-#: The project folder: a relative checkpoint not found from the working directory is looked up from here, so
-#: the shipped `checkpoints/<policy>` (the defaults in config/runtime.yaml) load from any directory.
+#: Where a relative checkpoint not found from the working directory is looked up, so the shipped
+#: `checkpoints/<policy>` (the defaults in config/runtime.yaml) load from any directory: the project folder (a
+#: source or editable install), then the installed share folder (setup.py's data_files).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARE_ROOT = Path(sys.prefix) / "share" / "hamster_runtime"
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
-    """`checkpoint` as given when it exists (or is empty or absolute), else relative to PROJECT_ROOT when there."""
+    """`checkpoint` as given when it exists (or is empty or absolute), else under PROJECT_ROOT or SHARE_ROOT."""
     if not checkpoint or Path(checkpoint).is_absolute() or Path(checkpoint).exists():
         return checkpoint
-    shipped = PROJECT_ROOT / checkpoint
-    return str(shipped) if shipped.exists() else checkpoint
-
+    for root in (PROJECT_ROOT, SHARE_ROOT):
+        if (root / checkpoint).exists():
+            return str(root / checkpoint)
+    return checkpoint
 
 
 class InstructionEncoder(nn.Module):
