@@ -2,7 +2,7 @@
 for each learned policy with its default, shipped checkpoint, over seeds no demonstration used. Writes
 OUT.json (every episode's result line, minus paths) and OUT.md (the table); prints the table.
 
-    .venv/bin/python bench/demo_learned_policies.py --policies rvt2 3dda --seeds 1000 1001 ... \
+    .venv/bin/python bench/demo_learned_policies.py --policies rvt2 3dda --seeds 100 101 ... \
         --out bench/results_learned_policies_demo [--domain-id 90]
     .venv/bin/python bench/demo_learned_policies.py --merge A.json B.json --out OUT   # one table from runs
 """
@@ -48,7 +48,8 @@ def markdown(report: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policies", nargs="+", default=["rvt2", "3dda"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1000, 1010)))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(100, 110)),
+                        help="demo scene seeds (sample_scene(N)); base demonstrations use 1000 * i + k")
     parser.add_argument("--out", type=Path, required=True, help="OUT.json and OUT.md are written")
     parser.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "90")))
     parser.add_argument("--demo-args", default="", help="more hamster-demo options, e.g. '--params-file X.yaml'")

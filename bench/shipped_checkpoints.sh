@@ -5,10 +5,11 @@
 #   bash bench/shipped_checkpoints.sh      # RUNS=runs/issue22 DEMOS=<see below> by default
 # 1. scripted-expert demonstrations on `base`, seeds 0..DEMOS-1 (deterministic per seed);
 # 2. rvt2 (coarse-to-fine, path_channels) and 3dda (path_points) trained on them, copied to checkpoints/<policy>;
-# 3. `hamster-demo --policy P --seed N` in the ROS graph over seeds 1000-1009 (no demonstration used them) with
-#    the shipped defaults: bench/results_learned_policies_demo.{json,md};
-# 4. in-process closed loop on the same `base` seeds, the release gate on and off (EPISODES per model):
-#    bench/results_learned_policies_gate.{json,md}.
+# 3. `hamster-demo --policy P --seed N` in the ROS graph over seeds 100-109 with the shipped defaults:
+#    bench/results_learned_policies_demo.{json,md}. The demo's scene of seed N is sample_scene(N); a demonstration
+#    of `base` episode i used sample_scene(1000 * i + k) for a small k (1002 is episode 1's), so 100-109 are new;
+# 4. in-process closed loop on `base` episode seeds 1000-1019 (scene seeds from 1,000,000: new), the release gate
+#    on and off (EPISODES per model): bench/results_learned_policies_gate.{json,md}.
 set -euo pipefail
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl HF_HUB_OFFLINE=1
 BIN=${BIN:-.venv/bin}
@@ -16,7 +17,7 @@ RUNS=${RUNS:-runs/issue22}
 DEMOS=${DEMOS:-64}
 RVT2_STEPS=${RVT2_STEPS:-2000}
 DDA_STEPS=${DDA_STEPS:-1500}
-EPISODES=${EPISODES:-10}
+EPISODES=${EPISODES:-20}
 NICE="nice -n 10"
 mkdir -p "$RUNS"
 
@@ -42,7 +43,7 @@ gate_eval() {  # policy: the same checkpoint with the release gate (the default)
 }
 demo() {  # policy
   [ -f "$RUNS/demo_$1.json" ] || \
-    $NICE "$BIN/python" bench/demo_learned_policies.py --policies "$1" --seeds $(seq 1000 1009) \
+    $NICE "$BIN/python" bench/demo_learned_policies.py --policies "$1" --seeds $(seq 100 109) \
       --out "$RUNS/demo_$1" > "$RUNS/demo_$1.log" 2>&1
 }
 # rvt2 first, measured before 3dda trains: one heavy job at a time.
