@@ -196,24 +196,25 @@ def test_bad_scaling_values_are_named(changes, named):
 def test_torchrun_trains_data_parallel_with_one_writer(tmp_path):
     """torch's launcher (`torchrun --nproc_per_node 2`, as for hamster-train): two gloo ranks sample different
     batches (gradients averaged across them), and only rank 0 writes the run folder."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
     script = tmp_path / "ddp.py"
     script.write_text(
-        "import os, sys, json, torch\n"
+        "import json, sys\nfrom pathlib import Path\nimport torch.distributed as dist\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
         "from policies.test_training import config, samples\n"
         "from hamster_core.training import train\n"
-        f"summary = train(config(__import__('pathlib').Path({str(tmp_path / 'run')!r}), steps=3, checkpoint_every=3),"
-        " samples(), progress=False)\n"
-        "import hamster_core.training as t, torch.distributed as dist\n"
-        "print(json.dumps({'rank': dist.get_rank(), 'world': summary['world_size'], 'loss': summary['final_loss']}))\n")
+        f"summary = train(config(Path({str(tmp_path / 'run')!r}), steps=3, checkpoint_every=3), samples(), "
+        "progress=False)\n"
+        f"Path({str(tmp_path)!r}, f'rank{{dist.get_rank()}}.json').write_text(json.dumps({{'rank': dist.get_rank(), "
+        "'world': summary['world_size'], 'loss': summary['final_loss']}))\n")
     process = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                               str(script)], capture_output=True, text=True, timeout=600,
-                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert process.returncode == 0, process.stderr[-3000:]
-    ranks = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]   # stdout interleaves
     assert sorted(r["rank"] for r in ranks) == [0, 1] and all(r["world"] == 2 for r in ranks)
     assert ranks[0]["loss"] != ranks[1]["loss"]          # each rank trained on its own batches
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
