@@ -16,6 +16,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        # the trained learned-policy checkpoints config/runtime.yaml defaults to (hamster_core.policies.learned)
+        *[(f"share/{PACKAGE}/{folder}", glob(f"{folder}/*")) for folder in sorted(glob("checkpoints/*"))],
     ],
     # One fused C pass per point cloud (hamster_ros/conversions.py): numpy needs several passes (README, bench).
     ext_modules=[Extension("hamster_ros._cloud_kernels", ["hamster_ros/_cloud_kernels.c"],

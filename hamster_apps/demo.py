@@ -184,6 +184,9 @@ def main(argv=None) -> int:
         args.record_sensor_hz = None
     if args.robot == "franka":  # the demo always runs the simulator: here, behind its franka interface
         args.franka_sim = True
+    from hamster_apps.runner import random_weights_warning
+    if random_weights_warning(args):
+        print(f"hamster-demo: {random_weights_warning(args)}", file=sys.stderr, flush=True)
     try:
         result = run_demo(args)
     except ValueError as error:  # bad graph options

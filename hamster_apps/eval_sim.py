@@ -3,8 +3,10 @@
     hamster-eval-sim --model rvt2_path=rvt2:runs/train/rvt2_path/final --model rvt2_none=rvt2:runs/train/rvt2_none/final \
         --sets base colors distractors --episodes 20 --seed 1000 --out runs/eval/rvt2
 
-Each --model is NAME=POLICY[:CHECKPOINT] (POLICY a registered policy name; a learned one needs its checkpoint,
-whose config fixes the conditioning mode). Every episode runs in-process with the same code policy_node runs:
+Each --model is NAME=POLICY[:CHECKPOINT][?FIELD=VALUE,...] (POLICY a registered policy name; a learned one needs
+its checkpoint, whose config fixes the conditioning mode; FIELD=VALUE set its deployment fields, e.g.
+`?release_confirmations=1,release_threshold=0.5` turns the release gate off to compare).
+Every episode runs in-process with the same code policy_node runs:
 Policy.select_action on an Observation (cloud, camera, TCP pose, gripper width, the episode's path and masks)
 -> CartesianExecutor at 100 Hz -> the world, one prediction after another until one says done, then the
 simulator's success check (hamster_sim.rollout). The path is the `oracle` VLM backend's answer on the first
@@ -32,14 +34,24 @@ class ModelSpec:
     name: str
     policy: str
     checkpoint: str = ""
+    overrides: tuple = ()          # (field, value) deployment settings of a learned policy
 
     @classmethod
     def parse(cls, text: str) -> "ModelSpec":
+        import yaml
+
         name, sep, rest = text.partition("=")
+        rest, _, settings = rest.partition("?")
         if not sep or not name or not rest:
-            raise ValueError(f"--model must be NAME=POLICY[:CHECKPOINT], got {text!r}")
+            raise ValueError(f"--model must be NAME=POLICY[:CHECKPOINT][?FIELD=VALUE,...], got {text!r}")
+        overrides = []
+        for item in filter(None, settings.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise ValueError(f"--model {text!r}: settings after '?' must be FIELD=VALUE, got {item!r}")
+            overrides.append((key, yaml.safe_load(value)))
         policy, _, checkpoint = rest.partition(":")
-        return cls(name, policy, checkpoint)
+        return cls(name, policy, checkpoint, tuple(overrides))
 
     def create(self, max_keyframes: int | None = None):
         from hamster_core.policies.base import POLICIES
@@ -49,10 +61,10 @@ class ModelSpec:
         if issubclass(cls, LearnedPolicy):
             if not self.checkpoint:
                 raise ValueError(f"model {self.name}: {self.policy} needs a checkpoint (NAME={self.policy}:DIR)")
-            overrides = {"max_keyframes": max_keyframes} if max_keyframes else {}
+            overrides = dict(self.overrides) | ({"max_keyframes": max_keyframes} if max_keyframes else {})
             return cls.from_pretrained(self.checkpoint, **overrides)
-        if self.checkpoint:
-            raise ValueError(f"model {self.name}: {self.policy} takes no checkpoint")
+        if self.checkpoint or self.overrides:
+            raise ValueError(f"model {self.name}: {self.policy} takes no checkpoint or settings")
         return cls()
 
 
@@ -107,7 +119,7 @@ def evaluate(models: list[ModelSpec], sets: list[str], episodes: int, seed: int,
         bar.close()
     return {"command": "hamster-eval-sim", "seed": seed, "episodes": episodes, "sets": list(sets),
             "timeout_sec": timeout_sec,
-            "models": {m.name: {"policy": m.policy, "checkpoint": m.checkpoint or None,
+            "models": {m.name: {"policy": m.policy, "checkpoint": m.checkpoint or None, **dict(m.overrides),
                                 **describe(policies[m.name])} for m in models},
             "results": results, "wall_seconds": round(time.monotonic() - started, 1)}
 

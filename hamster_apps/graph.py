@@ -60,7 +60,7 @@ def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
                    perception_backend: str = "sim_ground_truth", robot: str = "sim",
                    config_dir: Path | str | None = None, use_sim_time: bool | None = None,
                    seed: int | None = None, params_files: tuple[str, ...] = (), franka_sim: bool = False,
-                   calibration: str | None = None) -> list[NodeSpec]:
+                   calibration: str | None = None, random_weights: bool = False) -> list[NodeSpec]:
     """Nodes, parameters and remaps for one set of launch arguments. Raises ValueError on a bad choice.
 
     `params_files` are the user's own ROS parameter files (e.g. a VLM server's address), loaded after the
@@ -85,6 +85,10 @@ def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
     if not simulated and (vlm_backend == "oracle" or perception_backend == "sim_ground_truth"):
         raise ValueError(f"vlm_backend:={vlm_backend} perception_backend:={perception_backend} read the "
                          f"simulator's ground truth: use real backends with robot:={robot}")
+
+    if random_weights and not simulated:
+        raise ValueError(f"random_weights runs a policy without a checkpoint, whose actions are meaningless: only in "
+                         f"the simulator, never with robot:={robot}")
 
     config = Path(config_dir) if config_dir else CONFIG_DIR
     names = ("runtime", robot, "sim", "franka_sim") if franka_sim else ("runtime", robot)
@@ -126,7 +130,8 @@ def describe_graph(policy: str = "path_follower", vlm_backend: str = "oracle",
         NodeSpec("perception_node", "perception_node", "perception_node.node", (files["runtime"], *user_files),
                  {**common, "backend": perception_backend}, robot_remaps),
         NodeSpec("policy_node", "policy_node", "policy_node.node", (files["runtime"], *robot_files, *user_files),
-                 {**common, "policy": policy}, robot_remaps),
+                 {**common, "policy": policy, **({"allow_random_weights": True} if random_weights else {})},
+                 robot_remaps),
     ]
     return nodes
 

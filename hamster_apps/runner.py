@@ -190,6 +190,9 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-dir", type=Path, default=None, help="folder with runtime.yaml and <robot>.yaml")
     parser.add_argument("--params-file", action="append", default=[], metavar="YAML",
                         help="your own ROS parameter file, loaded last (repeatable)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="simulator only: let a learned policy without a checkpoint run on random weights "
+                             "(meaningless actions); without it such a policy refuses to start")
 
 
 def robot_state_topic(specs: list[NodeSpec]) -> str:
@@ -203,10 +206,19 @@ def robot_state_topic(specs: list[NodeSpec]) -> str:
     return topic
 
 
+def random_weights_warning(args) -> str | None:
+    """What --random-weights means, for the terminal (policy_node also logs it when it applies)."""
+    if not args.random_weights:
+        return None
+    return (f"WARNING: --random-weights: {args.policy} runs randomly initialised weights when no checkpoint is "
+            f"set; its actions are meaningless (simulator only)")
+
+
 def graph_from_arguments(args) -> list[NodeSpec]:
     return describe_graph(args.policy, args.vlm_backend, args.perception_backend, args.robot,
                           config_dir=args.config_dir, seed=args.seed, params_files=tuple(args.params_file),
-                          franka_sim=args.franka_sim, calibration=args.calibration)
+                          franka_sim=args.franka_sim, calibration=args.calibration,
+                          random_weights=args.random_weights)
 
 
 def main(argv=None):
@@ -219,6 +231,8 @@ def main(argv=None):
         specs = graph_from_arguments(args)
     except ValueError as error:
         parser.error(str(error))
+    if random_weights_warning(args):
+        print(random_weights_warning(args), file=sys.stderr, flush=True)
     env = ros_environment()
     if args.robot == "franka":
         from hamster_franka.franka_standin import STANDIN_ON_REAL_ROBOT_MESSAGE, franka_environment

@@ -7,12 +7,21 @@ A run folder holds `checkpoint-<step>/` every `checkpoint_every` steps and `fina
 (optimizer moments, RNG states) and `trainer_state.json` (step, optimizer hyper-parameters, numpy RNG) so a
 run resumes exactly where it stopped: the same steps give the same weights whether or not it was
 interrupted (test/policies/test_training.py). `train_log.jsonl` has the losses, `train_summary.json` time and sizes.
+
+Scaling: `device` (cpu, cuda, cuda:N, mps), `precision` (fp32, or bf16/fp16 autocast; fp16 with a gradient scaler
+on CUDA), `num_workers` (processes preparing batches; 0 prepares them in the loop, the only setting that resumes
+bit-exactly) and data-parallel training under torch's launcher: `torchrun --nproc_per_node N -m hamster_apps.train
+CONFIG` runs N processes that each sample `batch_size` with their own seed and average gradients (gloo on CPU,
+nccl on CUDA, each rank on cuda:LOCAL_RANK); rank 0 writes the run folder. config/train_*_large.yaml are sized
+for a GPU.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -29,6 +38,7 @@ from hamster_core.policies.learned import LearnedPolicy
 TRAINING_STATE = "training_state.safetensors"
 TRAINER_STATE = "trainer_state.json"
 LEARNED_POLICIES = ("rvt2", "3dda")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class TrainConfig:
     augment_translation: tuple = (0.0, 0.0, 0.0)  # m: per sample the scene, TCP and target move together by up to
                                               # this much per axis (PerAct/RVT-style; a shift that would take the
                                               # TCP or target out of the workspace is not applied); 0: off
+    device: str = "cpu"                       # cpu | cuda | cuda:N | mps (under torchrun: cuda:LOCAL_RANK)
+    precision: str = "fp32"                   # fp32 | bf16 | fp16 (autocast; fp16 scales gradients on CUDA)
+    num_workers: int = 0                      # batch-preparing processes (0: in the loop; resumes bit-exactly)
 
     def __post_init__(self):
         if self.policy not in LEARNED_POLICIES:
@@ -88,6 +101,13 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+        if not isinstance(self.device, str) or not (self.device in ("cpu", "cuda", "mps") or (
+                self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or not 0 <= self.num_workers <= 64:
+            raise ValueError(f"num_workers must be an integer in [0, 64], got {self.num_workers!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         shift = self.augment_translation
@@ -157,7 +177,7 @@ def _translation(sample, policy_config, rng: np.random.Generator, limits) -> np.
 
 
 # What a resumed run may change: how long it runs and how it reports; anything else would silently mix two runs.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "num_threads", "out")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "num_threads", "out", "device", "num_workers")
 
 
 def _check_resumable(checkpoint: Path, config: TrainConfig) -> None:
@@ -223,42 +243,59 @@ def train(config: TrainConfig, samples: list, *, resume: bool = False, progress:
         raise ValueError("no training samples")
     out = Path(config.out)
     torch.set_num_threads(config.num_threads)
+    rank, world = _distributed(config)
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if world > 1 and config.device.startswith("cuda")
+                          else config.device)
+    writer = rank == 0
     checkpoint = latest_checkpoint(out) if resume else None
     if resume and checkpoint is None:
         raise ValueError(f"nothing to resume in {out}: no checkpoint-<step> folder with {TRAINER_STATE}")
     if checkpoint is not None:
         _check_resumable(checkpoint, config)
-    if not resume and out.exists() and any(out.iterdir()):
+    if writer and not resume and out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty: resume the run (--resume) or choose another out")
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)             # the same initial weights on every rank
+    rng = np.random.default_rng(config.seed if world == 1 else [config.seed, rank])
     if checkpoint is not None:
         policy = POLICIES.get(config.policy)(checkpoint=str(checkpoint))
     else:
         policy = POLICIES.create(config.policy, **config.policy_config, seed=config.seed)
-    model = policy.model
+    model = policy.model.to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     step = _restore(checkpoint, optimizer, rng) if checkpoint is not None else 0
-    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    log = (out / "train_log.jsonl").open("a")
+    autocast_dtype = PRECISIONS[config.precision]
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
+    batches = _batch_stream(samples, policy.config, config, rng, step, rank)
+    if writer:
+        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    log = (out / "train_log.jsonl").open("a") if writer else open(os.devnull, "w")
     started, step_times = time.monotonic(), []
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.policy}", unit="step", disable=not progress)
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.policy}", unit="step",
+               disable=not progress or not writer)
     metrics = {}
     try:
         while step < config.steps:
             begun = time.perf_counter()
-            indices = rng.choice(len(samples), config.batch_size, replace=len(samples) < config.batch_size)
-            batch = make_batch(samples, indices, policy.config, rng, config.augment_translation)
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            loss, metrics = model.compute_loss(batch)
+            with (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()):
+                loss, metrics = model.compute_loss(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (scaler.scale(loss) if scaler else loss).backward()
+            if world > 1:
+                _average_gradients(model, world)
+            if scaler:
+                scaler.unscale_(optimizer)
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             step += 1
             step_times.append(time.perf_counter() - begun)
             bar.update(1)
@@ -268,7 +305,7 @@ def train(config: TrainConfig, samples: list, *, resume: bool = False, progress:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            if writer and (step % config.checkpoint_every == 0 or step == config.steps):
                 model.eval()
                 _save(policy, optimizer, out / f"checkpoint-{step:06d}", step, rng, config)
                 model.train()
@@ -276,7 +313,9 @@ def train(config: TrainConfig, samples: list, *, resume: bool = False, progress:
         bar.close()
         log.close()
     model.eval()
-    policy.save_pretrained(out / "final")
+    model.to("cpu")              # checkpoints and inference are on the CPU
+    if writer:
+        policy.save_pretrained(out / "final")
     seconds = time.monotonic() - started
     summary = {"policy": config.policy, "conditioning": policy.config.conditioning, "steps": step,
                "resumed_from": str(checkpoint) if checkpoint else None, "samples": len(samples),
@@ -284,6 +323,59 @@ def train(config: TrainConfig, samples: list, *, resume: bool = False, progress:
                "parameters": policy.num_parameters(), "wall_seconds": round(seconds, 1),
                "seconds_per_step": round(float(np.mean(step_times)), 4) if step_times else None,
                "final_loss": float(loss.detach()) if step_times else None, "final": str(out / "final"),
-               "data": data_summary or {}, "torch_threads": torch.get_num_threads()}
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+               "data": data_summary or {}, "torch_threads": torch.get_num_threads(), "device": str(device),
+               "precision": config.precision, "num_workers": config.num_workers, "world_size": world}
+    if writer:
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _distributed(config: TrainConfig) -> tuple[int, int]:
+    """(rank, world size): (0, 1) alone; under torchrun (WORLD_SIZE > 1) the process group is joined here."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
+    return dist.get_rank(), world
+
+
+def _average_gradients(model, world: int) -> None:
+    """Data parallel by hand: every rank ends the step with the mean gradient (the same weights stay the same)."""
+    import torch.distributed as dist
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= world
+
+
+class _SampledBatches(torch.utils.data.IterableDataset):
+    """Endless training batches for DataLoader workers, each worker sampling with its own seeded generator."""
+
+    def __init__(self, samples, policy_config, config: TrainConfig, start_step: int, rank: int):
+        super().__init__()
+        self.samples, self.policy_config, self.config = samples, policy_config, config
+        self.start_step, self.rank = start_step, rank
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.config.seed, self.rank, worker.id if worker else 0, self.start_step])
+        while True:
+            yield _sampled_batch(self.samples, self.policy_config, self.config, rng)
+
+
+def _sampled_batch(samples, policy_config, config: TrainConfig, rng: np.random.Generator) -> dict:
+    indices = rng.choice(len(samples), config.batch_size, replace=len(samples) < config.batch_size)
+    return make_batch(samples, indices, policy_config, rng, config.augment_translation)
+
+
+def _batch_stream(samples, policy_config, config: TrainConfig, rng: np.random.Generator, step: int, rank: int):
+    """Batches in the loop from `rng` (num_workers 0: the run's own generator, saved in checkpoints) or from
+    DataLoader workers."""
+    if config.num_workers == 0:
+        while True:
+            yield _sampled_batch(samples, policy_config, config, rng)
+    loader = torch.utils.data.DataLoader(_SampledBatches(samples, policy_config, config, step, rank), batch_size=None,
+                                         num_workers=config.num_workers, persistent_workers=True)
+    yield from loader

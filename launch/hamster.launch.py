@@ -1,5 +1,9 @@
 """ros2 launch hamster_runtime hamster.launch.py [policy:=...] [vlm_backend:=...] [perception_backend:=...]
 [robot:=sim|franka] [seed:=N] [params_file:=YAML] [rviz:=true] [franka_sim:=true] [calibration:=YAML]
+[random_weights:=true]
+
+policy:=rvt2 / policy:=3dda load the checkpoints shipped in checkpoints/<policy> (config/runtime.yaml); without a
+checkpoint they refuse to start unless random_weights:=true, which only the simulator accepts.
 
 A thin layer over hamster_apps.graph.describe_graph, the same description the project's runner starts.
 `rviz:=true` also opens rviz2 with config/hamster.rviz (monitoring only; not part of the graph).
@@ -25,6 +29,7 @@ ARGUMENTS = {
     "params_file": ("", "your own ROS parameter file, loaded after the project's (optional)"),
     "franka_sim": ("false", "robot:=franka against the simulator's franka interface instead of a robot"),
     "calibration": ("", "robot:=franka: camera-to-base calibration YAML (default config/calibration.yaml)"),
+    "random_weights": ("false", "simulator only: run a learned policy without a checkpoint (meaningless actions)"),
 }
 # Launch-only arguments: tools beside the graph, not options of describe_graph / hamster-run.
 LAUNCH_ONLY = {
@@ -39,7 +44,8 @@ def _nodes(context):
                            seed=int(value["seed"]),
                            params_files=(value["params_file"],) if value["params_file"] else (),
                            franka_sim=value["franka_sim"].lower() in ("true", "1", "yes"),
-                           calibration=value["calibration"] or None)
+                           calibration=value["calibration"] or None,
+                           random_weights=value["random_weights"].lower() in ("true", "1", "yes"))
     nodes = [Node(package=PACKAGE, executable=spec.executable, name=spec.name, output="screen",
                   parameters=[*spec.parameter_files, spec.parameters], remappings=list(spec.remappings))
              for spec in specs]

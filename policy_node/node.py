@@ -25,7 +25,7 @@ from visualization_msgs.msg import MarkerArray
 from hamster_core.episode import InputRules, RobotEvents, run_episode
 from hamster_core.input_drops import InputDrops
 from hamster_core.executor import CartesianExecutor, GripperSettings, SafetyLimits
-from hamster_core.policies.base import POLICIES
+from hamster_core.policies.base import POLICIES, refuse_random_weights
 from hamster_core.timing import ClockWatchdog
 from hamster_msgs.action import RunEpisode
 from hamster_msgs.msg import GripperCommand, GroundingMasks, Path2D
@@ -50,6 +50,12 @@ class PolicyNode(RuntimeNode):
         policy_cls = POLICIES.get(self.policy_name)
         self.policy = policy_cls(**(declare_fields(self, policy_cls.config_class, f"{self.policy_name}.")
                                     if policy_cls.config_class is not None else {}))
+        warning = refuse_random_weights(self.policy, declare(
+            self, "allow_random_weights", False, "Run a learned policy without a checkpoint (random weights, "
+            "meaningless actions). Only the simulator sets it (--random-weights); refused otherwise."),
+            "(allow_random_weights is false)")
+        if warning:
+            self.get_logger().warning(warning)
         self.base_frame = declare(self, "base_frame", "base", "Frame of the commanded poses (robot base).")
         rate_hz = declare(self, "rate_hz", 100.0, "Cartesian target stream rate.")
         self.control_priority = realtime.check_priority(declare(

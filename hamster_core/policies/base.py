@@ -66,4 +66,17 @@ class Policy(ABC):
         return missing
 
 
+def refuse_random_weights(policy: Policy, allow: bool, where: str) -> str | None:
+    """A learned policy without a checkpoint acts at random: raise ValueError unless `allow` (the simulator's
+    explicit flag); returns the warning to show on the terminal when it runs anyway, else None."""
+    note = getattr(policy, "init_note", None)
+    if note is None:
+        return None
+    if not allow:
+        raise ValueError(f"{policy.name} has no checkpoint ({policy.name}.checkpoint is empty): refusing to run "
+                         f"randomly initialised weights {where}. Set {policy.name}.checkpoint to a trained folder "
+                         f"(checkpoints/{policy.name} ships one), or in the simulator pass --random-weights")
+    return f"WARNING: {note}"
+
+
 POLICIES: Registry[Policy] = Registry("policy", "hamster_runtime.policies")

@@ -30,6 +30,7 @@ from hamster_core.drawing import PATH_CHANNELS, draw_path, draw_path_channels
 from hamster_core.lifting import LiftedPath, ProjectedCloud, lift_path
 from hamster_core.path2d import GripperState, Path2D
 from hamster_core.policies.base import Observation, PolicyError
+from hamster_core.policies.gripper_gate import ReleaseGate
 
 CONDITIONING_MODES = ("none", "path_overlay", "path_channels", "masks", "path_points")
 SAMPLING_MODES = ("voxel", "random")
@@ -64,9 +65,14 @@ class SceneConfig:
     vocab_buckets: int = 1024                 # hashed word buckets of the bag-of-words instruction embedding
     seed: int = 0                             # weight initialisation without a checkpoint, sampling, noise
     checkpoint: str = ""                      # folder with config.json + model.safetensors, which then sets every
-                                              # field but max_keyframes and always_done; "" = random weights
+                                              # field but learned.RUNTIME_FIELDS; "" = random weights
     max_keyframes: int = 12                   # predictions per episode; one more is refused (PolicyError), no loop
     always_done: bool = False                 # mark every prediction as the last keyframe (one-shot evaluation)
+    # Releasing a held object (hamster_core.policies.gripper_gate): passed on over the placement area, or after
+    # this many consecutive confident predictions; release_confirmations 1 with release_threshold 0.5 = no gate.
+    release_confirmations: int = 2            # consecutive predictions of P(closed) < release_threshold
+    release_threshold: float = 0.3            # P(closed) below this is a confident release prediction
+    placement_radius: float = 0.06            # m (horizontal) around the path's release point; 0 = rule off
 
     def __post_init__(self):
         if self.conditioning not in CONDITIONING_MODES:
@@ -96,6 +102,7 @@ class SceneConfig:
             raise ValueError(f"path_noise_std must be in [0, 0.2], got {self.path_noise_std}")
         if not isinstance(self.checkpoint, str):
             raise ValueError(f"checkpoint must be a path string, got {self.checkpoint!r}")
+        ReleaseGate(self.release_confirmations, self.release_threshold, self.placement_radius)  # validates them
 
     def to_dict(self) -> dict:
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
@@ -24,14 +25,32 @@ from hamster_core.path2d import GripperState
 from hamster_core.policies.base import Observation, Policy, PolicyError, PolicyOutput
 from hamster_core.policies.conditioning import (collate, gripper_is_closed, lifted_path, prepare_inputs,
                                                required_inputs)
+from hamster_core.policies.gripper_gate import ReleaseGate, placement_point
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 #: Settings of the deployment rather than of the trained model: a checkpoint's config.json never sets them.
 #: Every other field (the seed too: it drives inference-time sampling) comes from the checkpoint.
-RUNTIME_FIELDS = ("checkpoint", "max_keyframes", "always_done")
+RUNTIME_FIELDS = ("checkpoint", "max_keyframes", "always_done", "release_confirmations", "release_threshold",
+                  "placement_radius")
+
+#: Where a relative checkpoint not found from the working directory is looked up, so the shipped
+#: `checkpoints/<policy>` (the defaults in config/runtime.yaml) load from any directory: the project folder (a
+#: source or editable install), then the installed share folder (setup.py's data_files).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARE_ROOT = Path(sys.prefix) / "share" / "hamster_runtime"
 
 logger = logging.getLogger(__name__)
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """`checkpoint` as given when it exists (or is empty or absolute), else under PROJECT_ROOT or SHARE_ROOT."""
+    if not checkpoint or Path(checkpoint).is_absolute() or Path(checkpoint).exists():
+        return checkpoint
+    for root in (PROJECT_ROOT, SHARE_ROOT):
+        if (root / checkpoint).exists():
+            return str(root / checkpoint)
+    return checkpoint
 
 
 class InstructionEncoder(nn.Module):
@@ -111,6 +130,7 @@ class LearnedPolicy(Policy):
 
     def __init__(self, config=None, **overrides):
         config = replace(config or self.config_class(), **overrides)
+        config = replace(config, checkpoint=resolve_checkpoint(config.checkpoint))
         if config.checkpoint:
             with checkpoint_errors(config.checkpoint):
                 saved = read_config(Path(config.checkpoint), self.config_class)
@@ -134,21 +154,41 @@ class LearnedPolicy(Policy):
                               f"its actions are meaningless until trained")
             logger.warning(self.init_note)
         self.model.eval()
+        self.release_gate = ReleaseGate(config.release_confirmations, config.release_threshold,
+                                        config.placement_radius)
         self._steps = 0
-        self._lifted: tuple | None = None     # (path, its LiftedPath) for conditioning path_points
+        self._lifted: tuple | None = None     # (path, its LiftedPath or None) lifted on the episode's first frame
+        self._placement = (None, "")          # the container's position and its source (placement_point)
 
     def reset(self) -> None:
         self._steps = 0
-        self._lifted = None
+        self._lifted, self._placement = None, (None, "")
+        self.release_gate.reset()
 
-    def _with_lifted_path(self, observation: Observation) -> Observation:
-        """path_points: the path lifted once per episode, on the first observation that has it (the arm still
-        at its start, out of the path's way), and again whenever a new path arrives."""
-        if self.config.conditioning != "path_points" or observation.path_points is not None:
-            return observation
+    def _episode_lifted_path(self, observation: Observation):
+        """The path lifted once per episode, on the first observation that has it (the arm still at its start,
+        out of the path's way), and again whenever a new path arrives; None without a path. path_points needs
+        it (a failure is a PolicyError); the release gate only uses it when there is one."""
+        if observation.path_points is not None:
+            return observation.path_points
+        if observation.path is None or observation.camera is None:
+            return None
         if self._lifted is None or self._lifted[0] != observation.path:
-            self._lifted = (observation.path, lifted_path(observation))
-        return replace(observation, path_points=self._lifted[1])
+            try:
+                lifted = lifted_path(observation)
+            except PolicyError:
+                if self.config.conditioning == "path_points":
+                    raise
+                lifted = None
+            self._lifted = (observation.path, lifted)
+        return self._lifted[1]
+
+    def _episode_placement(self, observation: Observation, lifted):
+        """The release gate's placement point: located once per episode from the container's mask (early, the arm
+        still out of the way); until masks arrive, from the path."""
+        if self._placement[1] != "mask":
+            self._placement = placement_point(observation, lifted)
+        return self._placement[0]
 
     def select_action(self, observation: Observation) -> PolicyOutput:
         missing = self.missing_inputs(observation)
@@ -158,7 +198,10 @@ class LearnedPolicy(Policy):
         if self._steps >= config.max_keyframes:
             raise PolicyError(f"{self.name} predicted {self._steps} keyframes without finishing "
                               f"(max_keyframes={config.max_keyframes})")
-        batch = collate([prepare_inputs(self._with_lifted_path(observation), config)])
+        lifted = self._episode_lifted_path(observation)
+        if config.conditioning == "path_points":
+            observation = replace(observation, path_points=lifted)
+        batch = collate([prepare_inputs(observation, config)])
         generator = torch.Generator().manual_seed(config.seed)
         with torch.inference_mode():
             prediction = self.model.predict(batch, generator=generator)
@@ -169,16 +212,26 @@ class LearnedPolicy(Policy):
         if not (np.all(np.isfinite(position)) and np.all(np.isfinite(quaternion)) and np.isfinite(done_prob)):
             raise PolicyError(f"{self.name} produced a non-finite prediction")
         clipped = np.clip(position, config.workspace_min, config.workspace_max)
-        keyframes, closed = [], gripper_is_closed(observation.gripper_width)
+        placement = self._episode_placement(observation, lifted)
+        keyframes, closed, releases = [], gripper_is_closed(observation.gripper_width), []
         for p, q, prob in zip(clipped, quaternion, closed_prob):
             state = bool(prob > 0.5)
+            if closed and state:
+                self.release_gate.held()
+            elif closed and not state:    # a release: only when the gate passes it
+                decision = self.release_gate.decide(float(prob), p, placement)
+                releases.append(decision.reason)
+                state = not decision.release
             change = (GripperState.CLOSED if state else GripperState.OPEN) if state != closed else None
             keyframes.append(Keyframe(Pose(p, q), change))
             closed = state
         self._steps += 1
-        done = config.always_done or done_prob > 0.5
+        # A deferred release keeps the object in hand: the episode cannot be finished by this plan.
+        deferred = any(reason in ("deferred", "not_confident") for reason in releases)
+        done = (config.always_done or done_prob > 0.5) and not deferred
         info = {"policy": self.name, "step": self._steps, "done_prob": round(done_prob, 3),
                 "gripper_closed_prob": [round(float(p), 3) for p in closed_prob],
+                "release": releases,
                 "clipped_to_workspace": bool(np.any(clipped != position)),
                 "checkpoint": config.checkpoint or None}
         if self.init_note:

@@ -47,6 +47,13 @@ def test_model_specs_are_parsed_and_checked(tmp_path):
         ModelSpec.parse("a=rvt2").create()
     with pytest.raises(ValueError, match="unknown"):
         evaluate([ModelSpec("pf", "path_follower")], ["fog"], 1, 0)
+    # deployment settings after '?': the release gate off, to compare with it on
+    assert ModelSpec.parse("k=rvt2:/x?release_confirmations=1,release_threshold=0.5") == ModelSpec(
+        "k", "rvt2", "/x", (("release_confirmations", 1), ("release_threshold", 0.5)))
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        ModelSpec.parse("k=rvt2:/x?release_confirmations")
+    with pytest.raises(ValueError, match="takes no checkpoint or settings"):
+        ModelSpec.parse("pf=path_follower?release_threshold=0.5").create()
 
 
 @pytest.fixture(scope="module")

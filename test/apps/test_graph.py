@@ -45,6 +45,18 @@ def test_learned_policies_are_launch_choices(policy):
     assert spec.parameters["policy"] == policy and f"policy:='{policy}'" in spec.ros_arguments()
 
 
+def test_random_weights_only_in_the_simulator():
+    """Without a checkpoint a learned policy runs only with the explicit flag, which the robot never accepts."""
+    assert "allow_random_weights" not in by_name(describe_graph(policy="rvt2"))["policy_node"].parameters
+    spec = by_name(describe_graph(policy="rvt2", random_weights=True))["policy_node"]
+    assert spec.parameters["allow_random_weights"] is True and "allow_random_weights:=true" in spec.ros_arguments()
+    assert by_name(describe_graph(policy="3dda", robot="franka", franka_sim=True, random_weights=True))[
+        "policy_node"].parameters["allow_random_weights"] is True
+    with pytest.raises(ValueError, match="only in the simulator, never with robot:=franka"):
+        describe_graph(policy="rvt2", robot="franka", vlm_backend="openai", perception_backend="pipeline",
+                       random_weights=True)
+
+
 def test_seed_reaches_the_simulator():
     assert by_name(describe_graph(seed=7))["sim_node"].parameters == {"seed": 7}
 
@@ -94,13 +106,15 @@ def test_runtime_yaml_documents_every_path_follower_setting():
 
 @pytest.mark.parametrize("policy", ["rvt2", "3dda"])
 def test_runtime_yaml_documents_every_learned_policy_setting_with_its_default(policy):
-    """The file's values must equal the defaults, in the same ROS type (2 is not 2.0 to a declared parameter)."""
+    """The file's values must equal the defaults, in the same ROS type (2 is not 2.0 to a declared parameter),
+    except the checkpoint: the file names the one shipped in the repository (the dataclass has none)."""
     import dataclasses
     import yaml
     from hamster_core.policies.base import POLICIES
     documented = yaml.safe_load((CONFIG_DIR / "runtime.yaml").read_text())["policy_node"]["ros__parameters"][policy]
     defaults = {f.name: f.default for f in dataclasses.fields(POLICIES.get(policy).config_class)}
     assert set(documented) == set(defaults)
+    assert documented.pop("checkpoint") == f"checkpoints/{policy}" and defaults.pop("checkpoint") == ""
     for name, default in defaults.items():
         value = tuple(documented[name]) if isinstance(documented[name], list) else documented[name]
         assert value == default and type(value) is type(default), name

@@ -161,3 +161,61 @@ def test_resume_refuses_a_changed_config(tmp_path):
 def _loss(line: str) -> float:
     import json
     return float(json.loads(line)["loss"])
+
+
+@pytest.mark.parametrize("name", ["train_rvt2_large", "train_3dda_large"])
+def test_the_large_configs_build_and_run_one_step_on_the_cpu(name, tmp_path):
+    """The GPU-sized configs: same model code, one optimizer step on the CPU (device overridden), with the file's
+    precision (bf16 autocast) and batch 1 so it fits a test machine."""
+    loaded = TrainConfig.load(f"config/{name}.yaml")
+    assert loaded.device == "cuda" and loaded.precision == "bf16" and loaded.num_workers > 0
+    run = TrainConfig.from_dict({**loaded.to_dict(), "device": "cpu", "num_workers": 0, "steps": 1, "batch_size": 1,
+                                 "warmup_steps": 0, "out": str(tmp_path / "run"), "num_threads": 1})
+    summary = train(run, samples(), progress=False)
+    assert summary["steps"] == 1 and np.isfinite(summary["final_loss"]) and summary["precision"] == "bf16"
+    big = POLICIES.get(loaded.policy).from_pretrained(tmp_path / "run" / "final")
+    assert big.num_parameters() > 2_000_000 and big.config == POLICIES.get(loaded.policy).config_class(
+        **loaded.policy_config, checkpoint=str(tmp_path / "run" / "final"))
+
+
+def test_workers_and_mixed_precision_train_and_save(tmp_path):
+    """num_workers > 0 prepares batches in DataLoader processes (seeded per worker); bf16 autocast on the CPU."""
+    summary = train(config(tmp_path, num_workers=2, precision="bf16"), samples(), progress=False)
+    assert summary["num_workers"] == 2 and np.isfinite(summary["final_loss"])
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("changes, named", [(dict(device="gpu"), "device"), (dict(device="cuda:x"), "device"),
+                                            (dict(precision="fp8"), "precision"), (dict(num_workers=-1), "num_workers")])
+def test_bad_scaling_values_are_named(changes, named):
+    with pytest.raises(ValueError, match=named):
+        TrainConfig(**changes)
+
+
+@pytest.mark.slow
+def test_torchrun_trains_data_parallel_with_one_writer(tmp_path):
+    """torch's launcher (`torchrun --nproc_per_node 2`, as for hamster-train): two gloo ranks sample different
+    batches (gradients averaged across them), and only rank 0 writes the run folder."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import json, sys\nfrom pathlib import Path\nimport torch.distributed as dist\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from policies.test_training import config, samples\n"
+        "from hamster_core.training import train\n"
+        f"summary = train(config(Path({str(tmp_path / 'run')!r}), steps=3, checkpoint_every=3), samples(), "
+        "progress=False)\n"
+        f"Path({str(tmp_path)!r}, f'rank{{dist.get_rank()}}.json').write_text(json.dumps({{'rank': dist.get_rank(), "
+        "'world': summary['world_size'], 'loss': summary['final_loss']}))\n")
+    process = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              str(script)], capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert process.returncode == 0, process.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]   # stdout interleaves
+    assert sorted(r["rank"] for r in ranks) == [0, 1] and all(r["world"] == 2 for r in ranks)
+    assert ranks[0]["loss"] != ranks[1]["loss"]          # each rank trained on its own batches
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    assert len((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()) == 3   # one writer

@@ -59,3 +59,19 @@ def test_a_learned_policy_checkpoint_drives_an_episode_in_the_graph(policy, tmp_
     assert np.all(positions >= np.array(limits["workspace_min"]) - 1e-6)
     assert np.all(positions <= np.array(limits["workspace_max"]) + 1e-6)
     assert set(result["pids"]) == {"sim_node", "hamster_vlm_node", "perception_node", "policy_node"}
+
+
+@pytest.mark.parametrize("policy", ["rvt2", "3dda"])
+def test_policy_node_refuses_a_learned_policy_without_a_checkpoint(policy, tmp_path):
+    """No checkpoint and no allow_random_weights (what hamster-demo --random-weights sets, in the simulator
+    only): one FATAL line that says what to do, exit 2, before any topic is touched."""
+    from hamster_apps.runner import ros_environment
+    params = tmp_path / "params.yaml"    # a file: rcl's -p cannot name a parameter that starts with a digit (3dda)
+    params.write_text(f"policy_node:\n  ros__parameters:\n    policy: {policy}\n    {policy}:\n      checkpoint: ''\n")
+    process = subprocess.run([sys.executable, "-m", "policy_node.node", "--ros-args", "--params-file", str(params)],
+                             env=ros_environment(int(os.environ.get("ROS_DOMAIN_ID", "0"))), capture_output=True,
+                             text=True, timeout=120)
+    assert process.returncode == 2, process.stderr[-2000:]
+    assert (f"{policy} has no checkpoint ({policy}.checkpoint is empty): refusing to run randomly initialised "
+            f"weights (allow_random_weights is false)") in process.stderr
+    assert f"checkpoints/{policy} ships one" in process.stderr and "Traceback" not in process.stderr
