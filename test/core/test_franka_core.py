@@ -344,6 +344,11 @@ def test_rate_recency_and_sync_checks():
     assert not future.passed and "future" in future.detail
     assert sync_check("rgb/depth", [1.0, 1.1], [1.1], 0.005).passed
     assert not sync_check("rgb/depth", [1.0, 1.1], [1.05], 0.005).passed
+    # The newest colour frame's depth still in flight: judged on the newest pair both streams delivered (a
+    # healthy simulator failed "100.0 ms" so) ...
+    assert sync_check("rgb/depth", [1.0, 1.1, 1.2], [1.0, 1.1], 0.005).passed
+    # ... which still fails a real offset between the streams
+    assert not sync_check("rgb/depth", [1.0, 1.1, 1.2], [0.95, 1.05], 0.017).passed
 
 
 def test_calibration_check_finds_the_gripper_and_fails_when_the_cloud_is_shifted():
