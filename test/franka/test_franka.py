@@ -32,7 +32,7 @@ PERIOD = 1.0 / yaml.safe_load((CONFIG_DIR / "franka.yaml").read_text())["franka_
 CONTROLLER_TOPIC = "/target_pose"   # franka.yaml's controller crisp_cartesian: crisp_controllers' target_pose
 CLOCK_STEP = 1.0 / yaml.safe_load((CONFIG_DIR / "sim.yaml").read_text())["sim_node"]["ros__parameters"]["clock_rate_hz"]
 SEED = 1
-GRIPPER_TIMEOUT = 3.0   # short, for the tests that wait for a timeout (1 s: a healthy homing missed it under load)
+GRIPPER_TIMEOUT = 3.0  # short, for the tests that wait for a timeout (1 s: a healthy homing missed it under load)
 OVERRIDES = {"franka_bridge": {"gripper": {"timeout_sec": GRIPPER_TIMEOUT, "homing_on_start": True}},
              "policy_node": {"mask_wait_sec": 1.5}}
 
@@ -153,7 +153,12 @@ class Monitor:
 
     def enable(self) -> str:
         def accepted():
-            response = self.call(self.SetBool, self.t.ROBOT_ENABLE, self.SetBool.Request(data=True))
+            # A fresh adapter's first reply can be lost: rmw_fastrtps gives up sending a response before the
+            # client's reply reader is matched ("failed to send response (timeout)"). Enabling again is harmless.
+            try:
+                response = self.call(self.SetBool, self.t.ROBOT_ENABLE, self.SetBool.Request(data=True), timeout=5)
+            except AssertionError:
+                return None
             return response.message if response.success else None
         message = wait_until(accepted, "the adapter to accept /robot/enable", 30)
         wait_until(lambda: self.status().get("gate") == "streaming", "status streaming", 10)
@@ -225,12 +230,17 @@ def rows(output: str) -> dict[str, str]:
 
 
 # -- pre-flight against the simulator alone -----------------------------------------------------------------
+def nudge_arguments() -> tuple[str, ...]:
+    """A 1 cm nudge in the simulator's cell (franka_sim.yaml's limits, not franka.yaml's table)."""
+    bridge = FRANKA_SIM["franka_bridge"]["ros__parameters"]
+    return ("--nudge", "0.01", "--calibration", str(CONFIG_DIR / "calibration_sim.yaml"),
+            "--workspace-min", *map(str, bridge["workspace_min"]),
+            "--workspace-max", *map(str, bridge["workspace_max"]),
+            "--max-linear-speed", str(bridge["max_linear_speed"]))
+
+
 def test_preflight_passes_on_a_healthy_simulator_and_moves_the_arm(franka):
-    bridge = FRANKA_SIM["franka_bridge"]["ros__parameters"]   # the simulator's cell, not franka.yaml's table
-    process = franka.preflight("--nudge", "0.01", "--calibration", str(CONFIG_DIR / "calibration_sim.yaml"),
-                               "--workspace-min", *map(str, bridge["workspace_min"]),
-                               "--workspace-max", *map(str, bridge["workspace_max"]),
-                               "--max-linear-speed", str(bridge["max_linear_speed"]))
+    process = franka.preflight(*nudge_arguments())
     verdicts = rows(process.stdout)
     assert process.returncode == 0, process.stdout + process.stderr
     assert process.stdout.strip().endswith("PRE-FLIGHT PASSED")
@@ -268,10 +278,7 @@ def test_a_compliant_arm_misses_the_stiff_nudge_tolerance_and_passes_the_one_fro
         results = monitor.call(SetParameters, "/sim_node/set_parameters", request).results
         assert all(r.successful for r in results), [r.reason for r in results]
 
-    bridge = FRANKA_SIM["franka_bridge"]["ros__parameters"]
-    nudge = ("--nudge", "0.01", "--calibration", str(CONFIG_DIR / "calibration_sim.yaml"), "--gripper", "none",
-             "--workspace-min", *map(str, bridge["workspace_min"]), "--workspace-max", *map(str, bridge["workspace_max"]),
-             "--max-linear-speed", str(bridge["max_linear_speed"]))
+    nudge = (*nudge_arguments(), "--gripper", "none")
     compliance(400.0, 3.0)
     try:
         stiff = franka.preflight(*nudge)
