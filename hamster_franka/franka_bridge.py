@@ -37,10 +37,10 @@ import threading
 import time
 
 import rclpy
-from geometry_msgs.msg import PoseStamped
-from rclpy.action import ActionClient
 from action_msgs.msg import GoalStatus
 from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import PoseStamped
+from rclpy.action import ActionClient
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -196,8 +196,8 @@ class FrankaBridge(RuntimeNode):
             GripperAction.GRASP: ActionClient(node, action.Grasp, f"{gripper_ns}/grasp", callback_group=clients),
             GripperAction.HOMING: ActionClient(node, action.Homing, f"{gripper_ns}/homing", callback_group=clients),
         }
-        self._error_recovery_client = ActionClient(node, self.action.ErrorRecovery,
-                                                   self.recovery.error_recovery_action, callback_group=clients)
+        self._error_recovery_client = ActionClient(node, action.ErrorRecovery, self.recovery.error_recovery_action,
+                                                   callback_group=clients)
         switch = topics.controller_switch_service()
         self._switch_type = switch
         self._switch_client = None if switch is None else node.create_client(
@@ -243,9 +243,9 @@ class FrankaBridge(RuntimeNode):
         if handle is None or not handle.accepted:
             return False, f"recovery failed: {name} " + ("did not answer" if handle is None else "rejected the goal")
         result = _wait(handle.get_result_async(), deadline())
-        if result is None or result.status != GoalStatus.STATUS_SUCCEEDED:
-            if result is None:
-                return False, f"recovery failed: error recovery gave no result within {config.timeout_sec:g} s"
+        if result is None:
+            return False, f"recovery failed: error recovery gave no result within {config.timeout_sec:g} s"
+        if result.status != GoalStatus.STATUS_SUCCEEDED:
             return False, (f"recovery failed: error recovery ended {_goal_status(result.status)}: the robot's error "
                            "persists (is the arm still in contact, or the user stop pressed?)")
         done = ["error recovery succeeded"]
@@ -271,12 +271,10 @@ class FrankaBridge(RuntimeNode):
         while time.monotonic() < limit:
             with self._lock:
                 health, wall = self.gate.health, self.gate.state_wall
-                back = health is not None and health.ok and wall is not None and wall > started \
-                    and self.gate.fresh(self._now())
-            if back:
-                with self._lock:
+                if health is not None and health.ok and wall is not None and wall > started \
+                        and self.gate.fresh(self._now()):
                     self.gate.disable(f"recovered: call {topics.ROBOT_ENABLE} to stream again")
-                return True, f"recovered: {'; '.join(done)}; DISABLED until {topics.ROBOT_ENABLE}"
+                    return True, f"recovered: {'; '.join(done)}; DISABLED until {topics.ROBOT_ENABLE}"
             time.sleep(0.01)
         with self._lock:
             health = self.gate.health

@@ -145,10 +145,6 @@ class SimFrankaInterface:
             return response
         return switch
 
-    def robot_mode(self) -> RobotMode:
-        with self._lock:
-            return self._mode()
-
     def _mode(self) -> RobotMode:   # under the lock
         if self.faults["user_stop"]:
             return RobotMode.USER_STOPPED
@@ -159,8 +155,7 @@ class SimFrankaInterface:
     def halted(self) -> bool:
         """The arm does not follow targets: a reflex or user stop, or its controller inactive."""
         with self._lock:
-            inactive = self.controller not in self.active
-        return inactive or self.robot_mode() != RobotMode.MOVE
+            return self.controller not in self.active or self._mode() != RobotMode.MOVE
 
     # -- recovery -------------------------------------------------------------------------------------
     def _execute_error_recovery(self, goal_handle):
