@@ -33,12 +33,13 @@ import yaml
 from rosbags.highlevel import AnyReader
 
 from hamster_core.camera import PinholeCamera
-from hamster_core.franka import gripper_opening
 from hamster_core.geometry import Pose
 from hamster_core.keyframes import FRANKA_HAND_WIDTH_RANGE
 from hamster_core.transforms import TransformBuffer, TransformError
 from hamster_core.path2d import Path2D
 from hamster_ros import interfaces as t
+from hamster_ros.conversions import stamp_to_ns
+from hamster_ros.observation import gripper_width_from_joints
 
 EPISODE_METADATA = "/hamster/episode_metadata"  # std_msgs/String JSON, latched (see hamster_bag.recorder)
 DEFAULT_GRIPPER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
@@ -319,18 +320,9 @@ def _pose_arrays(msgs) -> tuple[np.ndarray, np.ndarray]:
     return positions.reshape(-1, 3), orientations.reshape(-1, 4)
 
 
-def joint_width(msg, joints) -> float | None:
-    """The gripper opening from a JointState (hamster_core.franka.gripper_opening)."""
-    return gripper_opening(dict(zip(msg.name, np.asarray(msg.position, float).tolist())), joints)
-
-
 def _stamps_usable(msgs) -> bool:
     stamps = np.array([stamp_seconds(m.header) for m in msgs])
     return len(stamps) > 1 and bool(np.all(np.diff(stamps) >= 0)) and stamps[-1] > stamps[0]
-
-
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 def transform_buffer(bag: EpisodeBag) -> TransformBuffer:
@@ -347,7 +339,7 @@ def transform_buffer(bag: EpisodeBag) -> TransformBuffer:
                         buffer.add_static(transform.header.frame_id, transform.child_frame_id, *args)
                     else:
                         buffer.add(transform.header.frame_id, transform.child_frame_id,
-                                   stamp_ns(transform.header), *args)
+                                   stamp_to_ns(transform.header.stamp), *args)
                 except ValueError as error:
                     raise BagError(f"{bag.path}: bad transform on {topic}: {error}") from None
     return buffer
@@ -423,6 +415,18 @@ DEPTH_PAIR_TOLERANCE_NS = 20_000_000   # aligned depth belongs to the colour fra
 CLOUD_STRIDE = 2
 
 
+def oracle_path(episode: Episode) -> Path2D:
+    """The end effector's own path over the episode, as the first frame's camera saw the scene, clipped to the
+    image and RDP-simplified like a HAMSTER label (hamster_sim.rollout.projected_path)."""
+    from hamster_sim.rollout import projected_path
+
+    trajectory = episode.trajectory
+    try:
+        return projected_path(episode.camera, trajectory.positions, trajectory.closed)
+    except ValueError as error:
+        raise BagError(f"{episode.path}: {error}") from None
+
+
 def load_episode(bag: EpisodeBag, *, open_fraction: float = 0.9, calibration=None) -> Episode:
     """Read what evaluation needs. The episode starts at the instruction (the recorder may have been
     running before the scene reset) and ends with the bag. `calibration`: a CameraCalibration given
@@ -454,7 +458,7 @@ def load_episode(bag: EpisodeBag, *, open_fraction: float = 0.9, calibration=Non
     # Kinematics on the sender's clock (header stamps): receive times carry transport jitter that would show
     # up as speed spikes. Stamps that do not increase (a driver that leaves them empty) fall back to receive times.
     use_stamps = _stamps_usable([msg for _, msg in poses])
-    clock = (lambda stamp, msg: stamp_ns(msg.header)) if use_stamps else (lambda stamp, msg: stamp)
+    clock = (lambda stamp, msg: stamp_to_ns(msg.header.stamp)) if use_stamps else (lambda stamp, msg: stamp)
     frame_stamp = clock(frame_ns, image)
     base_from_camera, pose_source = resolve_camera_pose(bag, buffer, base_frame, camera_frame, frame_stamp, frame_ns,
                                                         calibration)
@@ -470,7 +474,7 @@ def load_episode(bag: EpisodeBag, *, open_fraction: float = 0.9, calibration=Non
         cloud = (points, colors)
         cloud_source = f"{bag.mapping.bag_names(t.POINTS)[0]} ({cloud_msg.header.frame_id or base_frame})"
     elif bag.has(t.DEPTH_IMAGE):
-        depth_msg = _nearest(bag, t.DEPTH_IMAGE, stamp_ns(image.header), DEPTH_PAIR_TOLERANCE_NS)
+        depth_msg = _nearest(bag, t.DEPTH_IMAGE, stamp_to_ns(image.header.stamp), DEPTH_PAIR_TOLERANCE_NS)
         if depth_msg is not None:
             # Aligned depth shares the colour stream's intrinsics and frame (realsense-ros aligned_depth_to_color).
             projector = CloudProjector(info.width, info.height, camera.fx, camera.fy, camera.cx, camera.cy,
@@ -484,7 +488,7 @@ def load_episode(bag: EpisodeBag, *, open_fraction: float = 0.9, calibration=Non
 
     joints = bag.mapping.gripper_joint_names
     joint_msgs = list(bag.messages(t.JOINT_STATES)) if bag.has(t.JOINT_STATES) else []
-    widths = [(stamp, clock(stamp, msg), joint_width(msg, joints)) for stamp, msg in joint_msgs]
+    widths = [(stamp, clock(stamp, msg), gripper_width_from_joints(msg, joints)) for stamp, msg in joint_msgs]
     gripper_width = next((w for stamp, _, w in reversed(widths) if stamp <= frame_ns and w is not None), None)
     widths = [(when, w) for _, when, w in widths if w is not None]
     if gripper_width is None:

@@ -30,11 +30,11 @@ from hamster_core.lifting import lift_path
 from hamster_core.keyframes import SAMPLE_FRAMES, KeyframeSettings, extract_keyframes
 from hamster_core.policies.base import Observation
 from hamster_ros import interfaces as t
-from hamster_bag.bag_episode import (CLOUD_STRIDE, BagError, EpisodeBag, TopicMapping, joint_width, load_episode,
-                                     stamp_ns, stamp_seconds, to_base_frame, transform_buffer)
+from hamster_bag.bag_episode import (CLOUD_STRIDE, BagError, EpisodeBag, TopicMapping, load_episode, oracle_path,
+                                     stamp_seconds, to_base_frame, transform_buffer)
 from hamster_core.path2d import Path2D
-from hamster_ros.conversions import pose_from_msg
-from hamster_ros.observation import observation_from_messages
+from hamster_ros.conversions import pose_from_msg, stamp_to_ns
+from hamster_ros.observation import gripper_width_from_joints, observation_from_messages
 
 LEAVE_DISTANCE = 0.005     # m from a keyframe's position that counts as having left it
 # m: frames on the way closer than this to their target are left out: there the arm has all but arrived, and
@@ -142,13 +142,7 @@ class DatasetOptions:
 def projected_demonstration_path(episode, noise: float, rng: np.random.Generator) -> Path2D:
     """HAMSTER's label of a demonstration: the TCP trajectory projected into the first frame, simplified, with
     optional N(0, noise) on every point (kept in the image)."""
-    from hamster_sim.rollout import projected_path
-
-    trajectory = episode.trajectory
-    try:
-        path = projected_path(episode.camera, trajectory.positions, trajectory.closed)
-    except ValueError as error:
-        raise BagError(f"{episode.path}: {error}") from None
+    path = oracle_path(episode)
     if noise > 0:
         path = Path2D(np.clip(path.points + rng.normal(0.0, noise, path.points.shape), 0.0, 1.0), path.gripper)
     return path
@@ -166,7 +160,7 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
     expert always comes down vertically), which fails when it stands 2 cm off in closed loop; the frames in
     between are meant to break that (with 60 demonstrations they did not help: results_learned_policies_ablation)."""
     from hamster_core.calibration import CloudProjector, depth_in_metres
-    from hamster_ros.conversions import image_to_numpy, image_to_rgb, pointcloud2_to_numpy
+    from hamster_ros.conversions import image_to_numpy, image_to_rgb
 
     if frames not in SAMPLE_FRAMES:
         raise ValueError(f"frames must be one of {', '.join(SAMPLE_FRAMES)}, got {frames!r}")
@@ -218,7 +212,7 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
 
         def observe(stamp: float, tcp_pose: Pose) -> Observation:
             key = round(stamp, 6)
-            width = joint_width(_last_at_or_before(joint_stamps, joints, stamp), bag.mapping.gripper_joint_names) \
+            width = gripper_width_from_joints(_last_at_or_before(joint_stamps, joints, stamp), bag.mapping.gripper_joint_names) \
                 if joints else None
             width = width if width is not None else 0.08
             if use_depth:
@@ -235,10 +229,9 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
                     camera_info=infos.get(key), camera_pose=camera_pose, path=path_msg, masks=masks.get(key))
                 frame = cloud.header.frame_id or episode.base_frame
                 if frame != episode.base_frame:
-                    points, _ = pointcloud2_to_numpy(cloud)
                     observation = replace(observation, points=to_base_frame(
-                        points, frame, stamp_ns(cloud.header), episode.base_frame, camera, camera_frame, buffer,
-                        f"{bag.path} {bag.mapping.bag_names(t.POINTS)[0]}"))
+                        observation.points, frame, stamp_to_ns(cloud.header.stamp), episode.base_frame, camera,
+                        camera_frame, buffer, f"{bag.path} {bag.mapping.bag_names(t.POINTS)[0]}"))
             if observation.camera is None:
                 observation = replace(observation, camera=camera)
             if path is not None:

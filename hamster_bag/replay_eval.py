@@ -38,19 +38,8 @@ import numpy as np
 from hamster_core.geometry import Pose
 from hamster_core.path2d import Path2D
 from hamster_ros import interfaces as t
-from hamster_bag.bag_episode import BagError, Episode, EpisodeBag, TopicMapping, load_episode, sim_to_receive_time
-
-def oracle_path(episode: Episode) -> Path2D:
-    """The end effector's own path over the episode, as the first frame's camera saw the scene, clipped to the
-    image and RDP-simplified like a HAMSTER label (hamster_sim.rollout.projected_path)."""
-    from hamster_sim.rollout import projected_path
-
-    trajectory = episode.trajectory
-    try:
-        return projected_path(episode.camera, trajectory.positions, trajectory.closed)
-    except ValueError as error:
-        raise BagError(f"{episode.path}: {error}") from None
-
+from hamster_bag.bag_episode import (BagError, Episode, EpisodeBag, TopicMapping, load_episode, oracle_path,
+                                     sim_to_receive_time)
 
 def vlm_path(episode: Episode, backend_name: str) -> tuple[Path2D, dict]:
     from hamster_core.geometry import Pose

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hamster_core.camera import check_rigid_transform
-from hamster_core.geometry import Pose, quaternion_to_matrix
+from hamster_core.geometry import quaternion_to_matrix, slerp
 
 
 class TransformError(ValueError):
@@ -34,17 +34,6 @@ def transform_matrix(translation, rotation_xyzw) -> np.ndarray:
     matrix[:3, :3] = quaternion_to_matrix(quaternion / norm)
     matrix[:3, 3] = np.asarray(translation, dtype=float).reshape(3)
     return check_rigid_transform(matrix, "transform")
-
-
-def _slerp(q0: np.ndarray, q1: np.ndarray, fraction: float) -> np.ndarray:
-    if np.dot(q0, q1) < 0:
-        q1 = -q1
-    dot = min(1.0, float(np.dot(q0, q1)))
-    if dot > 0.9995:
-        q = q0 + fraction * (q1 - q0)
-        return q / np.linalg.norm(q)
-    angle = np.arccos(dot)
-    return (np.sin((1 - fraction) * angle) * q0 + np.sin(fraction * angle) * q1) / np.sin(angle)
 
 
 @dataclass
@@ -133,7 +122,7 @@ class TransformBuffer:
             before, after = stamps[index - 1], stamps[index]
             fraction = (at_ns - before) / (after - before)
             translation = (1 - fraction) * link.translations[index - 1] + fraction * link.translations[index]
-            rotation = _slerp(link.rotations[index - 1], link.rotations[index], fraction)
+            rotation = slerp(link.rotations[index - 1], link.rotations[index], fraction)
         return transform_matrix(translation, rotation), True
 
     def lookup(self, target: str, source: str, at_ns: int | None = None) -> tuple[np.ndarray, bool]:
@@ -163,7 +152,3 @@ class TransformBuffer:
         common_from_source = up_to_common(source_chain)
         common_from_target = up_to_common(target_chain)
         return np.linalg.inv(common_from_target) @ common_from_source, dynamic
-
-    def lookup_pose(self, target: str, source: str, at_ns: int | None = None) -> tuple[Pose, bool]:
-        matrix, dynamic = self.lookup(target, source, at_ns)
-        return Pose.from_matrix(matrix), dynamic

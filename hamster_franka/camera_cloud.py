@@ -22,7 +22,8 @@ from std_msgs.msg import Header
 from hamster_core.calibration import CalibrationError, CloudProjector, depth_in_metres, load_calibration, stream_problems
 from hamster_core.stamp_pairing import StampPairer
 from hamster_ros import interfaces as topics
-from hamster_ros.conversions import ConversionError, image_to_numpy, image_to_rgb, numpy_to_pointcloud2, pose_to_msg
+from hamster_ros.conversions import (ConversionError, image_to_numpy, image_to_rgb, numpy_to_pointcloud2, pose_to_msg,
+                                     stamp_to_ns)
 from hamster_ros.node_main import RuntimeNode, declare, run_node
 
 
@@ -70,7 +71,7 @@ class CameraCloud(RuntimeNode):
 
     def _on_color(self, msg: Image):
         self._color = msg
-        for pairing in self.pairer.add_color(_stamp_ns(msg), msg):
+        for pairing in self.pairer.add_color(stamp_to_ns(msg.header.stamp), msg):
             self._publish(pairing.depth, pairing.color)
 
     def _report(self, problem: str | None, level: bytes = DiagnosticStatus.ERROR):
@@ -90,7 +91,7 @@ class CameraCloud(RuntimeNode):
             self.diagnostics_pub.publish(array)
 
     def _on_depth(self, msg: Image):
-        for pairing in self.pairer.add_depth(_stamp_ns(msg), msg):
+        for pairing in self.pairer.add_depth(stamp_to_ns(msg.header.stamp), msg):
             self._publish(pairing.depth, pairing.color)
 
     def _publish(self, msg: Image, paired: Image | None):
@@ -124,10 +125,6 @@ class CameraCloud(RuntimeNode):
         if not self._pose_published:  # latched: once, stamped like the first cloud
             self.pose_pub.publish(pose_to_msg(self.calibration.pose, header))
             self._pose_published = True
-
-
-def _stamp_ns(msg: Image) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def main():

@@ -438,6 +438,11 @@ def stamp_to_seconds(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def stamp_to_ns(stamp: Time) -> int:
+    """Exact integer nanoseconds (a recorded message's stamp too: anything with sec and nanosec)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 def seconds_to_stamp(seconds: float) -> Time:
     if not math.isfinite(seconds) or not 0.0 <= seconds < 2 ** 31:
         raise ValueError(f"a stamp needs finite seconds in [0, 2^31), got {seconds!r}")

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hamster_core.instruction import PLACEMENT_LABEL
 from hamster_core.lifting import LiftedPath
 from hamster_core.policies.base import Observation
 
-PLACEMENT_LABEL = "placement_area"     # perception's mask of the container
 MIN_MASK_POINTS = 10
 
 
