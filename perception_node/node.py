@@ -15,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from hamster_core.calibration import depth_in_metres
 from hamster_core.input_drops import InputDrops
 from hamster_core.instruction import PLACEMENT_LABEL, TARGET_LABEL, parse_pick_place_instruction
 from hamster_msgs.msg import GroundingMasks
@@ -42,9 +43,8 @@ def parse_extra_queries(entries: list[str]) -> dict[str, str]:
 
 
 def depth_metres(msg: Image):
-    """A depth image (32FC1 metres or 16UC1 millimetres) as float32 metres."""
-    depth = image_to_numpy(msg).astype("float32")
-    return depth / 1000.0 if msg.encoding == "16UC1" else depth
+    """A depth image (32FC1 metres, 16UC1/mono16 millimetres) as float32 metres, NaN where nothing was measured."""
+    return depth_in_metres(image_to_numpy(msg), msg.encoding)
 
 
 def declare_pipeline(node: Node) -> dict:
@@ -160,9 +160,10 @@ class PerceptionNode(RuntimeNode):
         try:
             rgb = image_to_rgb(image)
             labels = image_to_numpy(segmentation) if synced else None
+            depth_m = self._depth_for(image)
             detections = self.backend.process(PerceptionFrame(
                 stamp=stamp_to_seconds(image.header.stamp), rgb=rgb, segmentation=labels,
-                scene_json=scene.data if scene else None, depth=self._depth_for(image)))
+                scene_json=scene.data if scene else None, depth=depth_m))
         except (ConversionError, ValueError) as error:
             self._drop("image", "invalid", str(error))
             return
@@ -179,7 +180,7 @@ class PerceptionNode(RuntimeNode):
         if self.publish_overlay:
             self.overlay_pub.publish(numpy_to_image(annotate(rgb, detections, states), "rgb8", image.header))
         if self.publish_clouds:
-            self._publish_clouds(image, detections)
+            self._publish_clouds(image, detections, depth_m)
         elapsed_ms = 1000 * (time.monotonic() - started)
         self._publish_diagnostics(image.header.stamp, detections, elapsed_ms)
         self.get_logger().debug(f"{len(detections)} masks in {elapsed_ms:.1f} ms")
@@ -202,7 +203,7 @@ class PerceptionNode(RuntimeNode):
             return None
         try:
             return depth_metres(depth)
-        except ConversionError as error:
+        except (ConversionError, ValueError) as error:
             self._drop("depth", "invalid", f"no depth check: {error}")
             return None
 
@@ -231,13 +232,15 @@ class PerceptionNode(RuntimeNode):
         array.header.stamp = stamp
         self.diagnostics_pub.publish(array)
 
-    def _publish_clouds(self, image, detections):
+    def _publish_clouds(self, image, detections, depth_m=None):
+        """`depth_m`: this frame's depth in metres when the tracking already converted it."""
         depth, info, pose = self.latest.get("depth", "camera_info", "camera_pose")
         if depth is None or info is None or pose is None or depth.header.stamp != image.header.stamp:
             return  # no depth for this very frame: a cloud from another frame would not match the mask
         try:
             camera = camera_from_msg(info, pose_from_msg(pose).matrix())
-            depth_m = depth_metres(depth)
+            if depth_m is None:
+                depth_m = depth_metres(depth)
             for detection in detections:
                 points = masked_points(detection.mask, depth_m, camera, self.cloud_stride)
                 publisher = self._cloud_pubs.get(detection.label)

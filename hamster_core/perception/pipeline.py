@@ -175,7 +175,7 @@ class PerceptionPipeline:
                 track.confidence = update.confidence
                 verdict = monitor.check(rgb, update.box, update.lost, depth)
                 if verdict.ok:
-                    monitor.accept(rgb, update.box, verdict, depth)
+                    monitor.accept(rgb, update.box, verdict)
                     continue
                 reason = verdict.reason
             elif monitor.state.visible:
@@ -188,7 +188,7 @@ class PerceptionPipeline:
                 track.mask = None
                 continue
             box, verdict = found
-            monitor.accept(rgb, box, verdict, depth, found=True)
+            monitor.accept(rgb, box, verdict, found=True)
             track.tracker = self._start_tracker(rgb, box)   # its mask (if it has one) is carried to the box
         timings["track"] += 1000 * (time.perf_counter() - start)
 
@@ -215,11 +215,11 @@ class PerceptionPipeline:
             afresh = reason in ("new_queries", "requested", "init_boxes") or self.tracker_factory is None \
                 or monitor.appearance_model is None
             if not afresh:
-                model = monitor.appearance_model
-                agreement = similarity(model, hs_histogram(rgb, detection.box, inner=0.8))
                 if monitor.state.visible and box_iou(monitor.box, detection.box) >= AGREEMENT_IOU:
                     track.score = max(track.score, detection.score)
                     continue    # the detector agrees with the track: keep the tracker's box
+                model = monitor.appearance_model
+                agreement = similarity(model, hs_histogram(rgb, detection.box, inner=0.8))
                 if agreement < monitor.config.min_appearance:
                     continue    # not what the object looks like (a false detection, or the object half hidden)
                 if monitor.state.visible and similarity(model, hs_histogram(rgb, monitor.box, inner=0.8)) > agreement:

@@ -129,6 +129,9 @@ class Verdict:
     ok: bool
     appearance: float
     reason: str = ""          # the first check that failed: tracker, size, motion, appearance, depth
+    # What an accepted box was judged on, so `accept` learns from it without computing it again.
+    histogram: np.ndarray | None = None
+    depths: np.ndarray | None = None
 
 
 class TrackMonitor:
@@ -193,7 +196,8 @@ class TrackMonitor:
         diagonal = float(np.hypot(predicted[2] - predicted[0], predicted[3] - predicted[1]))
         if np.hypot(*(_centre(box) - _centre(predicted))) > cfg.max_step * max(diagonal, 1.0) * (1 + self.frames_hidden):
             return Verdict(False, 0.0, "motion")
-        appearance = similarity(self._hist, hs_histogram(rgb, box, inner=0.8))
+        histogram = hs_histogram(rgb, box, inner=0.8)
+        appearance = similarity(self._hist, histogram)
         if appearance < cfg.min_appearance:
             return Verdict(False, appearance, "appearance")
         if appearance < cfg.confident_appearance and self._anchor is not None:
@@ -203,12 +207,12 @@ class TrackMonitor:
             expected = _centre(anchor) + velocity * min(self._since_anchor + 1, DRIFT_EXTRAPOLATION_FRAMES)
             if np.hypot(*(_centre(box) - expected)) > cfg.max_drift * max(diagonal, 1.0):
                 return Verdict(False, appearance, "drift")
-        if depth_jump(box_depths(depth, box), self.depth, cfg.max_depth_jump_m):
+        depths = box_depths(depth, box)
+        if depth_jump(depths, self.depth, cfg.max_depth_jump_m):
             return Verdict(False, appearance, "depth")
-        return Verdict(True, appearance)
+        return Verdict(True, appearance, histogram=histogram, depths=depths)
 
-    def accept(self, rgb: np.ndarray, box: Box, verdict: Verdict, depth: np.ndarray | None = None,
-               found: bool = False) -> None:
+    def accept(self, rgb: np.ndarray, box: Box, verdict: Verdict, found: bool = False) -> None:
         """The checks passed: `tracked`; the model learns from the frame only when it is confidently the object.
         `found`: the box comes from the appearance search, which re-anchors the drift check there."""
         cfg = self.config
@@ -220,13 +224,12 @@ class TrackMonitor:
         else:
             self._since_anchor += 1
         self.box, self.state, self.frames_hidden, self.last_reason = box, TrackState.TRACKED, 0, ""
-        measured = depth_range(box_depths(depth, box))
+        measured = depth_range(verdict.depths)
         if measured is not None:
             self.depth = measured if self.depth is None else tuple(0.5 * (a + b) for a, b in zip(self.depth, measured))
         if verdict.appearance >= cfg.confident_appearance:
             rate = cfg.learning_rate
-            hist = hs_histogram(rgb, box, inner=0.8)
-            self._hist = (1 - rate) * self._hist + rate * hist
+            self._hist = (1 - rate) * self._hist + rate * verdict.histogram
             self._area = (1 - rate) * self._area + rate * box_area(box)
             patch = _crop(rgb, box)
             if patch is not None and self._template is not None:
@@ -264,12 +267,14 @@ class TrackMonitor:
         box, score = found
         if score < self.config.min_match:
             return None
-        appearance = similarity(self._hist, hs_histogram(rgb, box, inner=0.8))
+        histogram = hs_histogram(rgb, box, inner=0.8)
+        appearance = similarity(self._hist, histogram)
         if appearance < self.config.min_appearance:
             return None
-        if depth_jump(box_depths(depth, box), self.depth, self.config.max_depth_jump_m * (1 + self.frames_hidden)):
+        depths = box_depths(depth, box)
+        if depth_jump(depths, self.depth, self.config.max_depth_jump_m * (1 + self.frames_hidden)):
             return None
-        return box, Verdict(True, appearance)
+        return box, Verdict(True, appearance, histogram=histogram, depths=depths)
 
 
 def match_template(rgb: np.ndarray, template: np.ndarray, region: Box) -> tuple[Box, float] | None:
