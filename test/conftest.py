@@ -60,3 +60,11 @@ def franka_msgs_env(tmp_path_factory):
     assert franka_msgs_available(env) and not franka_msgs_available(), \
         "the stand-in must be importable by the nodes only, never by the test process (or the venv)"
     return env
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item (item.report_call), so a fixture's teardown knows the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

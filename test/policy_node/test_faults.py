@@ -162,9 +162,14 @@ def graph(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def revive_killed_nodes(graph):
-    """After each test (failed or not): the nodes it killed run again and no episode of it is left running."""
+def revive_killed_nodes(graph, request):
+    """After each test (failed or not): the nodes it killed run again and no episode of it is left running. A failed
+    test prints every node's log tail (shown with its report), since CI keeps no log folder."""
     yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for name in graph.runner.processes:
+            print(f"--- {name} (last 40 lines):\n{graph.runner.log_tail(name, 40)}")
     graph.revive()
     try:
         graph.monitor.stop()
@@ -434,7 +439,8 @@ def test_vlm_killed_bad_paths_rejected_then_restarted_vlm_resumes_the_episode(gr
     finally:
         m.node.destroy_publisher(path_pub)  # the latched bad path must not reach later subscribers
     restarted = time.monotonic()
-    graph.runner.restart("hamster_vlm_node")  # it gets the latched instruction and plans it
+    # It gets the latched instruction and plans it: the policy executes its path.
+    graph.restart("hamster_vlm_node", lambda: m.status_since(restarted, "executing"), "path the policy executes")
     graph.executing(restarted)
     assert [i for _, i in m.paths if i == instruction]
     m.stop()
@@ -486,9 +492,7 @@ def test_perception_killed_bad_masks_rejected_policy_plans_without_masks(graph):
     last_plan = [line for line in log.splitlines() if re.search(r"\[policy_node\]: plan \d+: ", line)][-1]
     assert "'refined_with': []" in last_plan, last_plan  # planned from the path and cloud alone
     restarted = time.monotonic()
-    graph.runner.restart("perception_node")
-    wait_until(lambda: [t for t in m.masks_received if t > restarted], "masks from the restarted perception", 60,
-               graph.alive)
+    graph.restart("perception_node", lambda: [t for t in m.masks_received if t > restarted], "masks")
     m.stop()
     assert m.result(result, 30, graph.alive).message == "stopped by request while executing"
     assert_safe_targets(m)
@@ -513,8 +517,7 @@ def test_policy_killed_mid_episode_then_restarted_runs_a_new_episode(graph):
     assert np.linalg.norm(np.array([ee.x, ee.y, ee.z]) - last) < 0.02, "the robot did not hold the last target"
 
     restarted = time.monotonic()
-    graph.runner.restart("policy_node")
-    wait_until(lambda: m.targets_since(restarted), "targets from the restarted policy node", 60, graph.alive)
+    graph.restart("policy_node", lambda: m.targets_since(restarted), "targets (it needs the robot's state)")
     time.sleep(2.0)  # discovery: an action server that just appeared may not reach the client's reply reader yet
     since = time.monotonic()
     result = m.start_episode(instruction, 60, graph.alive)
