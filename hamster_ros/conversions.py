@@ -394,6 +394,12 @@ def gripper_goal_to_msg(goal: GripperGoal, header: Header) -> GripperCommand:
                           epsilon_inner=float(goal.epsilon_inner), epsilon_outer=float(goal.epsilon_outer))
 
 
+def pose_from_fields(fields: dict, prefix: str) -> Pose:
+    """A geometry_msgs/Pose read by hamster_ros.cdr.FieldReader (its fields under `prefix`, e.g. "pose.")."""
+    return Pose([fields[f"{prefix}position.{axis}"] for axis in "xyz"],
+                [fields[f"{prefix}orientation.{axis}"] for axis in "xyzw"])
+
+
 def pose_from_msg(msg) -> Pose:
     """geometry_msgs/PoseStamped or Pose -> core Pose (the quaternion is normalized)."""
     pose = getattr(msg, "pose", msg)

@@ -9,6 +9,7 @@ from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.experimental import EventsExecutor
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import qos_policy_name_from_kind
@@ -56,8 +57,10 @@ def print_node_help(make_node: Callable[[], Node]) -> None:
           "the documented defaults are in config/*.yaml (docs/architecture.md).")
 
 
-def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
+def run_node(make_node: Callable[[], Node], threads: int = 3, events_executor: bool = False) -> None:
     """threads=1 spins a SingleThreadedExecutor: less GIL contention for a node whose own thread does the work.
+    events_executor=True spins rclpy's EventsExecutor (C++, one thread): a wake-up costs far less than rebuilding
+    the Python executors' wait set, for a node woken hundreds of times a second (franka_bridge).
     -h/--help prints what the node is and how to pass parameters, and starts nothing."""
     if wants_help(sys.argv):
         print_node_help(make_node)
@@ -82,7 +85,10 @@ def run_node(make_node: Callable[[], Node], threads: int = 3) -> None:
         except ValueError as error:  # bad parameters: say which, and exit without a traceback
             print(f"[FATAL] {make_node.__name__}: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        if events_executor:
+            executor = EventsExecutor()
+        else:
+            executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         # A bounded wait, not executor.spin(): an idle VLM node once outlived SIGTERM (its context shut down, its
         # wait never woken) until a debugger interrupted the wait. With the bound it ends within that time anyway.

@@ -1,5 +1,6 @@
 """RuntimeNode: the project's nodes carry no middleware event handlers but the incompatible-QoS warning."""
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -90,3 +91,39 @@ def test_run_node_takes_the_interrupt_pybind11_turned_into_a_runtime_error_as_th
     run = subprocess.run([sys.executable, str(script), case], capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == code, run.stderr
     assert ("Traceback" in run.stderr) == (case == "fault"), run.stderr
+
+
+EVENTS_SCRIPT = textwrap.dedent("""
+    from rclpy.node import Node
+    from hamster_ros import node_main
+    class Ticker(Node):
+        def __init__(self):
+            super().__init__("events_executor_test")
+            self.ticks = 0
+            self.create_timer(0.01, self.tick)
+        def tick(self):
+            self.ticks += 1
+            if self.ticks == 20:
+                print("ticked", flush=True)
+    node_main.run_node(Ticker, events_executor=True)
+""")
+
+
+@pytest.mark.graph
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_run_node_with_the_events_executor_runs_timers_and_ends_on_a_signal(tmp_path, sig):
+    """franka_bridge spins the EventsExecutor (rclpy marks it experimental): its timers run, and SIGINT or SIGTERM
+    end the node cleanly like the other executors."""
+    script = tmp_path / "script.py"
+    script.write_text(EVENTS_SCRIPT)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(200 + os.getpid() % 30), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        assert process.stdout.readline().strip() == "ticked"
+        process.send_signal(sig)
+        assert process.wait(timeout=10) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
