@@ -59,6 +59,8 @@ from hamster_ros.node_main import RuntimeNode, declare, run_node
 from hamster_ros.spinner import BackgroundSpinner
 
 
+HOMING_TRIES = 3   # gripper.homing_on_start: a start-up homing whose goal was never answered is sent again
+
 # Only the newest robot state waits for the next check: the mode and the latched errors of the states before it are
 # in it too. (A deeper queue only cost a take per state: ~1.5 % of a core at 1 kHz.)
 STATE_QUEUE = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -147,6 +149,7 @@ class FrankaBridge(RuntimeNode):
         self.create_service(SetBool, topics.ROBOT_ENABLE, self._on_enable, callback_group=group)
         self.create_service(Trigger, topics.ROBOT_STOP, self._on_stop, callback_group=group)
         self._homed = not self.homing_on_start
+        self._homing_tries = 0
         self.recovery = RecoveryConfig(
             error_recovery_action=declare(self, "recovery.error_recovery_action", "/action_server/error_recovery",
                                           "franka_hardware's franka_msgs/action/ErrorRecovery (with a robot "
@@ -343,6 +346,7 @@ class FrankaBridge(RuntimeNode):
         self._check_gripper()
         if not self._homed and self._gripper_clients[GripperAction.HOMING].server_is_ready():
             self._homed = True
+            self._homing_tries += 1
             self.get_logger().info("homing the gripper (gripper.homing_on_start)")
             self._send_gripper(GripperRequest(GripperAction.HOMING))
 
@@ -549,6 +553,13 @@ class FrankaBridge(RuntimeNode):
             return
         if handle is not None:
             handle.cancel_goal_async()
+        elif (expired[1].action == GripperAction.HOMING.value and expired[1].command_stamp is None  # the start-up one
+              and self._homing_tries < HOMING_TRIES):
+            # Never accepted: the goal request or its answer was lost, as rmw_fastrtps can lose an answer sent before
+            # it has matched the client (a just-started franka_gripper). The start-up homing is sent again.
+            self.get_logger().warning(f"the homing goal was never answered: {expired[1].error}; sending it again")
+            self._homed = False
+            return
         self._report(expired[1])
 
     def _report(self, result: GripperResult):
