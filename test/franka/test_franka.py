@@ -598,7 +598,7 @@ def test_gripper_timeout_and_failure_are_reported(runtime):
     assert not refused["success"] and refused["error"].startswith("not sent: halted"), refused
     monitor.enable()
     opened = _gripper(monitor, G.MOVE, 0.08)
-    assert opened["success"], opened                                    # open (no object in the hand)
+    assert opened["success"], (opened, list(monitor.gripper_results)[-4:], monitor.status())   # open (hand empty)
     failed = _gripper(monitor, G.GRASP, 0.05, force=20.0, epsilon_inner=0.035, epsilon_outer=0.035)
     assert failed["action"] == "grasp" and not failed["success"] and "grasp failed" in failed["error"], failed
     monitor.set_fault("stall_gripper", True)
