@@ -69,10 +69,15 @@ class VlmNode(RuntimeNode):
         self.planner = planner_from_config(config) if self.mode != "masks" else None
         self.grounder = None
         if self.mode != "path":
-            # The phrases may be asked of the VLM: the planner's, or in mode masks the backend alone.
-            backend = self.planner.backend if self.planner is not None else create_backend(backend_name, config)
-            self.grounder = Grounder(backend, **{name: declare(self, f"grounding.{name}", default, description)
-                                                 for name, (default, description) in GROUNDING_PARAMETERS.items()})
+            grounding = {name: declare(self, f"grounding.{name}", default, description)
+                         for name, (default, description) in GROUNDING_PARAMETERS.items()}
+            # The phrases may be asked of the VLM: the planner's, or in mode masks the backend alone (not loaded at
+            # all when the phrases come from the rules).
+            if self.planner is not None:
+                backend = self.planner.backend
+            else:
+                backend = None if grounding["phrases"] == "rules" else create_backend(backend_name, config)
+            self.grounder = Grounder(backend, **grounding)
         self.model_id = " & ".join(part.model_id for part in (self.planner, self.grounder) if part is not None)
         self.input_timeout = declare(self, "input_timeout_sec", 10.0,
                                      "Give up on an instruction when no fresh image arrives in this time.")

@@ -101,7 +101,9 @@ def test_unknown_or_bad_options_name_the_value(tmp_path):
 @pytest.mark.graph
 @pytest.mark.slow  # the node with tiny models (~10 s)
 def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_path):
-    """The VLM node as a real process, mode masks: one grounding on the first frame after the instruction."""
+    """The VLM node as a real process, mode masks: one grounding on the first frame after the instruction. With the
+    phrases from the rules no VLM is loaded: a transformers backend whose checkpoint does not exist is never built
+    (the node used to load it for nothing, and here exit on it)."""
     import json
     import time
 
@@ -119,7 +121,8 @@ def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_pat
     from hamster_ros.spinner import BackgroundSpinner
 
     spec = NodeSpec("hamster_vlm_node", "hamster_vlm_node", "hamster_vlm_node.node", (str(CONFIG_DIR / "runtime.yaml"),),
-                    {"use_sim_time": False, "mode": "masks",
+                    {"use_sim_time": False, "mode": "masks", "grounding.phrases": "rules",
+                     "backend": "transformers", "transformers.checkpoint": str(tmp_path / "no_vlm_here"),
                      "grounding.detector_checkpoint": str(build_grounding_dino(tmp_path)),
                      "grounding.segmenter_checkpoint": str(build_sam(tmp_path)),
                      "grounding.box_threshold": 0.0, "grounding.text_threshold": 0.0})
@@ -156,6 +159,7 @@ def test_node_in_masks_mode_publishes_latched_grounding_masks_and_status(tmp_pat
             status = statuses[-1]
             assert status["state"] == "ok" and status["instruction"] == INSTRUCTION
             assert "grounding_sec" in status["timing"] and "grounding_dino" in status["model_id"]
+            assert status["timing"]["phrases_from"] == "rules" and "no_vlm_here" not in status["model_id"]
         finally:
             assert spinner.stop(), "the spin thread did not stop"
             node.destroy_node()
