@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from hamster_core.path2d import (HAMSTER_PAPER_PROMPT_TEMPLATE, HAMSTER_PROMPT_TEMPLATE, INSTRUCTION_PLACEHOLDER,
-                                 MAX_ANSWER_CHARS, GripperState, Path2D, PathParseError, PathSteps,
+                                 GripperState, Path2D, PathParseError, PathSteps, check_answer_text,
                                  check_prompt_template, parse_hamster_answer)
 
 QWEN_POINTS_PROMPT_TEMPLATE = (
@@ -63,13 +63,6 @@ def label_action(label: str) -> int | None:
     if _OPEN_LABEL.match(label):
         return int(GripperState.OPEN)
     return None
-
-
-def _check_length(text) -> None:
-    if not isinstance(text, str):
-        raise PathParseError(f"answer must be a string, got {type(text).__name__}")
-    if len(text) > MAX_ANSWER_CHARS:
-        raise PathParseError(f"answer is {len(text)} characters long, the limit is {MAX_ANSWER_CHARS}")
 
 
 def _labelled_path(points: list[tuple[float, float, str]], size: tuple[float, float], max_points: int,
@@ -149,7 +142,7 @@ def parse_qwen_points(text: str, *, max_points: int = 64, image_size: tuple[int,
         raise ValueError(f"max_points must be >= 1, got {max_points}")
     if image_size is None:
         raise ValueError("Qwen points are in pixels: image_size=(width, height) is needed")
-    _check_length(text)
+    check_answer_text(text)
     width, height = image_size
     resized_height, resized_width = qwen_smart_resize(height, width)
     entries = _json_list(text)
@@ -205,7 +198,7 @@ def parse_molmo_points(text: str, *, max_points: int = 64, image_size: tuple[int
     the image (`image_size` is not needed and ignored)."""
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
-    _check_length(text)
+    check_answer_text(text)
     points = []
     for number, tag in enumerate(_MOLMO_TAG.finditer(text)):
         where = f"tag {number}"

@@ -214,6 +214,15 @@ def _excerpt(text: str, position: int, length: int = 30) -> str:
     return repr(text[position:position + length])
 
 
+def check_answer_text(text) -> None:
+    """A model's answer is a string of at most MAX_ANSWER_CHARS (PathParseError otherwise), before any parser scans
+    it."""
+    if not isinstance(text, str):
+        raise PathParseError(f"answer must be a string, got {type(text).__name__}")
+    if len(text) > MAX_ANSWER_CHARS:
+        raise PathParseError(f"answer is {len(text)} characters long, the limit is {MAX_ANSWER_CHARS}")
+
+
 def parse_hamster_answer(text: str, *, max_points: int = 64,
                          image_size: tuple[int, int] | None = None) -> Path2D:
     """Read a HAMSTER answer such as
@@ -239,10 +248,7 @@ def parse_hamster_answer(text: str, *, max_points: int = 64,
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
     scale = None if image_size is None else _image_scale(*image_size)
-    if not isinstance(text, str):
-        raise PathParseError(f"answer must be a string, got {type(text).__name__}")
-    if len(text) > MAX_ANSWER_CHARS:
-        raise PathParseError(f"answer is {len(text)} characters long, the limit is {MAX_ANSWER_CHARS}")
+    check_answer_text(text)
 
     opening = _ANS_OPEN.search(text)
     if opening is None:
