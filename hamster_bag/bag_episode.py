@@ -154,6 +154,7 @@ class EpisodeBag:
         self.mapping = mapping or TopicMapping()
         self.reader = open_reader(bag)
         self.connections: dict[str, list] = {}
+        self._header_stamps: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}   # connection id -> header_stamps
         wrong = []
         for connection in self.reader.connections:
             name = self.mapping.runtime_name(connection.topic)
@@ -222,7 +223,13 @@ class EpisodeBag:
 
     def header_stamps(self, connection) -> tuple[np.ndarray, np.ndarray] | None:
         """(receive ns, header stamp ns) of every message of a connection whose type starts with a
-        std_msgs/Header, read from the CDR bytes without deserializing (images stay cheap); None otherwise."""
+        std_msgs/Header, read from the CDR bytes without deserializing (images stay cheap); None otherwise. Read once
+        per connection: the report's latencies, the colour pairing and the dataset all ask for the image topics."""
+        if connection.id not in self._header_stamps:
+            self._header_stamps[connection.id] = self._read_header_stamps(connection)
+        return self._header_stamps[connection.id]
+
+    def _read_header_stamps(self, connection) -> tuple[np.ndarray, np.ndarray] | None:
         fields = self.reader.typestore.fielddefs.get(connection.msgtype, ((), ()))[1]
         if not fields or fields[0][0] != "header":
             return None
@@ -233,7 +240,10 @@ class EpisodeBag:
                 sec, nanosec = np.frombuffer(raw[4:12], np.dtype(f"{order}i4")).tolist()
                 received.append(stamp)
                 stamps.append(sec * 1_000_000_000 + (nanosec & 0xFFFFFFFF))
-        return np.array(received, np.int64), np.array(stamps, np.int64)
+        arrays = np.array(received, np.int64), np.array(stamps, np.int64)
+        for array in arrays:
+            array.flags.writeable = False   # shared by every caller
+        return arrays
 
     def first(self, topic: str, at_or_after: int | None = None):
         return next(self.messages(topic, start=at_or_after), None)

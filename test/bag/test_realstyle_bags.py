@@ -92,6 +92,21 @@ def test_the_generator_writes_what_realsense_ros_and_franka_ros2_publish(bags):
     assert [state for _, state in truth.finger_motion] == ["closed", "open"]
 
 
+def test_header_stamps_are_read_once_per_connection_and_shared_read_only(bags):
+    """The report, the colour pairing and the dataset all ask for the image topics' stamps: the bag is read once."""
+    from hamster_bag.bag_episode import EpisodeBag, TopicMapping
+    with EpisodeBag(bags["mcap"][0], TopicMapping.load(MAPPING)) as bag:
+        (connection,) = [c for c in bag.reader.connections if c.topic == "/camera/camera/color/image_raw"]
+        reads = []
+        messages = bag.reader.messages
+        bag.reader.messages = lambda *args, **kwargs: reads.append(kwargs) or messages(*args, **kwargs)
+        received, stamps = bag.header_stamps(connection)
+        assert bag.header_stamps(connection)[0] is received and len(reads) == 1
+        assert len(received) == connection.msgcount and np.all(stamps > 0)
+        with pytest.raises(ValueError, match="read-only"):
+            received[0] = 0
+
+
 def _true_pixels(truth: rs.Truth) -> np.ndarray:
     """The TCP at each colour stamp projected with the true extrinsic: u = fx x / z + cx."""
     camera_from_base = np.linalg.inv(truth.base_from_color_optical)
