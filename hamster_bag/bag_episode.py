@@ -321,6 +321,8 @@ class Episode:
     frame_stamp_ns: int = 0             # header stamp of the first colour image (episode clock)
     cloud_source: str = ""              # "<topic> (<frame>)" or "depth <topic>"
     clock: str = "header"               # the trajectory's times: "header" stamps or "receive" times
+    camera_frame: str = ""              # the colour camera's frame (camera_info's)
+    transforms: TransformBuffer | None = None   # the bag's /tf_static and /tf
 
 
 def _pose_arrays(msgs) -> tuple[np.ndarray, np.ndarray]:
@@ -532,7 +534,7 @@ def load_episode(bag: EpisodeBag, *, open_fraction: float = 0.9, calibration=Non
     episode = Episode(bag.path, instruction, metadata, start, end, frame_ns, rgb, camera, trajectory, cloud,
                       gripper_width, camera_pose_source=pose_source, base_frame=base_frame,
                       frame_stamp_ns=frame_stamp, cloud_source=cloud_source,
-                      clock="header" if use_stamps else "receive")
+                      clock="header" if use_stamps else "receive", camera_frame=camera_frame, transforms=buffer)
     path_msg = bag.first(t.PATH, start)
     if path_msg is not None:
         stamp, msg = path_msg

@@ -31,7 +31,7 @@ from hamster_core.keyframes import SAMPLE_FRAMES, KeyframeSettings, extract_keyf
 from hamster_core.policies.base import Observation
 from hamster_ros import interfaces as t
 from hamster_bag.bag_episode import (CLOUD_STRIDE, BagError, EpisodeBag, TopicMapping, load_episode, oracle_path,
-                                     stamp_seconds, to_base_frame, transform_buffer)
+                                     stamp_seconds, to_base_frame)
 from hamster_core.path2d import Path2D
 from hamster_ros.conversions import pose_from_msg, stamp_to_ns
 from hamster_ros.observation import gripper_width_from_joints, observation_from_messages
@@ -192,8 +192,6 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
         masks = _by_stamp(bag, t.MASKS)
         camera_pose = bag.last_before(t.CAMERA_POSE, episode.frame_ns)[1] \
             if episode.camera_pose_source == "camera_pose_topic" else None
-        buffer = transform_buffer(bag)
-        camera_frame = bag.last_before(t.COLOR_INFO, episode.frame_ns)[1].header.frame_id
         path_msg = bag.first(t.PATH, episode.start_ns)
         path_msg = path_msg[1] if path_msg is not None else None
         path = None if path_msg is not None else projected_demonstration_path(
@@ -231,7 +229,7 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
                 if frame != episode.base_frame:
                     observation = replace(observation, points=to_base_frame(
                         observation.points, frame, stamp_to_ns(cloud.header.stamp), episode.base_frame, camera,
-                        camera_frame, buffer, f"{bag.path} {bag.mapping.bag_names(t.POINTS)[0]}"))
+                        episode.camera_frame, episode.transforms, f"{bag.path} {bag.mapping.bag_names(t.POINTS)[0]}"))
             if observation.camera is None:
                 observation = replace(observation, camera=camera)
             if path is not None:
