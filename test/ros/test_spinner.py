@@ -96,3 +96,36 @@ def test_spinner_ends_quietly_only_when_the_context_is_down(shut_down):
     finally:
         threading.excepthook = previous
         context.try_shutdown()
+
+
+@pytest.mark.graph  # spins an executor
+def test_an_entity_destroyed_during_the_wait_does_not_end_the_spin_thread():
+    """Regression (a demo's spin thread died at the recorder's close): rclpy raised InvalidHandle from an event
+    handler's add_to_wait_set for a subscription another thread was destroying. The spinner carries on."""
+    from rclpy.exceptions import InvalidHandle
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=200 + os.getpid() % 30)
+    node = Node("spinner_invalid_handle_test", context=context)
+    ticks = []
+    node.create_timer(0.01, lambda: ticks.append(1))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    real_spin_once, raised = executor.spin_once, []
+
+    def spin_once(timeout_sec=None):
+        if not raised:
+            raised.append(1)
+            raise InvalidHandle("cannot use Destroyable because destruction was requested")
+        real_spin_once(timeout_sec)
+    executor.spin_once = spin_once
+    spinner = BackgroundSpinner(executor, name="spinner_invalid_handle", poll_sec=0.01)
+    try:
+        deadline = time.monotonic() + 10
+        while len(ticks) < 5:
+            assert time.monotonic() < deadline and spinner._thread.is_alive(), "the spin thread ended"
+            time.sleep(0.01)
+        assert raised
+    finally:
+        assert spinner.stop()
+        node.destroy_node()
+        context.try_shutdown()
