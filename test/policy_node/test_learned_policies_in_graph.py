@@ -42,6 +42,7 @@ def test_a_learned_policy_checkpoint_drives_an_episode_in_the_graph(policy, tmp_
     lines = process.stdout.strip().splitlines()
     assert lines, f"demo printed nothing; stderr:\n{process.stderr[-3000:]}"
     result = json.loads(lines[-1])
+    assert "policy_message" in result, result   # else the demo failed before the episode ended: its "error" says why
     message = result["policy_message"]
     assert (result["policy_success"] and message == "executed 1 keyframes") or \
         message == "timed out after 30 s while executing" or \
