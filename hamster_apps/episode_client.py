@@ -34,6 +34,32 @@ class EpisodeError(RuntimeError):
     """The graph could not run the episode (a node died, a call timed out, the reset failed)."""
 
 
+ANSWER_WAIT_SEC = 10.0   # for the policy node's answer to an episode goal
+
+
+def send_episode_goal(client: ActionClient, goal: RunEpisode.Goal, wait: Callable[[object, float], bool],
+                      stop: Callable[[], None], tries: int = 3):
+    """Sends `goal` and returns the policy node's answer (the goal handle, accepted or not).
+
+    rmw_fastrtps drops an answer that a just-started action server sends before it has matched this client's
+    reply reader ("failed to send response (timeout)" in the policy node's log): the episode then runs with
+    nobody waiting for it. So a goal with no answer within ANSWER_WAIT_SEC is stopped (`stop`: /hamster/stop,
+    the arm holds) and sent again; a rejection right after such a stop (that episode still ending) is retried too.
+    `wait(future, seconds)` is True once the future is done. TimeoutError after `tries` goals without an answer."""
+    stopped = False
+    for _ in range(tries):
+        future = client.send_goal_async(goal)
+        if not wait(future, ANSWER_WAIT_SEC):
+            stop()
+            stopped = True
+            continue
+        handle = future.result()
+        if handle.accepted or not stopped:
+            return handle
+        time.sleep(1.0)
+    raise TimeoutError(f"no answer to the episode goal in {tries} tries of {ANSWER_WAIT_SEC:g} s")
+
+
 class EpisodeClient:
     """`node` must be spun by an executor on another thread; `check_alive` raises EpisodeError when a node
     of the graph has exited, so waits end at once instead of at their timeout."""
@@ -43,15 +69,22 @@ class EpisodeClient:
         self._reset = node.create_client(ResetScene, topics.SIM_RESET)
         self._check = node.create_client(Trigger, topics.SIM_CHECK_SUCCESS)
         self._episode = ActionClient(node, RunEpisode, topics.RUN_EPISODE)
+        self._stop = node.create_client(Trigger, topics.STOP)
         self.goal = None   # the running episode's goal handle, for cancel()
 
-    def wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def within(self, ready: Callable[[], bool], seconds: float) -> bool:
+        """Whether `ready()` turns true within `seconds` (EpisodeError at once when a node of the graph exits)."""
+        deadline = time.monotonic() + seconds
         while not ready():
             self.check_alive()
             if time.monotonic() > deadline:
-                raise EpisodeError(f"timed out after {timeout:.0f} s waiting for {what}")
+                return False
             time.sleep(0.05)
+        return True
+
+    def wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
+        if not self.within(ready, timeout):
+            raise EpisodeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def _call(self, future, what: str, timeout: float):
         self.wait_for(future.done, what, timeout)
@@ -68,10 +101,19 @@ class EpisodeClient:
             raise EpisodeError(f"scene reset failed: {response.message}")
         return response.instruction
 
+    def _stop_unanswered(self) -> None:
+        print("the policy node did not answer the episode goal: stopping the episode it may have started, and "
+              "sending the goal again", file=sys.stderr)
+        self.within(self._stop.call_async(Trigger.Request()).done, 10.0)
+
     def run(self, instruction: str, timeout: float) -> RunEpisode.Result:
-        goal = self._call(self._episode.send_goal_async(RunEpisode.Goal(instruction=instruction,
-                                                                         timeout_sec=float(timeout))),
-                          "the episode to be accepted", 30)
+        try:
+            goal = send_episode_goal(self._episode, RunEpisode.Goal(instruction=instruction,
+                                                                     timeout_sec=float(timeout)),
+                                     lambda future, seconds: self.within(future.done, seconds),
+                                     self._stop_unanswered)
+        except TimeoutError as error:
+            raise EpisodeError(str(error)) from None
         if not goal.accepted:
             raise EpisodeError("the policy node rejected the episode")
         self.goal = goal   # kept when the wait ends early (Ctrl-C, timeout), so cancel() can still reach it

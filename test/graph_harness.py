@@ -154,10 +154,27 @@ class Monitor:
         return response.instruction
 
     def start_episode(self, instruction: str, timeout: float, alive=None):
+        """The episode's result future. A goal the policy node never answers is stopped and sent again
+        (hamster_apps.episode_client.send_episode_goal: a just-started server's answer can be lost)."""
+        from hamster_apps.episode_client import send_episode_goal
+
+        def answered(future, seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while not future.done():
+                if alive is not None:
+                    alive()   # a node exited: fail at once
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.02)
+            return True
+
+        def stop_unanswered():
+            print(f"the policy node did not answer the episode goal {instruction!r}: stopping, sending it again")
+            self.stop()
         wait_until(self.episode_client.server_is_ready, "the policy node's episode server", 60, alive)
-        future = self.episode_client.send_goal_async(self.RunEpisode.Goal(instruction=instruction,
-                                                                          timeout_sec=float(timeout)))
-        goal = wait_until(lambda: future.done() and future.result(), "the episode to be accepted", 30, alive)
+        goal = send_episode_goal(self.episode_client, self.RunEpisode.Goal(instruction=instruction,
+                                                                           timeout_sec=float(timeout)),
+                                 answered, stop_unanswered)
         assert goal.accepted
         return goal.get_result_async()
 
