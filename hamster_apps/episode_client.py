@@ -106,7 +106,8 @@ class EpisodeClient:
               "sending the goal again", file=sys.stderr)
         self.within(self._stop.call_async(Trigger.Request()).done, 10.0)
 
-    def run(self, instruction: str, timeout: float) -> RunEpisode.Result:
+    def start(self, instruction: str, timeout: float):
+        """The accepted episode's goal handle (EpisodeError when rejected or never answered)."""
         try:
             goal = send_episode_goal(self._episode, RunEpisode.Goal(instruction=instruction,
                                                                      timeout_sec=float(timeout)),
@@ -116,6 +117,10 @@ class EpisodeClient:
             raise EpisodeError(str(error)) from None
         if not goal.accepted:
             raise EpisodeError("the policy node rejected the episode")
+        return goal
+
+    def run(self, instruction: str, timeout: float) -> RunEpisode.Result:
+        goal = self.start(instruction, timeout)
         self.goal = goal   # kept when the wait ends early (Ctrl-C, timeout), so cancel() can still reach it
         result = self._call(goal.get_result_async(), "the episode", timeout + 30).result
         self.goal = None

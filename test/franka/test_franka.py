@@ -513,10 +513,7 @@ def test_a_reflex_during_an_episode_ends_it_with_the_reason(runtime):
     monitor = runtime.monitor
     monitor.enable()
     instruction = monitor.episodes.reset(SEED + 1)
-    from hamster_msgs.action import RunEpisode
-    goal = monitor.episodes._episode.send_goal_async(RunEpisode.Goal(instruction=instruction, timeout_sec=60.0))
-    wait_until(goal.done, "the episode to be accepted", 30)
-    result_future = goal.result().get_result_async()
+    result_future = monitor.episodes.start(instruction, 60.0).get_result_async()
     start = time.monotonic()
     def executing():
         with monitor.lock:
@@ -617,15 +614,12 @@ def test_gripper_timeout_and_failure_are_reported(runtime):
 def test_a_grasp_without_a_result_ends_the_episode_with_the_reason(runtime):
     """The gripper's answer reaches the episode: a grasp goal that never finishes times out in the adapter and the
     policy node ends the episode with that result (the Cartesian stream goes on meanwhile)."""
-    from hamster_msgs.action import RunEpisode
     monitor = runtime.monitor
     monitor.enable()
     instruction = monitor.episodes.reset(SEED)
     monitor.set_fault("stall_gripper", True)
     try:
-        goal = monitor.episodes._episode.send_goal_async(RunEpisode.Goal(instruction=instruction, timeout_sec=60.0))
-        wait_until(goal.done, "the episode to be accepted", 30)
-        result_future = goal.result().get_result_async()
+        result_future = monitor.episodes.start(instruction, 60.0).get_result_async()
         wait_until(result_future.done, "the episode to end", 60, runtime.alive)
         since = time.monotonic()
         time.sleep(0.3)
