@@ -4,9 +4,9 @@
 # skipped, so the script resumes.
 #   bash bench/shipped_checkpoints.sh      # RUNS=runs/issue22 DEMOS=<see below> by default
 # 1. scripted-expert demonstrations on `base`, seeds 0..DEMOS-1 (deterministic per seed);
-# 2. rvt2 (coarse-to-fine, masks: 5/10 in the demo where path_channels got 1/10) and 3dda (path_points) trained on
-#    them, copied to checkpoints/<policy>; each run, demo and eval is named by policy and conditioning, so an older
-#    run with another conditioning is never taken for this one;
+# 2. rvt2 (coarse-to-fine) and 3dda, both with masks (4/10 and 1/10 in the demo, where rvt2 path_channels got
+#    1/10 and 3dda path_points 0/10) trained on them, copied to checkpoints/<policy>; each run, demo and eval is
+#    named by policy and conditioning, so an older run with another conditioning is never taken for this one;
 # 3. `hamster-demo --policy P --seed N` in the ROS graph over seeds 100-109 with the shipped defaults:
 #    bench/results_learned_policies_demo.{json,md}. The demo's scene of seed N is sample_scene(N); a demonstration
 #    of `base` episode i used sample_scene(1000 * i + k) for a small k (1002 is episode 1's), so 100-109 are new;
@@ -53,12 +53,12 @@ demo() {  # policy conditioning
 train rvt2 train_rvt2_c2f masks "$RVT2_STEPS"
 demo rvt2 masks
 gate_eval rvt2 masks
-train 3dda train_3dda path_points "$DDA_STEPS"
-demo 3dda path_points
-gate_eval 3dda path_points
+train 3dda train_3dda masks "$DDA_STEPS"
+demo 3dda masks
+gate_eval 3dda masks
 
-"$BIN/hamster-eval-sim" --merge "$RUNS/eval_gate_rvt2_masks" "$RUNS/eval_gate_3dda_path_points" --out "$RUNS/eval_gate"
+"$BIN/hamster-eval-sim" --merge "$RUNS/eval_gate_rvt2_masks" "$RUNS/eval_gate_3dda_masks" --out "$RUNS/eval_gate"
 cp "$RUNS/eval_gate/results.json" bench/results_learned_policies_gate.json
 cp "$RUNS/eval_gate/results.md" bench/results_learned_policies_gate.md
-"$BIN/python" bench/demo_learned_policies.py --merge "$RUNS/demo_rvt2_masks.json" "$RUNS/demo_3dda_path_points.json" \
+"$BIN/python" bench/demo_learned_policies.py --merge "$RUNS/demo_rvt2_masks.json" "$RUNS/demo_3dda_masks.json" \
   --out bench/results_learned_policies_demo

@@ -19,9 +19,9 @@ from tiny_models import TINY_DDA, TINY_RVT2
 
 pytestmark = [pytest.mark.graph, pytest.mark.slow]  # a demo run per policy
 
-# The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode. Each
-# with the conditioning of its shipped checkpoint (checkpoints/<policy>/config.json): rvt2 plans on perception_node's
-# grounding masks (it waits for them: a plan proves they arrived), 3dda on the VLM's path, lifted in policy_node.
+# The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode. rvt2
+# with the masks both shipped checkpoints plan on (perception_node's; the policy waits for them, so a plan proves
+# they arrived), 3dda with path_points (the VLM's path, lifted in policy_node), so both graph inputs are driven.
 TINY = {"rvt2": {**TINY_RVT2, "conditioning": "masks"},
         "3dda": {**TINY_DDA, "inference_steps": 2, "conditioning": "path_points"}}
 
