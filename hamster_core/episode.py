@@ -70,8 +70,8 @@ def waiting_for(rules: InputRules, inputs: InputSnapshot, instruction: str, epis
         return inputs.cloud_problem
     if "path" in required_inputs and inputs.path is None:
         return f"a path for {instruction!r}"
-    if not inputs.masks and inputs.now - episode_start < rules.mask_wait_sec:
-        return "grounding masks"
+    if not inputs.masks and ("masks" in required_inputs or inputs.now - episode_start < rules.mask_wait_sec):
+        return "grounding masks"   # a policy that plans on them (masks conditioning) waits for them, never without
     return None
 
 

@@ -84,7 +84,8 @@ class PolicyNode(RuntimeNode):
             max_input_age_sec=declare(self, "max_input_age_sec", 1.0,
                                       "Camera, cloud and masks older than this are not used for planning."),
             mask_wait_sec=declare(self, "mask_wait_sec", 3.0,
-                                  "How long to wait for grounding masks before planning without them."),
+                                  "How long to wait for grounding masks before planning without them (a policy "
+                                  "conditioned on masks always waits for them)."),
             require_robot_enabled=declare(self, "require_robot_enabled", False, "Episodes wait until the robot "
                                           f"adapter streams ({topics.ROBOT_STATUS} gate 'streaming'; robot:=franka)."),
             enable_hint=topics.ROBOT_ENABLE)

@@ -177,6 +177,17 @@ def test_masks_are_waited_for_only_mask_wait_sec():
     assert waiting_for(InputRules(), inputs, "go", episode_start=11.0) == "grounding masks"
 
 
+def test_a_policy_that_plans_on_masks_waits_for_them_past_mask_wait_sec():
+    """rvt2 with masks conditioning (the shipped checkpoint) cannot plan without them: planning anyway would end
+    the episode with "cannot plan" whenever masks are late or aged out on a loaded machine."""
+    inputs = InputSnapshot(now=60.0, ee_stamp=59.9, cloud_stamp=59.9, camera_ready=True)
+    needs = frozenset({"points", "camera", "masks"})
+    assert waiting_for(InputRules(), inputs, "go", episode_start=10.0, required_inputs=needs) == "grounding masks"
+    masks = {"target_object": np.ones((2, 2), bool)}
+    assert waiting_for(InputRules(), InputSnapshot(now=60.0, ee_stamp=59.9, cloud_stamp=59.9, camera_ready=True,
+                                                   masks=masks), "go", episode_start=10.0, required_inputs=needs) is None
+
+
 @pytest.mark.parametrize("field, value", [("stale_after_sec", 0.0), ("max_input_age_sec", -1.0),
                                           ("mask_wait_sec", float("inf")), ("stale_after_sec", "0.2")])
 def test_input_rules_refuse_bad_values(field, value):

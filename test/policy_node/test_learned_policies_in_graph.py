@@ -19,9 +19,10 @@ from tiny_models import TINY_DDA, TINY_RVT2
 
 pytestmark = [pytest.mark.graph, pytest.mark.slow]  # a demo run per policy
 
-# The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode. Each
-# with its best path conditioning (bench/results_learned_policies*): 3dda lifts the path in policy_node.
-TINY = {"rvt2": {**TINY_RVT2, "conditioning": "path_channels"},
+# The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode. rvt2
+# with the masks both shipped checkpoints plan on (perception_node's; the policy waits for them, so a plan proves
+# they arrived), 3dda with path_points (the VLM's path, lifted in policy_node), so both graph inputs are driven.
+TINY = {"rvt2": {**TINY_RVT2, "conditioning": "masks"},
         "3dda": {**TINY_DDA, "inference_steps": 2, "conditioning": "path_points"}}
 
 
@@ -35,7 +36,9 @@ def test_a_learned_policy_checkpoint_drives_an_episode_in_the_graph(policy, tmp_
     # measured pose and, after too many re-seeds, halts; or it holds until the timeout. Each ends with a reason.
     params.write_text(f"policy_node:\n  ros__parameters:\n    {policy}:\n      checkpoint: {checkpoint}\n"
                       f"      always_done: true\n")
-    domain = 100 + os.getpid() % 40 + (0 if policy == "rvt2" else 40)
+    # The session's domain (conftest), so a run given one stays near it; each policy its own: the second graph on
+    # the first one's domain right after it failed once here (a result without policy_message).
+    domain = int(os.environ["ROS_DOMAIN_ID"]) + (0 if policy == "rvt2" else 1)
     process = subprocess.run([sys.executable, "-m", "hamster_apps.demo", "--policy", policy, "--params-file",
                               str(params), "--seed", "2", "--timeout", "30", "--domain-id", str(domain),
                               "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=400)
