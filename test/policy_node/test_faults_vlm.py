@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from graph_harness import Graph, Injector, Monitor
+from waiting import wait_until
 from hamster_apps.graph import CONFIG_DIR
 
 pytestmark = pytest.mark.graph
@@ -55,6 +56,12 @@ def openai_graph(tmp_path_factory):
         server.stop()
 
 
+def vlm_errors_since(monitor: Monitor, since: float, words: str) -> list:
+    """The VLM node's ERROR diagnostics since `since` that say `words` (it repeats its last status once a second, so a
+    monitor that matched its publisher after the change still gets it)."""
+    return [d for d in monitor.diagnostics_since(since, "hamster_vlm_node") if d[2] == 2 and words in d[3]]
+
+
 def test_vlm_server_hanging_fails_the_episode_with_the_timeout(openai_graph):
     graph, server = openai_graph
     m = graph.monitor
@@ -65,8 +72,8 @@ def test_vlm_server_hanging_fails_the_episode_with_the_timeout(openai_graph):
     assert outcome.message.startswith(f"VLM failed: no path for {instruction!r} after 1 attempt: query failed: "), \
         outcome.message
     assert "timed out after 1 s" in outcome.message, outcome.message
-    errors = [d for d in m.diagnostics_since(start, "hamster_vlm_node") if d[2] == 2]
-    assert errors and "timed out after 1 s" in errors[-1][3]
+    wait_until(lambda: vlm_errors_since(m, start, "timed out after 1 s"), "the VLM node's error on /diagnostics", 10,
+               graph.alive)
     assert m.paths == []
     assert "timed out after 1 s" in graph.log("hamster_vlm_node")
 
@@ -83,6 +90,6 @@ def test_vlm_server_down_fails_the_episode_with_connection_refused(openai_graph)
         outcome.message
     assert f"cannot reach {server.base_url}" in outcome.message and "Connection refused" in outcome.message, \
         outcome.message
-    errors = [d for d in m.diagnostics_since(start, "hamster_vlm_node") if d[2] == 2]
-    assert errors and "Connection refused" in errors[-1][3]
+    wait_until(lambda: vlm_errors_since(m, start, "Connection refused"), "the VLM node's error on /diagnostics", 10,
+               graph.alive)
     assert m.paths == []
