@@ -43,6 +43,7 @@ class Harness:
         self.node.create_timer(0.1, publish_image)
         self.episode = ActionClient(self.node, RunEpisode, t.RUN_EPISODE)
         self.replan = self.node.create_client(Trigger, t.REPLAN)
+        self.stop = self.node.create_client(Trigger, t.STOP)
         self.RunEpisode, self.Trigger = RunEpisode, Trigger
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
@@ -51,6 +52,25 @@ class Harness:
     def result(self, future, what):
         wait_until(future.done, what)
         return future.result()
+
+    def start_episode(self, instruction: str, timeout: float):
+        """The policy node's answer to the goal; one it never answers is stopped and sent again
+        (hamster_apps.episode_client.send_episode_goal: a just-started server's answer can be lost)."""
+        import time
+
+        from hamster_apps.episode_client import send_episode_goal
+
+        def answered(future, seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return future.done()
+
+        def stop_unanswered():
+            print(f"the policy node did not answer the episode goal {instruction!r}: stopping, sending it again")
+            self.result(self.stop.call_async(self.Trigger.Request()), "the stop")
+        return send_episode_goal(self.episode, self.RunEpisode.Goal(instruction=instruction, timeout_sec=timeout),
+                                 answered, stop_unanswered)
 
     def close(self):
         assert self.spinner.stop(), "the spin thread did not stop"

@@ -47,8 +47,7 @@ def test_failed_attempts_abort_the_episode_with_the_vlms_message(graph):
     harness, server, replies, runner = graph
     wait_until(lambda: harness.episode.server_is_ready() or runner.exited(), "the policy node's action server")
     assert not runner.exited(), {name: runner.log_tail(name) for name in runner.exited()}
-    goal = harness.result(harness.episode.send_goal_async(harness.RunEpisode.Goal(instruction=INSTRUCTION,
-                                                                                  timeout_sec=60.0)), "the goal")
+    goal = harness.start_episode(INSTRUCTION, 60.0)
     assert goal.accepted
     result = harness.result(goal.get_result_async(), "the episode result").result
     assert not result.success
@@ -92,8 +91,7 @@ def test_an_instruction_published_mid_episode_is_counted_and_ignored(graph):
     replies["answer"] = GOOD
     intruder = "put the knife in the drawer"
     wait_until(lambda: harness.episode.server_is_ready() or runner.exited(), "the policy node's action server")
-    goal = harness.result(harness.episode.send_goal_async(harness.RunEpisode.Goal(instruction=INSTRUCTION,
-                                                                                  timeout_sec=8.0)), "the goal")
+    goal = harness.start_episode(INSTRUCTION, 8.0)
     assert goal.accepted
     started = len(harness.statuses)
     try:
