@@ -37,19 +37,25 @@ class EpisodeError(RuntimeError):
 ANSWER_WAIT_SEC = 10.0   # for the policy node's answer to an episode goal
 
 
-def send_episode_goal(client: ActionClient, goal: RunEpisode.Goal, wait: Callable[[object, float], bool],
-                      stop: Callable[[], None], tries: int = 3):
+def send_episode_goal(client: ActionClient, goal: RunEpisode.Goal, stop: Callable[[], None],
+                      check: Callable[[], None] = lambda: None, tries: int = 3,
+                      answer_wait_sec: float = ANSWER_WAIT_SEC):
     """Sends `goal` and returns the policy node's answer (the goal handle, accepted or not).
 
     rmw_fastrtps drops an answer that a just-started action server sends before it has matched this client's
     reply reader ("failed to send response (timeout)" in the policy node's log): the episode then runs with
-    nobody waiting for it. So a goal with no answer within ANSWER_WAIT_SEC is stopped (`stop`: /hamster/stop,
+    nobody waiting for it. So a goal with no answer within `answer_wait_sec` is stopped (`stop`: /hamster/stop,
     the arm holds) and sent again; a rejection right after such a stop (that episode still ending) is retried too.
-    `wait(future, seconds)` is True once the future is done. TimeoutError after `tries` goals without an answer."""
+    `check` is called while waiting (to raise when a node of the graph exited). TimeoutError after `tries` goals
+    without an answer."""
     stopped = False
     for _ in range(tries):
         future = client.send_goal_async(goal)
-        if not wait(future, ANSWER_WAIT_SEC):
+        deadline = time.monotonic() + answer_wait_sec
+        while not future.done() and time.monotonic() < deadline:
+            check()
+            time.sleep(0.02)
+        if not future.done():
             stop()
             stopped = True
             continue
@@ -57,7 +63,7 @@ def send_episode_goal(client: ActionClient, goal: RunEpisode.Goal, wait: Callabl
         if handle.accepted or not stopped:
             return handle
         time.sleep(1.0)
-    raise TimeoutError(f"no answer to the episode goal in {tries} tries of {ANSWER_WAIT_SEC:g} s")
+    raise TimeoutError(f"no answer to the episode goal in {tries} tries of {answer_wait_sec:g} s")
 
 
 class EpisodeClient:
@@ -111,8 +117,7 @@ class EpisodeClient:
         try:
             goal = send_episode_goal(self._episode, RunEpisode.Goal(instruction=instruction,
                                                                      timeout_sec=float(timeout)),
-                                     lambda future, seconds: self.within(future.done, seconds),
-                                     self._stop_unanswered)
+                                     self._stop_unanswered, self.check_alive)
         except TimeoutError as error:
             raise EpisodeError(str(error)) from None
         if not goal.accepted:

@@ -158,23 +158,13 @@ class Monitor:
         (hamster_apps.episode_client.send_episode_goal: a just-started server's answer can be lost)."""
         from hamster_apps.episode_client import send_episode_goal
 
-        def answered(future, seconds: float) -> bool:
-            deadline = time.monotonic() + seconds
-            while not future.done():
-                if alive is not None:
-                    alive()   # a node exited: fail at once
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.02)
-            return True
-
         def stop_unanswered():
             print(f"the policy node did not answer the episode goal {instruction!r}: stopping, sending it again")
             self.stop()
         wait_until(self.episode_client.server_is_ready, "the policy node's episode server", 60, alive)
         goal = send_episode_goal(self.episode_client, self.RunEpisode.Goal(instruction=instruction,
                                                                            timeout_sec=float(timeout)),
-                                 answered, stop_unanswered)
+                                 stop_unanswered, alive or (lambda: None))
         assert goal.accepted
         return goal.get_result_async()
 
@@ -218,7 +208,7 @@ class Graph:
 
         Fast DDS 3.2.3's shared-memory transport sometimes never delivers to a node restarted after a SIGKILL: it is
         discovered and publishes, but receives nothing, for good (CI stop 24: the restarted policy node sent no
-        target for 60 s; 4 of ~70 restarts of a plain rclpy subscriber here; README "Restarting one node"). Such a
+        target for 60 s; 6 of ~70 restarts of a plain rclpy subscriber here; README "Restarting one node"). Such a
         deaf restart is said on stdout, killed and started again, up to `attempts` times."""
         for attempt in range(1, attempts + 1):
             self.runner.restart(name)

@@ -56,21 +56,13 @@ class Harness:
     def start_episode(self, instruction: str, timeout: float):
         """The policy node's answer to the goal; one it never answers is stopped and sent again
         (hamster_apps.episode_client.send_episode_goal: a just-started server's answer can be lost)."""
-        import time
-
         from hamster_apps.episode_client import send_episode_goal
-
-        def answered(future, seconds: float) -> bool:
-            deadline = time.monotonic() + seconds
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            return future.done()
 
         def stop_unanswered():
             print(f"the policy node did not answer the episode goal {instruction!r}: stopping, sending it again")
             self.result(self.stop.call_async(self.Trigger.Request()), "the stop")
         return send_episode_goal(self.episode, self.RunEpisode.Goal(instruction=instruction, timeout_sec=timeout),
-                                 answered, stop_unanswered)
+                                 stop_unanswered)
 
     def close(self):
         assert self.spinner.stop(), "the spin thread did not stop"

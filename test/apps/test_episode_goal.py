@@ -26,10 +26,6 @@ class Answers:
         return future
 
 
-def done(future, seconds):
-    return future.done()
-
-
 @pytest.fixture(autouse=True)
 def no_pause(monkeypatch):
     monkeypatch.setattr(episode_client.time, "sleep", lambda seconds: None)
@@ -37,25 +33,25 @@ def no_pause(monkeypatch):
 
 def test_an_unanswered_goal_is_stopped_and_sent_again():
     stops, client = [], Answers(None, True)
-    assert send_episode_goal(client, "goal", done, lambda: stops.append(1)).accepted
+    assert send_episode_goal(client, "goal", lambda: stops.append(1), answer_wait_sec=0.05).accepted
     assert client.sent == 2 and stops == [1]
 
 
 def test_a_rejection_right_after_that_stop_is_asked_again():
     """The unseen episode may still be ending when the goal comes again: "another one is running"."""
     stops, client = [], Answers(None, False, True)
-    assert send_episode_goal(client, "goal", done, lambda: stops.append(1)).accepted
+    assert send_episode_goal(client, "goal", lambda: stops.append(1), answer_wait_sec=0.05).accepted
     assert client.sent == 3 and stops == [1]
 
 
 def test_an_answered_rejection_is_returned_and_nothing_is_stopped():
     stops, client = [], Answers(False)
-    assert not send_episode_goal(client, "goal", done, lambda: stops.append(1)).accepted
+    assert not send_episode_goal(client, "goal", lambda: stops.append(1), answer_wait_sec=0.05).accepted
     assert client.sent == 1 and stops == []
 
 
 def test_no_answer_at_all_is_a_timeout_naming_the_tries():
     stops, client = [], Answers(None, None, None)
     with pytest.raises(TimeoutError, match="no answer to the episode goal in 3 tries"):
-        send_episode_goal(client, "goal", done, lambda: stops.append(1))
+        send_episode_goal(client, "goal", lambda: stops.append(1), answer_wait_sec=0.05)
     assert stops == [1, 1, 1]
