@@ -196,8 +196,10 @@ class Graph:
         """Raises when a node other than `allowed_dead` has exited: faults must never crash a node."""
         dead = {name: code for name, code in self.runner.exited().items() if name not in allowed_dead}
         if dead:
-            raise AssertionError(f"nodes exited: {dead}\n" + "\n".join(f"--- {name}:\n{self.runner.log_tail(name, 40)}"
-                                                                       for name in dead))
+            raise AssertionError(f"nodes exited: {dead}\n" + self.log_tails(dead, 40))
+
+    def log_tails(self, names, lines: int) -> str:
+        return "\n".join(f"--- {name}:\n{self.runner.log_tail(name, lines)}" for name in names)
 
     def kill(self, name: str) -> int:
         self.killed.add(name)
@@ -236,7 +238,7 @@ class Graph:
             wait_until(lambda: self.monitor.status_since(since, "executing"), "status executing", 60, self.alive)
             wait_until(lambda: moving_after(self.monitor, time.monotonic() - 0.3), "moving targets", 30, self.alive)
         except AssertionError as error:
-            tails = "\n".join(f"--- {name}:\n{self.runner.log_tail(name, 15)}" for name in self.runner.processes)
+            tails = self.log_tails(self.runner.processes, 15)
             raise AssertionError(f"{error}\n{tails}") from None
 
 

@@ -168,8 +168,7 @@ def revive_killed_nodes(graph, request):
     yield
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
-        for name in graph.runner.processes:
-            print(f"--- {name} (last 40 lines):\n{graph.runner.log_tail(name, 40)}")
+        print(graph.log_tails(graph.runner.processes, 40))
     graph.revive()
     try:
         graph.monitor.stop()
