@@ -52,6 +52,7 @@ class DemonstrationSample:
     source: str               # bag and time, for reports
     stamp_ns: int = 0         # the observed frame's header stamp
     cloud_frame: str = ""     # the frame the observation's cloud is in (the robot base frame)
+    step: int = 0             # keyframes the episode had reached before this observation (the target's index)
 
 
 class _FramesByStamp:
@@ -246,9 +247,10 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
             except ValueError as error:
                 raise BagError(f"{bag.path}: cannot lift the path: {error}") from error
 
-        def sample(stamp: float, tcp_pose: Pose, target: Keyframe, target_index: int, done: bool) -> DemonstrationSample:
+        def sample(stamp: float, tcp_pose: Pose, target: Keyframe, target_index: int, done: bool,
+                   step: int) -> DemonstrationSample:
             return DemonstrationSample(observe(stamp, tcp_pose), target, bool(trajectory.closed[target_index]), done,
-                                       f"{bag.path}@{stamp:.3f}", int(round(stamp * 1e9)), episode.base_frame)
+                                       f"{bag.path}@{stamp:.3f}", int(round(stamp * 1e9)), episode.base_frame, step)
 
         samples = []
         origins = [0] + [index for index, _ in keyframes[:-1]]
@@ -266,12 +268,12 @@ def load_demonstration_samples(bag_path: Path | str, settings: KeyframeSettings 
                 stamp = float(after[0])
             else:
                 continue                                    # no frame of this pose was recorded
-            samples.append(sample(stamp, tcp_at(stamp), target, target_index, done))
+            samples.append(sample(stamp, tcp_at(stamp), target, target_index, done, k))
             if frames == "moving":
                 for later in map(float, frame_stamps[(frame_stamps > stamp + 1e-6) & (frame_stamps < reached - 1e-6)]):
                     tcp = tcp_at(later)
                     if np.linalg.norm(tcp.position - target.pose.position) >= MOVING_MIN_REMAINING:
-                        samples.append(sample(later, tcp, target, target_index, done))
+                        samples.append(sample(later, tcp, target, target_index, done, k))
         return samples
 
 

@@ -155,7 +155,8 @@ def make_batch(samples, indices, policy_config, rng: np.random.Generator,
     for i in indices:
         sample = samples[i]
         offset = _translation(sample, policy_config, rng, augment_translation)
-        inputs.append(prepare_inputs(sample.observation, policy_config, rng=rng, train=True, translation=offset))
+        inputs.append(prepare_inputs(sample.observation, policy_config, rng=rng, train=True, translation=offset,
+                                     step=sample.step))
         target = sample.target
         targets.append([replace(target, pose=Pose(target.pose.position + offset, target.pose.orientation))])
     return add_targets(collate(inputs), targets, [samples[i].done for i in indices],
@@ -235,8 +236,8 @@ def _restore(folder: Path, optimizer, rng: np.random.Generator) -> int:
 
 def train(config: TrainConfig, samples: list, *, resume: bool = False, progress: bool = True,
           data_summary: dict | None = None) -> dict:
-    """Train on `samples` (hamster_bag.demonstration_dataset.DemonstrationSample or anything with observation, target, closed,
-    done). Returns the run summary (also written to out/train_summary.json)."""
+    """Train on `samples` (hamster_bag.demonstration_dataset.DemonstrationSample or anything with observation, target,
+    closed, done and step). Returns the run summary (also written to out/train_summary.json)."""
     from tqdm import tqdm
 
     if not samples:

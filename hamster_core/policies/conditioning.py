@@ -35,6 +35,8 @@ from hamster_core.policies.gripper_gate import ReleaseGate
 CONDITIONING_MODES = ("none", "path_overlay", "path_channels", "masks", "path_points")
 SAMPLING_MODES = ("voxel", "random")
 PROPRIO_DIM = 8
+#: Keyframe steps the `step_input` embedding tells apart; later steps share the last one (an expert episode has 6).
+STEP_BUCKETS = 8
 #: Inputs each conditioning mode needs besides `points` (and colours or an RGB image).
 MODE_INPUTS = {"none": (), "path_overlay": ("camera", "path"), "path_channels": ("camera", "path"),
                "masks": ("camera", "masks"), "path_points": ("camera", "path")}
@@ -61,6 +63,10 @@ class SceneConfig:
     path_thickness: int = 0                   # px of the path in path_channels; 0 = draw_path's line for the image
                                               # size (1 px at 320x240 touches few sampled points: README, "Learned
                                               # 3D policies")
+    step_input: bool = False                  # give the model how many keyframes this episode has executed, as
+                                              # PerAct and RVT give theirs the timestep with the proprioception:
+                                              # "above the object" and "grasp" (or "carry" and "release") can
+                                              # look alike; false for checkpoints trained before it existed
     max_instruction_tokens: int = 16          # words of the instruction the language embedding reads
     vocab_buckets: int = 1024                 # hashed word buckets of the bag-of-words instruction embedding
     seed: int = 0                             # weight initialisation without a checkpoint, sampling, noise
@@ -100,6 +106,8 @@ class SceneConfig:
             raise ValueError(f"voxel_size must be in (0, 0.5] m, got {self.voxel_size}")
         if not 0 <= self.path_noise_std <= 0.2:
             raise ValueError(f"path_noise_std must be in [0, 0.2], got {self.path_noise_std}")
+        if not isinstance(self.step_input, bool):
+            raise ValueError(f"step_input must be true or false, got {self.step_input!r}")
         if not isinstance(self.checkpoint, str):
             raise ValueError(f"checkpoint must be a path string, got {self.checkpoint!r}")
         ReleaseGate(self.release_confirmations, self.release_threshold, self.placement_radius)  # validates them
@@ -136,6 +144,7 @@ class SceneInputs:
     proprio: np.ndarray         # (8,) tcp position, quaternion x, y, z, w, gripper width
     tokens: np.ndarray          # (max_instruction_tokens,) int64 hashed word ids, 0 = padding
     pixels: np.ndarray | None   # (num_points, 2) in the camera image, None without a camera
+    step: int = 0               # keyframes executed so far in the episode (read with `step_input`)
 
 
 def perturb_path(path: Path2D, rng: np.random.Generator, std: float = 0.01) -> Path2D:
@@ -225,12 +234,15 @@ def overlay_path(image: np.ndarray, path: Path2D) -> np.ndarray:
 
 
 def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random.Generator | None = None,
-                   train: bool = False, translation: np.ndarray | None = None) -> SceneInputs:
-    """The model inputs for one observation. `rng` drives downsampling (and path noise when `train` and
-    `config.path_noise_std` > 0); without one a generator seeded with `config.seed` makes inference repeatable.
+                   train: bool = False, translation: np.ndarray | None = None, step: int = 0) -> SceneInputs:
+    """The model inputs for one observation, `step` keyframes into its episode. `rng` drives downsampling (and
+    path noise when `train` and `config.path_noise_std` > 0); without one a generator seeded with `config.seed`
+    makes inference repeatable.
     `translation` (training augmentation) moves the scene and the TCP by that offset in metres before the
     workspace crop; image features (colour, path, masks) still come from where the camera saw each point.
     Raises PolicyError (a ValueError) naming what the conditioning mode needs and the observation lacks."""
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"step must be an integer >= 0, got {step!r}")
     rng = np.random.default_rng(config.seed) if rng is None else rng
     mode = config.conditioning
     needed = [name for name in MODE_INPUTS[mode]
@@ -305,17 +317,18 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
                        proprio=proprio,
                        tokens=instruction_tokens(observation.instruction, config.max_instruction_tokens,
                                                  config.vocab_buckets),
-                       pixels=None if pixels is None else pixels.astype(np.float32))
+                       pixels=None if pixels is None else pixels.astype(np.float32), step=int(step))
 
 
 def collate(inputs: list[SceneInputs]) -> dict:
     """Stack SceneInputs into a batch of torch tensors: points (B, N, 3), features (B, N, C), proprio (B, 8),
-    tokens (B, L). Targets, for training, are added by `add_targets`."""
+    tokens (B, L), step (B,) int64 in [0, STEP_BUCKETS). Targets, for training, are added by `add_targets`."""
     import torch
     return {"points": torch.from_numpy(np.stack([x.points for x in inputs])),
             "features": torch.from_numpy(np.stack([x.features for x in inputs])),
             "proprio": torch.from_numpy(np.stack([x.proprio for x in inputs])),
-            "tokens": torch.from_numpy(np.stack([x.tokens for x in inputs]))}
+            "tokens": torch.from_numpy(np.stack([x.tokens for x in inputs])),
+            "step": torch.tensor([min(x.step, STEP_BUCKETS - 1) for x in inputs], dtype=torch.int64)}
 
 
 def add_targets(batch: dict, keyframes: list[list], done: list[bool], gripper_closed: list[list[bool]]) -> dict:
@@ -343,6 +356,6 @@ def gripper_is_closed(width: float, open_width: float = 0.08) -> bool:
     return width < 0.9 * open_width
 
 
-__all__ = ["CONDITIONING_MODES", "PROPRIO_DIM", "SceneConfig", "SceneInputs", "add_targets", "collate",
+__all__ = ["CONDITIONING_MODES", "PROPRIO_DIM", "STEP_BUCKETS", "SceneConfig", "SceneInputs", "add_targets", "collate",
            "crop_to_workspace", "downsample", "feature_channels", "gripper_is_closed", "instruction_tokens",
            "perturb_path", "prepare_inputs", "proprioception", "required_inputs"]

@@ -23,8 +23,8 @@ from hamster_core.executor import Keyframe
 from hamster_core.geometry import Pose, matrix_to_quaternion
 from hamster_core.path2d import GripperState
 from hamster_core.policies.base import Observation, Policy, PolicyError, PolicyOutput
-from hamster_core.policies.conditioning import (collate, gripper_is_closed, lifted_path, prepare_inputs,
-                                               required_inputs)
+from hamster_core.policies.conditioning import (STEP_BUCKETS, collate, gripper_is_closed, lifted_path,
+                                               prepare_inputs, required_inputs)
 from hamster_core.policies.gripper_gate import ReleaseGate, placement_point
 
 CONFIG_NAME = "config.json"
@@ -64,6 +64,21 @@ class InstructionEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         present = (tokens > 0).float().unsqueeze(-1)
         return (self.embedding(tokens) * present).sum(1) / present.sum(1).clamp(min=1.0)
+
+
+class StepEncoder(nn.Module):
+    """The episode's keyframe step (collate's `step`) as a learned vector, or zeros when the config has no
+    `step_input` (then it holds no weights, so older checkpoints load unchanged)."""
+
+    def __init__(self, enabled: bool, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.embedding = nn.Embedding(STEP_BUCKETS, dim) if enabled else None
+
+    def forward(self, step: torch.Tensor) -> torch.Tensor:
+        if self.embedding is None:
+            return torch.zeros(len(step), self.dim, device=step.device)
+        return self.embedding(step)
 
 
 def mlp(dims: list[int]) -> nn.Sequential:
@@ -201,7 +216,7 @@ class LearnedPolicy(Policy):
         lifted = self._episode_lifted_path(observation)
         if config.conditioning == "path_points":
             observation = replace(observation, path_points=lifted)
-        batch = collate([prepare_inputs(observation, config)])
+        batch = collate([prepare_inputs(observation, config, step=self._steps)])
         generator = torch.Generator().manual_seed(config.seed)
         with torch.inference_mode():
             prediction = self.model.predict(batch, generator=generator)

@@ -66,6 +66,7 @@ def test_samples_follow_the_expert_keyframes(demo):
     assert [s.done for s in samples] == [False] * 5 + [True]
     assert [s.target.gripper for s in samples] == [None, GripperState.CLOSED, None, None, GripperState.OPEN, None]
     assert [s.closed for s in samples] == [False, True, True, True, False, False]
+    assert [s.step for s in samples] == list(range(6))      # what a policy's own count is at each of them
     grasp, release = samples[1].target.pose.position, samples[4].target.pose.position
     assert np.linalg.norm(grasp[:2] - np.array(scene.target_object.position[:2])) < 0.01
     assert np.linalg.norm(release[:2] - np.array(scene.target_container.position)) < 0.01
@@ -93,6 +94,8 @@ def test_moving_frames_add_observations_on_the_way_with_the_same_targets(demo):
     assert all(any(m.source == k.source for m in moving) for k in keyframes)
     targets = {tuple(k.target.pose.position) for k in keyframes}
     assert {tuple(m.target.pose.position) for m in moving} == targets
+    step_of_target = {tuple(k.target.pose.position): k.step for k in keyframes}
+    assert all(m.step == step_of_target[tuple(m.target.pose.position)] for m in moving)
     approach = [m for m in moving if np.array_equal(m.target.pose.position, keyframes[0].target.pose.position)]
     distances = [np.linalg.norm(m.observation.tcp_pose.position - m.target.pose.position) for m in approach]
     assert max(distances) > 0.1 and len(set(np.round(distances, 3))) > 2      # the arm at several places

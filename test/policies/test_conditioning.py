@@ -8,7 +8,8 @@ import pytest
 from hamster_core.drawing import draw_path_channels
 from hamster_core.geometry import TOP_DOWN
 from hamster_core.policies.base import PolicyError
-from hamster_core.policies.conditioning import (SceneConfig, collate, feature_channels, instruction_tokens,
+from hamster_core.policies.conditioning import (STEP_BUCKETS, SceneConfig, collate, feature_channels,
+                                                instruction_tokens,
                                                 overlay_path, perturb_path, prepare_inputs, required_inputs)
 from scenes import CAMERA, COLORS, MASKS, PATH, POINTS, TRAY_CENTER, path_through, scene_observation
 
@@ -157,9 +158,16 @@ def test_bad_config_values_are_named(changes, named):
 
 def test_collate_stacks_a_batch():
     config = SceneConfig(conditioning="masks", num_points=128)
-    batch = collate([prepare_inputs(scene_observation(), config)] * 3)
+    batch = collate([prepare_inputs(scene_observation(), config, step=step) for step in (0, 5, 20)])
     assert {k: tuple(v.shape) for k, v in batch.items()} == {
-        "points": (3, 128, 3), "features": (3, 128, 5), "proprio": (3, 8), "tokens": (3, 16)}
+        "points": (3, 128, 3), "features": (3, 128, 5), "proprio": (3, 8), "tokens": (3, 16), "step": (3,)}
+    assert batch["step"].tolist() == [0, 5, STEP_BUCKETS - 1]   # later steps share the last bucket
+
+
+@pytest.mark.parametrize("step", [-1, 1.0, True, None])
+def test_prepare_inputs_rejects_a_bad_step(step):
+    with pytest.raises(ValueError, match="step must be an integer"):
+        prepare_inputs(scene_observation(), SceneConfig(conditioning="none", num_points=64), step=step)
 
 
 def test_path_thickness_widens_the_path_channels_only():

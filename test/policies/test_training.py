@@ -25,12 +25,13 @@ class Sample:
     target: Keyframe
     closed: bool
     done: bool
+    step: int = 0
 
 
 def samples() -> list[Sample]:
     observation = scene_observation()
     return [Sample(observation, Keyframe(Pose(np.array([0.5, 0.05 * i, 0.1]), top_down_orientation(0.3 * i))),
-                   bool(i % 2), i == 2) for i in range(3)]
+                   bool(i % 2), i == 2, i) for i in range(3)]
 
 
 def config(tmp_path, policy="rvt2", **changes) -> TrainConfig:

@@ -24,7 +24,7 @@ from torch import nn
 from hamster_core.policies.base import POLICIES
 from hamster_core.policies.conditioning import PROPRIO_DIM, feature_channels
 from hamster_core.policies.dda.configuration_dda import DDAConfig
-from hamster_core.policies.learned import (InstructionEncoder, LearnedPolicy, denormalize_position,
+from hamster_core.policies.learned import (InstructionEncoder, LearnedPolicy, StepEncoder, denormalize_position,
                                            matrices_to_quaternions, matrix_to_rotation_6d, mlp, normalize_position,
                                            normalized_proprio, quaternion_to_matrix, rotation_6d_to_matrix)
 
@@ -138,6 +138,7 @@ class DDAModel(nn.Module):
         self.scene_layers = nn.ModuleList(SceneLayer(config) for _ in range(config.scene_layers))
         self.instruction = InstructionEncoder(config.vocab_buckets, dim)
         self.proprio = mlp([PROPRIO_DIM, dim, dim])
+        self.step = StepEncoder(config.step_input, dim)
         self.time = mlp([dim, dim, dim])
         self.action_in = nn.Linear(ACTION_DIM, dim)
         self.horizon_embedding = nn.Parameter(torch.randn(config.horizon, dim) * 0.02)
@@ -158,7 +159,7 @@ class DDAModel(nn.Module):
         positions = torch.cat([batch["points"], tcp[:, None]], dim=1)
         for layer in self.scene_layers:
             scene = layer(scene, positions)
-        language, state = self.instruction(batch["tokens"]), self.proprio(proprio)
+        language, state = self.instruction(batch["tokens"]), self.proprio(proprio) + self.step(batch["step"])
         done = self.done_head(torch.cat([scene.mean(1), language, state], dim=1))[:, 0]
         keys_values = [layer.cross_attention.keys_values(scene, positions) for layer in self.denoiser]
         encoded = {"scene_keys_values": keys_values, "condition": language + state, "done": done}

@@ -17,7 +17,7 @@ from torch import nn
 
 from hamster_core.policies.base import POLICIES
 from hamster_core.policies.conditioning import PROPRIO_DIM, feature_channels
-from hamster_core.policies.learned import InstructionEncoder, LearnedPolicy, mlp, normalized_proprio
+from hamster_core.policies.learned import InstructionEncoder, LearnedPolicy, StepEncoder, mlp, normalized_proprio
 from hamster_core.policies.rvt2.configuration_rvt2 import VIEW_AXES, RVT2Config
 
 EULER = "xyz"   # extrinsic, scipy's convention
@@ -93,7 +93,7 @@ def bins_to_quaternions(index: np.ndarray, bins: int) -> np.ndarray:
 
 class MultiViewTransformer(nn.Module):
     """One RVT stage: patch tokens of every view (+ view and position embeddings), an instruction token and
-    a proprioception token, a joint transformer, then per-view heatmaps (each token upsampled to its patch's
+    a proprioception token (plus the keyframe step with `step_input`), a joint transformer, then per-view heatmaps (each token upsampled to its patch's
     pixels) and rotation / gripper / done logits from each view's features pooled under its heatmap."""
 
     def __init__(self, config: RVT2Config, in_channels: int):
@@ -105,18 +105,19 @@ class MultiViewTransformer(nn.Module):
         self.position = nn.Parameter(torch.randn(1, views, self.grid * self.grid, dim) * 0.02)
         self.instruction = InstructionEncoder(config.vocab_buckets, dim)
         self.proprio = mlp([PROPRIO_DIM, dim, dim])
+        self.step = StepEncoder(config.step_input, dim)
         layer = nn.TransformerEncoderLayer(dim, config.heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.heatmap = nn.Linear(dim, patch * patch)
         self.head = mlp([(views + 1) * dim, dim, 3 * config.rotation_bins + 2])
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor, proprio: torch.Tensor) -> dict:
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, proprio: torch.Tensor, step: torch.Tensor) -> dict:
         B, V, C, S, _ = images.shape
         g, p, bins = self.grid, self.config.patch_size, self.config.rotation_bins
         patches = self.patch_embed(images.reshape(B * V, C, S, S)).flatten(2).transpose(1, 2)   # (B V, g g, dim)
         patches = patches.reshape(B, V, g * g, -1) + self.position
-        language, state = self.instruction(tokens)[:, None], self.proprio(proprio)[:, None]
+        language, state = self.instruction(tokens)[:, None], (self.proprio(proprio) + self.step(step))[:, None]
         x = self.norm(self.transformer(torch.cat([language, state, patches.flatten(1, 2)], dim=1)))
         view_tokens = x[:, 2:].reshape(B, V, g * g, -1)
         heat = self.heatmap(view_tokens).reshape(B, V, g, g, p, p)
@@ -148,7 +149,8 @@ class RVT2Model(nn.Module):
         box_min, box_max = self._boxes(len(batch["points"]), center)
         images = render_views(batch["points"], batch["features"], box_min, box_max, self.config.views,
                               self.config.image_size)
-        out = network(images, batch["tokens"], normalized_proprio(batch["proprio"], self.box_min, self.box_max))
+        out = network(images, batch["tokens"], normalized_proprio(batch["proprio"], self.box_min, self.box_max),
+                      batch["step"])
         return out | {"box_min": box_min, "box_max": box_max}
 
     def forward(self, batch: dict, zoom_center: torch.Tensor | None = None) -> dict:
