@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from hamster_core.geometry import Pose
+from hamster_core.geometry import Pose, quaternion_multiply, quaternion_to_matrix
 from hamster_core.keyframes import SAMPLE_FRAMES
 from hamster_core.policies.base import POLICIES
-from hamster_core.policies.conditioning import add_targets, collate, prepare_inputs
+from hamster_core.policies.conditioning import SceneMotion, add_targets, collate, prepare_inputs
 from hamster_core.policies.learned import LearnedPolicy
 
 TRAINING_STATE = "training_state.safetensors"
@@ -66,6 +66,11 @@ class TrainConfig:
     augment_translation: tuple = (0.0, 0.0, 0.0)  # m: per sample the scene, TCP and target move together by up to
                                               # this much per axis (PerAct/RVT-style; a shift that would take the
                                               # TCP or target out of the workspace is not applied); 0: off
+    augment_rotation: float = 0.0             # degrees: and turn them together by up to this much about the
+                                              # vertical axis through the workspace centre (RVT / PerAct: 45); 0: off
+    yaw_symmetry: float = 0.0                 # degrees: a turned target's heading is folded into [-s/2, s/2), the
+                                              # range the demonstrator picks grasps from (the scripted expert: 90,
+                                              # a cube grasped across either pair of faces); 0: no folding
     device: str = "cpu"                       # cpu | cuda | cuda:N | mps (under torchrun: cuda:LOCAL_RANK)
     precision: str = "fp32"                   # fp32 | bf16 | fp16 (autocast; fp16 scales gradients on CUDA)
     num_workers: int = 0                      # batch-preparing processes (0: in the loop; resumes bit-exactly)
@@ -115,6 +120,10 @@ class TrainConfig:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in shift):
             raise ValueError(f"augment_translation must be 3 numbers in [0, 1] m, got {shift!r}")
         object.__setattr__(self, "augment_translation", tuple(float(v) for v in shift))
+        for name, high in (("augment_rotation", 180.0), ("yaw_symmetry", 360.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= high:
+                raise ValueError(f"{name} must be a number of degrees in [0, {high:g}], got {value!r}")
 
     @classmethod
     def from_dict(cls, values: dict, **overrides) -> "TrainConfig":
@@ -149,32 +158,45 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def make_batch(samples, indices, policy_config, rng: np.random.Generator,
-               augment_translation=(0.0, 0.0, 0.0)) -> dict:
+def make_batch(samples, indices, policy_config, rng: np.random.Generator, config: TrainConfig) -> dict:
     inputs, targets = [], []
     for i in indices:
         sample = samples[i]
-        offset = _translation(sample, policy_config, rng, augment_translation)
-        inputs.append(prepare_inputs(sample.observation, policy_config, rng=rng, train=True, translation=offset,
+        motion = _motion(sample, policy_config, rng, config)
+        inputs.append(prepare_inputs(sample.observation, policy_config, rng=rng, train=True, motion=motion,
                                      step=sample.step))
-        target = sample.target
-        targets.append([replace(target, pose=Pose(target.pose.position + offset, target.pose.orientation))])
+        targets.append([moved_target(sample.target, motion, config.yaw_symmetry)])
     return add_targets(collate(inputs), targets, [samples[i].done for i in indices],
                        [[samples[i].closed] for i in indices])
 
 
-def _translation(sample, policy_config, rng: np.random.Generator, limits) -> np.ndarray:
-    """A random shift of up to `limits` per axis, or none where it would move the TCP or the target out of the
-    workspace (the views and the predictions cover only that box)."""
-    if not any(limits):
-        return np.zeros(3)
-    offset = rng.uniform(-1.0, 1.0, 3) * np.asarray(limits)
+def moved_target(target, motion: SceneMotion, yaw_symmetry: float = 0.0):
+    """The target keyframe moved with its sample; a turned one gets its heading (the hand's x axis about the base
+    z axis) folded by whole turns of `yaw_symmetry` degrees into [-s/2, s/2), so one object pose never has two
+    targets that differ by the object's symmetry."""
+    pose = motion.apply_pose(target.pose)
+    if yaw_symmetry > 0 and motion.yaw != 0:
+        x_axis = quaternion_to_matrix(pose.orientation)[:, 0]
+        heading, period = math.atan2(x_axis[1], x_axis[0]), math.radians(yaw_symmetry)
+        turn = (heading + period / 2) % period - period / 2 - heading
+        pose = Pose(pose.position, quaternion_multiply([0.0, 0.0, math.sin(turn / 2), math.cos(turn / 2)],
+                                                       pose.orientation))
+    return replace(target, pose=pose)
+
+
+def _motion(sample, policy_config, rng: np.random.Generator, config: TrainConfig) -> SceneMotion:
+    """A random turn of up to augment_rotation about the vertical axis through the workspace centre and a shift
+    of up to augment_translation per axis, or none where it would move the TCP or the target out of the workspace
+    (the views and the predictions cover only that box)."""
+    limits, degrees = np.asarray(config.augment_translation), config.augment_rotation
+    if not any(limits) and not degrees:
+        return SceneMotion()
     low, high = np.asarray(policy_config.workspace_min), np.asarray(policy_config.workspace_max)
-    for position in (sample.observation.tcp_pose.position, sample.target.pose.position):
-        moved = np.asarray(position) + offset
-        if np.any(moved < low) or np.any(moved > high):
-            return np.zeros(3)
-    return offset
+    motion = SceneMotion(translation=tuple(rng.uniform(-1.0, 1.0, 3) * limits),
+                         yaw=math.radians(float(rng.uniform(-degrees, degrees))) if degrees else 0.0,
+                         pivot=tuple((low + high) / 2))
+    moved = motion.apply(np.array([sample.observation.tcp_pose.position, sample.target.pose.position]))
+    return SceneMotion() if np.any(moved < low) or np.any(moved > high) else motion
 
 
 # What a resumed run may change: how long it runs and how it reports; anything else would silently mix two runs.
@@ -368,7 +390,7 @@ class _SampledBatches(torch.utils.data.IterableDataset):
 
 def _sampled_batch(samples, policy_config, config: TrainConfig, rng: np.random.Generator) -> dict:
     indices = rng.choice(len(samples), config.batch_size, replace=len(samples) < config.batch_size)
-    return make_batch(samples, indices, policy_config, rng, config.augment_translation)
+    return make_batch(samples, indices, policy_config, rng, config)
 
 
 def _batch_stream(samples, policy_config, config: TrainConfig, rng: np.random.Generator, step: int, rank: int):

@@ -14,6 +14,9 @@ every point features = RGB in [0, 1] followed by the conditioning channels that 
                    black RGB and the path channels; scene points carry zeros there. Looked up per pixel on a
                    later frame, the path's end lands on the hand, which by then stands between the camera and
                    the container (bench/results_learned_policies_ablation.md).
+- `path_channels_points`  both views of the path: the scene points carry `path_channels`, the lifted path is
+                   added as in `path_points`, and one more channel is 1 on the lifted points (black RGB alone
+                   would not tell them from a black object).
 A point's pixel is its projection into `observation.camera` (no occlusion test: a point hidden behind another
 one gets the same pixel's values, as lifting an image with depth would not, but the cloud comes from that
 camera so hidden points are rare).
@@ -27,19 +30,23 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from hamster_core.drawing import PATH_CHANNELS, draw_path, draw_path_channels
+from hamster_core.geometry import Pose, quaternion_multiply
 from hamster_core.lifting import LiftedPath, ProjectedCloud, lift_path
 from hamster_core.path2d import GripperState, Path2D
 from hamster_core.policies.base import Observation, PolicyError
 from hamster_core.policies.gripper_gate import ReleaseGate
 
-CONDITIONING_MODES = ("none", "path_overlay", "path_channels", "masks", "path_points")
+CONDITIONING_MODES = ("none", "path_overlay", "path_channels", "masks", "path_points", "path_channels_points")
+#: Modes that add the path lifted on the episode's first frame as points.
+LIFTED_PATH_MODES = ("path_points", "path_channels_points")
 SAMPLING_MODES = ("voxel", "random")
 PROPRIO_DIM = 8
 #: Keyframe steps the `step_input` embedding tells apart; later steps share the last one (an expert episode has 6).
 STEP_BUCKETS = 8
 #: Inputs each conditioning mode needs besides `points` (and colours or an RGB image).
 MODE_INPUTS = {"none": (), "path_overlay": ("camera", "path"), "path_channels": ("camera", "path"),
-               "masks": ("camera", "masks"), "path_points": ("camera", "path")}
+               "masks": ("camera", "masks"), "path_points": ("camera", "path"),
+               "path_channels_points": ("camera", "path")}
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,8 @@ class SceneConfig:
     field has a plain default: the policy node exposes each one as a `<policy>.<field>` ROS parameter.
     """
 
-    conditioning: str = "path_channels"       # none | path_overlay | path_channels | masks | path_points
+    conditioning: str = "path_channels"       # none | path_overlay | path_channels | masks | path_points |
+                                              # path_channels_points
     mask_labels: tuple = ("target_object", "placement_area")   # channels of `masks` mode, in this order
     workspace_min: tuple = (0.20, -0.45, -0.02)
     workspace_max: tuple = (0.80, 0.45, 0.60)
@@ -126,7 +134,7 @@ def check_int(config, name: str, low: int, high: int) -> None:
 def feature_channels(config: SceneConfig) -> int:
     """Per-point feature size: RGB plus the conditioning channels."""
     extra = {"none": 0, "path_overlay": 0, "path_channels": len(PATH_CHANNELS), "masks": len(config.mask_labels),
-             "path_points": len(PATH_CHANNELS)}
+             "path_points": len(PATH_CHANNELS), "path_channels_points": len(PATH_CHANNELS) + 1}
     return 3 + extra[config.conditioning]
 
 
@@ -145,6 +153,39 @@ class SceneInputs:
     tokens: np.ndarray          # (max_instruction_tokens,) int64 hashed word ids, 0 = padding
     pixels: np.ndarray | None   # (num_points, 2) in the camera image, None without a camera
     step: int = 0               # keyframes executed so far in the episode (read with `step_input`)
+
+
+@dataclass(frozen=True)
+class SceneMotion:
+    """A training sample's rigid augmentation (PerAct / RVT style): turn by `yaw` radians about the vertical axis
+    through `pivot`, then shift by `translation` (m). Scene, TCP and target move together; image features
+    (colour, path, masks) stay with the points they were seen on."""
+
+    translation: tuple = (0.0, 0.0, 0.0)
+    yaw: float = 0.0
+    pivot: tuple = (0.0, 0.0, 0.0)
+
+    def rotation(self) -> np.ndarray:
+        c, s = np.cos(self.yaw), np.sin(self.yaw)
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, dtype=np.float64)
+        if self.yaw == 0:
+            return points + self.translation
+        pivot = np.asarray(self.pivot, dtype=np.float64)
+        return (points - pivot) @ self.rotation().T + pivot + self.translation
+
+    def invert(self, points: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, dtype=np.float64) - self.translation
+        if self.yaw == 0:
+            return points
+        pivot = np.asarray(self.pivot, dtype=np.float64)
+        return (points - pivot) @ self.rotation() + pivot
+
+    def apply_pose(self, pose: Pose) -> Pose:
+        turn = np.array([0.0, 0.0, np.sin(self.yaw / 2), np.cos(self.yaw / 2)])
+        return Pose(self.apply(pose.position[None])[0], quaternion_multiply(turn, pose.orientation))
 
 
 def perturb_path(path: Path2D, rng: np.random.Generator, std: float = 0.01) -> Path2D:
@@ -180,8 +221,8 @@ def downsample(points: np.ndarray, config: SceneConfig, rng: np.random.Generator
     return np.concatenate([candidates, rng.choice(candidates, n - len(candidates), replace=True)])
 
 
-def proprioception(observation: Observation) -> np.ndarray:
-    pose = observation.tcp_pose
+def proprioception(observation: Observation, motion: SceneMotion | None = None) -> np.ndarray:
+    pose = observation.tcp_pose if motion is None else motion.apply_pose(observation.tcp_pose)
     return np.concatenate([pose.position, pose.orientation, [observation.gripper_width]]).astype(np.float32)
 
 
@@ -224,7 +265,7 @@ def lifted_path(observation: Observation) -> LiftedPath:
     try:
         return lift_path(observation.path, observation.points, observation.camera)
     except ValueError as error:
-        raise PolicyError(f"conditioning 'path_points': {error}") from error
+        raise PolicyError(f"cannot lift the path: {error}") from error
 
 
 def overlay_path(image: np.ndarray, path: Path2D) -> np.ndarray:
@@ -234,12 +275,12 @@ def overlay_path(image: np.ndarray, path: Path2D) -> np.ndarray:
 
 
 def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random.Generator | None = None,
-                   train: bool = False, translation: np.ndarray | None = None, step: int = 0) -> SceneInputs:
+                   train: bool = False, motion: SceneMotion | None = None, step: int = 0) -> SceneInputs:
     """The model inputs for one observation, `step` keyframes into its episode. `rng` drives downsampling (and
     path noise when `train` and `config.path_noise_std` > 0); without one a generator seeded with `config.seed`
     makes inference repeatable.
-    `translation` (training augmentation) moves the scene and the TCP by that offset in metres before the
-    workspace crop; image features (colour, path, masks) still come from where the camera saw each point.
+    `motion` (training augmentation) moves the scene and the TCP rigidly before the workspace crop; image
+    features (colour, path, masks) still come from where the camera saw each point.
     Raises PolicyError (a ValueError) naming what the conditioning mode needs and the observation lacks."""
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         raise ValueError(f"step must be an integer >= 0, got {step!r}")
@@ -260,13 +301,13 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
             raise PolicyError(f"conditioning 'masks' needs masks {', '.join(missing)}; got "
                               f"{', '.join(observation.masks) or 'none'}")
 
-    offset = np.zeros(3) if translation is None else np.asarray(translation, dtype=np.float64).reshape(3)
-    inside = crop_to_workspace(points_all + offset, config)
+    motion = motion or SceneMotion()
+    inside = crop_to_workspace(motion.apply(points_all), config)
     if len(inside) == 0:
         raise PolicyError(f"no point of the cloud is inside the workspace {config.workspace_min}.."
                           f"{config.workspace_max}")
     path_xyz = path_features = None
-    if mode == "path_points":   # up to a quarter of the points, evenly along the lifted path
+    if mode in LIFTED_PATH_MODES:   # up to a quarter of the points, evenly along the lifted path
         lifted = observation.path_points if observation.path_points is not None else lifted_path(observation)
         along = np.round(np.linspace(0, len(lifted.points) - 1, min(len(lifted.points), config.num_points // 4)))
         path_xyz, path_features = lifted.points[along.astype(int)], lifted.channels[along.astype(int)]
@@ -291,7 +332,7 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
         overlay, _ = _sample_image(np.concatenate([drawn, changed.astype(np.uint8)], axis=2), pixels)
         on_path = overlay[:, 3] > 0
         rgb[on_path] = overlay[on_path, :3].astype(np.float32) / 255.0
-    elif mode == "path_channels":
+    elif mode in ("path_channels", "path_channels_points"):
         channels.append(_sample_image(draw_path_channels(camera.height, camera.width, path,
                                                          thickness=config.path_thickness or None), pixels)[0])
     elif mode == "masks":
@@ -302,19 +343,22 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
                 raise PolicyError(f"mask {label!r} is {mask.shape}, camera is {camera.height}x{camera.width}")
             stack.append(mask.astype(bool))
         channels.append(_sample_image(np.stack(stack, axis=2).astype(np.float32), pixels)[0])
-    elif mode == "path_points":   # the lifted path's points: black, with the path channels; the scene's: zeros
+    if path_xyz is not None:   # the lifted path's points: black, with the path channels
         if train and config.path_noise_std > 0:
             path_xyz = path_xyz + rng.normal(0.0, config.path_noise_std, path_xyz.shape)
-        path_xyz = np.clip(path_xyz + offset, config.workspace_min, config.workspace_max) - offset
+        path_xyz = motion.invert(np.clip(motion.apply(path_xyz), config.workspace_min, config.workspace_max))
+        scene_path = channels[1] if mode == "path_channels_points" else \
+            np.zeros((len(points), len(PATH_CHANNELS)), np.float32)
         channels = [np.concatenate([rgb, np.zeros((len(path_xyz), 3), np.float32)]),
-                    np.concatenate([np.zeros((len(points), len(PATH_CHANNELS)), np.float32), path_features])]
+                    np.concatenate([scene_path, path_features])]
+        if mode == "path_channels_points":
+            channels.append(np.concatenate([np.zeros((len(points), 1), np.float32),
+                                            np.ones((len(path_xyz), 1), np.float32)]))
         points = np.concatenate([points, path_xyz])
         pixels = np.concatenate([pixels, camera.project(path_xyz)[0]])
-    proprio = proprioception(observation)
-    proprio[:3] += offset
-    return SceneInputs(points=(points + offset).astype(np.float32),
+    return SceneInputs(points=motion.apply(points).astype(np.float32),
                        features=np.concatenate(channels, axis=1).astype(np.float32),
-                       proprio=proprio,
+                       proprio=proprioception(observation, motion),
                        tokens=instruction_tokens(observation.instruction, config.max_instruction_tokens,
                                                  config.vocab_buckets),
                        pixels=None if pixels is None else pixels.astype(np.float32), step=int(step))
@@ -356,6 +400,6 @@ def gripper_is_closed(width: float, open_width: float = 0.08) -> bool:
     return width < 0.9 * open_width
 
 
-__all__ = ["CONDITIONING_MODES", "PROPRIO_DIM", "STEP_BUCKETS", "SceneConfig", "SceneInputs", "add_targets", "collate",
+__all__ = ["CONDITIONING_MODES", "LIFTED_PATH_MODES", "PROPRIO_DIM", "STEP_BUCKETS", "SceneConfig", "SceneMotion", "SceneInputs", "add_targets", "collate",
            "crop_to_workspace", "downsample", "feature_channels", "gripper_is_closed", "instruction_tokens",
            "perturb_path", "prepare_inputs", "proprioception", "required_inputs"]

@@ -23,7 +23,7 @@ from hamster_core.executor import Keyframe
 from hamster_core.geometry import Pose, matrix_to_quaternion
 from hamster_core.path2d import GripperState
 from hamster_core.policies.base import Observation, Policy, PolicyError, PolicyOutput
-from hamster_core.policies.conditioning import (STEP_BUCKETS, collate, gripper_is_closed, lifted_path,
+from hamster_core.policies.conditioning import (LIFTED_PATH_MODES, STEP_BUCKETS, collate, gripper_is_closed, lifted_path,
                                                prepare_inputs, required_inputs)
 from hamster_core.policies.gripper_gate import ReleaseGate, placement_point
 
@@ -192,7 +192,7 @@ class LearnedPolicy(Policy):
             try:
                 lifted = lifted_path(observation)
             except PolicyError:
-                if self.config.conditioning == "path_points":
+                if self.config.conditioning in LIFTED_PATH_MODES:
                     raise
                 lifted = None
             self._lifted = (observation.path, lifted)
@@ -214,7 +214,7 @@ class LearnedPolicy(Policy):
             raise PolicyError(f"{self.name} predicted {self._steps} keyframes without finishing "
                               f"(max_keyframes={config.max_keyframes})")
         lifted = self._episode_lifted_path(observation)
-        if config.conditioning == "path_points":
+        if config.conditioning in LIFTED_PATH_MODES:
             observation = replace(observation, path_points=lifted)
         batch = collate([prepare_inputs(observation, config, step=self._steps)])
         generator = torch.Generator().manual_seed(config.seed)

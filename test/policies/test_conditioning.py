@@ -8,7 +8,7 @@ import pytest
 from hamster_core.drawing import draw_path_channels
 from hamster_core.geometry import TOP_DOWN
 from hamster_core.policies.base import PolicyError
-from hamster_core.policies.conditioning import (STEP_BUCKETS, SceneConfig, collate, feature_channels,
+from hamster_core.policies.conditioning import (STEP_BUCKETS, SceneConfig, SceneMotion, collate, feature_channels,
                                                 instruction_tokens,
                                                 overlay_path, perturb_path, prepare_inputs, required_inputs)
 from scenes import CAMERA, COLORS, MASKS, PATH, POINTS, TRAY_CENTER, path_through, scene_observation
@@ -203,7 +203,8 @@ def test_path_points_are_the_lifted_path_appended_to_the_scene():
     np.testing.assert_allclose(prepare_inputs(scene_observation(path_points=moved), config).points[path],
                                in_box + [0.0, 0.0, 0.05], atol=1e-6)
     # Translation augmentation moves the lifted path with the scene; training noise is metres on the points.
-    shifted = prepare_inputs(scene_observation(path_points=lifted), config, translation=np.array([0.02, 0, 0]))
+    shifted = prepare_inputs(scene_observation(path_points=lifted), config,
+                             motion=SceneMotion(translation=(0.02, 0.0, 0.0)))
     np.testing.assert_allclose(shifted.points[path], np.clip(lifted.points + [0.02, 0, 0], config.workspace_min,
                                                              config.workspace_max), atol=1e-6)
     noisy = prepare_inputs(scene_observation(path_points=lifted), config, rng=np.random.default_rng(0), train=True)
@@ -248,3 +249,25 @@ def test_learned_policy_lifts_the_path_once_per_episode_and_again_for_a_new_path
     assert policy._lifted[1] is not lifted and policy._lifted[0] == other
     policy.reset()
     assert policy._lifted is None
+
+
+def test_path_channels_points_carry_both_views_of_the_path():
+    from hamster_core.lifting import LIFTED_PATH_POINTS, lift_path
+
+    lifted = lift_path(PATH, POINTS, CAMERA)
+    both = prepare_inputs(scene_observation(path_points=lifted), SceneConfig(conditioning="path_channels_points",
+                                                                             num_points=512))
+    points = prepare_inputs(scene_observation(path_points=lifted), SceneConfig(conditioning="path_points",
+                                                                               num_points=512))
+    assert both.features.shape == (512, 3 + 3 + 1)
+    scene, path = slice(0, 512 - LIFTED_PATH_POINTS), slice(512 - LIFTED_PATH_POINTS, 512)
+    # The same points as path_points, the lifted ones flagged; the scene's path channels are path_channels'.
+    np.testing.assert_array_equal(both.points, points.points)
+    np.testing.assert_array_equal(both.features[path, :6], points.features[path])
+    assert np.all(both.features[path, 6] == 1) and np.all(both.features[scene, 6] == 0)
+    drawn = draw_path_channels(CAMERA.height, CAMERA.width, PATH)
+    u, v = np.floor(both.pixels[scene]).astype(int).T
+    seen = (u >= 0) & (v >= 0) & (u < CAMERA.width) & (v < CAMERA.height)
+    np.testing.assert_array_equal(both.features[scene, 3:6][seen], drawn[v[seen], u[seen]])
+    assert np.all(both.features[scene, 3:6][~seen] == 0)
+    assert np.any(both.features[scene, 3:6] > 0)                 # some scene points lie on the drawn path

@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from hamster_core.executor import Keyframe
-from hamster_core.geometry import Pose, top_down_orientation
+from hamster_core.geometry import Pose, quaternion_angle, top_down_orientation
 from hamster_core.policies.base import POLICIES, Observation
-from hamster_core.policies.conditioning import SceneConfig, prepare_inputs
-from hamster_core.training import TrainConfig, latest_checkpoint, learning_rate, make_batch, train
+from hamster_core.policies.conditioning import SceneConfig, SceneMotion, prepare_inputs
+from hamster_core.training import TrainConfig, latest_checkpoint, learning_rate, make_batch, moved_target, train
 from scenes import scene_observation
 
 TINY_RVT2 = dict(num_points=128, image_size=16, patch_size=4, dim=16, depth=1, heads=2, rotation_bins=12)
@@ -81,18 +81,29 @@ def test_translated_inputs_move_points_and_tcp_but_keep_image_features():
                         workspace_max=(5.0, 5.0, 5.0))  # a box that crops nothing, so both keep the same points
     offset = np.array([0.03, -0.05, 0.01])
     plain = prepare_inputs(scene_observation(), scene, rng=np.random.default_rng(3))
-    moved = prepare_inputs(scene_observation(), scene, rng=np.random.default_rng(3), translation=offset)
+    moved = prepare_inputs(scene_observation(), scene, rng=np.random.default_rng(3),
+                           motion=SceneMotion(translation=tuple(offset)))
     np.testing.assert_allclose(moved.points, plain.points + offset, atol=1e-6)
     np.testing.assert_array_equal(moved.features, plain.features)
     np.testing.assert_allclose(moved.proprio[:3], plain.proprio[:3] + offset, atol=1e-6)
     np.testing.assert_array_equal(moved.proprio[3:], plain.proprio[3:])
+    # Turned about a vertical axis: the points and the TCP turn together, heights and features stay.
+    turn = SceneMotion(yaw=np.radians(30), pivot=(0.5, 0.0, 0.0))
+    turned = prepare_inputs(scene_observation(), scene, rng=np.random.default_rng(3), motion=turn)
+    np.testing.assert_allclose(turned.points, turn.apply(plain.points), atol=1e-6)
+    np.testing.assert_array_equal(turned.features, plain.features)
+    np.testing.assert_allclose(turned.points[:, 2], plain.points[:, 2], atol=1e-6)
+    np.testing.assert_allclose(turn.invert(turned.points), plain.points, atol=1e-6)
+    tcp = scene_observation().tcp_pose
+    assert quaternion_angle(turned.proprio[3:7], tcp.orientation) == pytest.approx(np.radians(30), abs=1e-5)
 
 
 def test_augmented_batches_shift_target_and_tcp_by_the_same_offset():
     policy_config = POLICIES.get("rvt2").config_class(**TINY_RVT2)
     data = samples()
-    plain = make_batch(data, [0, 1, 2], policy_config, np.random.default_rng(0))
-    shifted = make_batch(data, [0, 1, 2], policy_config, np.random.default_rng(0), (0.05, 0.05, 0.0))
+    plain = make_batch(data, [0, 1, 2], policy_config, np.random.default_rng(0), TrainConfig())
+    shifted = make_batch(data, [0, 1, 2], policy_config, np.random.default_rng(0),
+                         TrainConfig(augment_translation=(0.05, 0.05, 0.0)))
     moved_tcp = shifted["proprio"][:, :3] - plain["proprio"][:, :3]
     moved_target = shifted["target_position"][:, 0] - plain["target_position"][:, 0]
     torch.testing.assert_close(moved_target, moved_tcp)
@@ -102,11 +113,36 @@ def test_augmented_batches_shift_target_and_tcp_by_the_same_offset():
     # A shift that would push the target out of the workspace is not applied.
     edge = [Sample(d.observation, Keyframe(Pose(np.array([policy_config.workspace_max[0] - 0.001, 0.0, 0.1]),
                                                  d.target.pose.orientation)), d.closed, d.done) for d in data]
-    unshifted = [make_batch(edge, [0], policy_config, np.random.default_rng(seed), (0.05, 0.0, 0.0))
+    unshifted = [make_batch(edge, [0], policy_config, np.random.default_rng(seed),
+                            TrainConfig(augment_translation=(0.05, 0.0, 0.0)))
                  ["target_position"][0, 0, 0].item() for seed in range(20)]
     assert all(abs(x - (policy_config.workspace_max[0] - 0.001)) < 1e-6 or x < policy_config.workspace_max[0]
                for x in unshifted)
     assert any(abs(x - (policy_config.workspace_max[0] - 0.001)) < 1e-6 for x in unshifted)
+
+
+def test_turned_batches_turn_target_and_tcp_together_and_fold_the_grasp_heading():
+    policy_config = POLICIES.get("rvt2").config_class(**TINY_RVT2)
+    data = samples()
+    plain = make_batch(data, [0, 1, 2], policy_config, np.random.default_rng(0), TrainConfig())
+    turned = make_batch(data, [0, 1, 2], policy_config, np.random.default_rng(0),
+                        TrainConfig(augment_rotation=45.0))
+    centre = (np.array(policy_config.workspace_min) + np.array(policy_config.workspace_max)) / 2
+    for k in range(3):   # TCP and target keep their distances to the vertical axis through the centre, and height
+        for key in ("proprio", "target_position"):
+            before = plain[key].reshape(3, -1)[k, :3].numpy()
+            after = turned[key].reshape(3, -1)[k, :3].numpy()
+            assert np.linalg.norm(after[:2] - centre[:2]) == pytest.approx(np.linalg.norm(before[:2] - centre[:2]),
+                                                                           abs=1e-5)
+            assert after[2] == pytest.approx(before[2], abs=1e-6)
+    assert not torch.allclose(turned["proprio"][:, :2], plain["proprio"][:, :2])
+    # Folding: a grasp turned past the demonstrator's range comes back by whole turns of the symmetry.
+    target = Keyframe(Pose(np.array([0.5, 0.0, 0.1]), top_down_orientation(np.radians(40))))
+    for yaw, expected in ((30, -20), (-30, 10), (-100, 30)):
+        folded = moved_target(target, SceneMotion(yaw=np.radians(yaw), pivot=(0.5, 0.0, 0.0)), yaw_symmetry=90)
+        assert quaternion_angle(folded.pose.orientation, top_down_orientation(np.radians(expected))) < 1e-6
+    unfolded = moved_target(target, SceneMotion(yaw=np.radians(30), pivot=(0.5, 0.0, 0.0)))
+    assert quaternion_angle(unfolded.pose.orientation, top_down_orientation(np.radians(70))) < 1e-6
 
 def test_learning_rate_warms_up_then_decays():
     c = TrainConfig(steps=100, warmup_steps=10, learning_rate=1e-3)
