@@ -126,18 +126,20 @@ def evaluate(models: list[ModelSpec], sets: list[str], episodes: int, seed: int,
 
 def merge(reports: list[dict]) -> dict:
     """One report from evaluations of different models on the same scenes (one process per core): the same
-    seed, episodes, sets and timeout, each model in one of them only."""
+    seed, episodes and timeout, each model in one of them only. Sets are the union, in order of appearance; a
+    model evaluated on fewer of them shows "-" in the others."""
     if not reports:
         raise ValueError("nothing to merge")
     first = reports[0]
-    for key in ("seed", "episodes", "sets", "timeout_sec"):
+    for key in ("seed", "episodes", "timeout_sec"):
         values = [r[key] for r in reports]
         if any(v != values[0] for v in values):
             raise ValueError(f"cannot merge evaluations with different {key}: {values}")
     names = [name for r in reports for name in r["models"]]
     if len(set(names)) != len(names):
         raise ValueError(f"a model is in more than one evaluation: {names}")
-    return {**{key: first[key] for key in ("command", "seed", "episodes", "sets", "timeout_sec")},
+    sets = list(dict.fromkeys(name for r in reports for name in r["sets"]))
+    return {**{key: first[key] for key in ("command", "seed", "episodes", "timeout_sec")}, "sets": sets,
             "models": {name: model for r in reports for name, model in r["models"].items()},
             "results": {name: result for r in reports for name, result in r["results"].items()},
             "wall_seconds": max(r["wall_seconds"] for r in reports),
@@ -154,11 +156,14 @@ def plot(report: dict, path: Path) -> Path:
     width = 0.8 / len(models)
     figure, axes = plt.subplots(figsize=(min(16.0, max(6.0, 0.3 * len(sets) * (len(models) + 1))), 4.5))
     for k, model in enumerate(models):
-        rates = [report["results"][model][s]["success_rate"] for s in sets]
+        cells = report["results"][model]
+        rates = [cells[s]["success_rate"] if s in cells else 0.0 for s in sets]
         x = np.arange(len(sets)) + (k - (len(models) - 1) / 2) * width
         bars = axes.bar(x, rates, width, label=f"{model} ({report['models'][model]['conditioning']})")
         for bar, s in zip(bars, sets):
-            cell = report["results"][model][s]
+            if s not in cells:
+                continue
+            cell = cells[s]
             axes.annotate(f"{cell['successes']}/{cell['episodes']}", (bar.get_x() + bar.get_width() / 2,
                                                                      bar.get_height()),
                           ha="center", va="bottom", fontsize=7)
@@ -174,16 +179,19 @@ def plot(report: dict, path: Path) -> Path:
 
 
 def markdown(report: dict) -> str:
-    """The success table: one row per model, one column per set ("successes/episodes"), and the sum over the
-    held-out sets (all but `base`, the training set's distribution)."""
+    """The success table: one row per model, one column per set ("successes/episodes", "-" where the model was
+    not evaluated), and the sum over the held-out sets (all but `base`, the training set's distribution) for a
+    model evaluated on all of them."""
     sets = report["sets"]
     held_out = [s for s in sets if s != "base"]
     lines = ["| model | policy | conditioning | parameters | " + " | ".join(sets) + " | held-out |",
              "|---|---|---|---|" + "---|" * (len(sets) + 1)]
     for name, model in report["models"].items():
-        cells = [f"{c['successes']}/{c['episodes']}" for c in (report["results"][name][s] for s in sets)]
-        totals = [report["results"][name][s] for s in held_out]
-        total = f"{sum(c['successes'] for c in totals)}/{sum(c['episodes'] for c in totals)}" if totals else "-"
+        results = report["results"][name]
+        cells = [f"{results[s]['successes']}/{results[s]['episodes']}" if s in results else "-" for s in sets]
+        totals = [results[s] for s in held_out if s in results]
+        total = f"{sum(c['successes'] for c in totals)}/{sum(c['episodes'] for c in totals)}" \
+            if totals and len(totals) == len(held_out) else "-"
         lines.append(f"| {name} | {model['policy']} | {model['conditioning']} | {model.get('parameters', '-')} | "
                      + " | ".join(cells) + f" | {total} |")
     return "\n".join(lines) + "\n"

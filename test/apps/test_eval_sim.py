@@ -107,6 +107,14 @@ def test_eval_command_writes_results_and_a_plot(checkpoint, tmp_path):
     assert combined["results"]["follower_2"] == json.loads((other / "results.json").read_text())["results"][
         "follower_2"]
     assert len((merged / "results.md").read_text().splitlines()) == 5
+    # A model evaluated on fewer sets joins the table with "-" where it has no result.
+    fewer = tmp_path / "fewer"
+    assert main(["--model", "follower_3=path_follower", "--sets", "base", "--episodes", "1", "--seed", "1001",
+                 "--timeout", "25", "--out", str(fewer), "--no-progress"]) == 0
+    assert main(["--merge", str(other), str(fewer), "--out", str(merged)]) == 0
+    assert json.loads((merged / "results.json").read_text())["sets"] == ["base", "camera_shift"]
+    row = (merged / "results.md").read_text().splitlines()[3]
+    assert row.startswith("| follower_3 |") and row.endswith("/1 | - | - |")
     elsewhere = json.loads((other / "results.json").read_text()) | {"seed": 7}
     (other / "results.json").write_text(json.dumps(elsewhere))
     with pytest.raises(SystemExit):
