@@ -8,7 +8,8 @@ every point features = RGB in [0, 1] followed by the conditioning channels that 
                    whose pixel the drawing covers take its colour (the image is the RGB image, or the cloud's
                    colours splatted into the camera when there is none);
 - `path_channels`  `draw_path_channels` (progress, gripper open, gripper closed) at each point's pixel;
-- `masks`          one channel per label of `mask_labels`: 1 where the point's pixel is in that mask;
+- `masks`          one channel per label of `mask_labels`: 1 where the point's pixel is in that mask (a label
+                   missing from the observation's masks is all zeros: nothing of it is visible);
 - `path_points`    the path lifted into 3D on the episode's first frame (`observation.path_points`, see
                    hamster_core.lifting.lift_path) and added as points (its 64, at most num_points / 4) with
                    black RGB and the path channels; scene points carry zeros there. Looked up per pixel on a
@@ -295,11 +296,6 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
     points_all = np.asarray(observation.points, dtype=np.float64).reshape(-1, 3)
     if observation.colors is not None and len(observation.colors) != len(points_all):
         raise PolicyError(f"colors has {len(observation.colors)} rows for {len(points_all)} points")
-    if mode == "masks":
-        missing = [label for label in config.mask_labels if label not in observation.masks]
-        if missing:
-            raise PolicyError(f"conditioning 'masks' needs masks {', '.join(missing)}; got "
-                              f"{', '.join(observation.masks) or 'none'}")
 
     motion = motion or SceneMotion()
     inside = crop_to_workspace(motion.apply(points_all), config)
@@ -338,7 +334,9 @@ def prepare_inputs(observation: Observation, config: SceneConfig, rng: np.random
     elif mode == "masks":
         stack = []
         for label in config.mask_labels:
-            mask = np.asarray(observation.masks[label])
+            # Perception publishes what it sees: a label it left out (the object hidden in the hand) is an empty
+            # mask, as the simulator's segmentation gives it in training.
+            mask = np.asarray(observation.masks.get(label, np.zeros((camera.height, camera.width), bool)))
             if mask.shape != (camera.height, camera.width):
                 raise PolicyError(f"mask {label!r} is {mask.shape}, camera is {camera.height}x{camera.width}")
             stack.append(mask.astype(bool))
