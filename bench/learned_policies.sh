@@ -4,7 +4,8 @@
 # variation set, 20 episodes each. Two processes at a time, one torch thread each (the machine has 2 shared
 # cores). Steps whose output exists are skipped, so the script resumes.
 #   bash bench/learned_policies.sh            # RUNS=runs/issue5 EPISODES=20 by default
-# Results: $RUNS/eval/results.{json,md} and success.png (copied to bench/results_learned_policies.*).
+# Results: $RUNS/eval/results.{json,md} and success.png (copied to bench/results_learned_policies_issue5.*; the
+# current table, of the shipped checkpoints, is bench/shipped_checkpoints.sh's bench/results_learned_policies.*).
 # The shipped configs set augment_translation. The committed run also trained rvt2 c2f on 120 demonstrations
 # (seeds 0-119 in four recorders' halves, --steps 3000) and, for the ablation, with augment_translation: [0, 0, 0].
 # The 3dda rows use the pointer position head (the default since 2026-12-01; the regression head's rows, all
