@@ -7,6 +7,7 @@ OUT.json (every episode's result line, minus paths) and OUT.md (the table); prin
     .venv/bin/python bench/demo_learned_policies.py --merge A.json B.json --out OUT   # one table from runs
 """
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -61,14 +62,14 @@ def main() -> int:
             parser.error("cannot merge runs over different seeds")
         report = {"command": [r["command"] for r in reports], "seeds": reports[0]["seeds"],
                   "checkpoints": {k: v for r in reports for k, v in r["checkpoints"].items()},
+                  "weights_sha256": {k: v for r in reports for k, v in r.get("weights_sha256", {}).items()},
                   "episodes": {k: v for r in reports for k, v in r["episodes"].items()},
                   "wall_seconds": sum(r["wall_seconds"] for r in reports)}
         return write(report, args.out)
-    import yaml
-    section = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "runtime.yaml").read_text())
-    checkpoints = {p: section["policy_node"]["ros__parameters"][p]["checkpoint"] for p in args.policies}
+    checkpoints = {p: used_checkpoint(p, args.demo_args.split()) for p in args.policies}
     report = {"command": "bench/demo_learned_policies.py " + " ".join(sys.argv[1:]), "seeds": args.seeds,
-              "checkpoints": checkpoints, "episodes": {}}
+              "checkpoints": checkpoints, "weights_sha256": {p: weights_sha256(c) for p, c in checkpoints.items()},
+              "episodes": {}}
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as out:
         for policy in args.policies:
@@ -79,6 +80,25 @@ def main() -> int:
                 print(json.dumps({"policy": policy, **result}), file=sys.stderr, flush=True)
     report["wall_seconds"] = round(time.monotonic() - started, 1)
     return write(report, args.out)
+
+
+def used_checkpoint(policy: str, demo_args: list[str]) -> str:
+    """The checkpoint the demo's policy_node loads: a --params-file's `<policy>.checkpoint`, else runtime.yaml's."""
+    import yaml
+    files = [Path(__file__).resolve().parents[1] / "config" / "runtime.yaml"]
+    files += [Path(demo_args[i + 1]) for i, arg in enumerate(demo_args[:-1]) if arg == "--params-file"]
+    checkpoint = ""
+    for path in files:
+        parameters = (yaml.safe_load(path.read_text()) or {}).get("policy_node", {}).get("ros__parameters", {})
+        checkpoint = parameters.get(policy, {}).get("checkpoint", checkpoint)
+    return checkpoint
+
+
+def weights_sha256(checkpoint: str) -> str | None:
+    """The weights' digest, so a table names exactly what ran (a copied checkpoint has the same one)."""
+    from hamster_core.policies.learned import WEIGHTS_NAME, resolve_checkpoint
+    path = Path(resolve_checkpoint(checkpoint)) / WEIGHTS_NAME if checkpoint else None
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
 
 
 def write(report: dict, out: Path) -> int:

@@ -3,7 +3,7 @@
 # the exact commands. Two jobs at a time, niced, one torch thread each (the machine has 2 cores). Steps whose output
 # exists are skipped, so the script resumes.
 #   bash bench/shipped_checkpoints.sh      # RUNS=runs/issue22 by default
-# 1. 128 scripted-expert demonstrations on `base`, episode seeds 0-127 (two recorders: 0-63 and 64-127);
+# 1. 256 scripted-expert demonstrations on `base`, episode seeds 0-255 (four recorders of 64, two at a time);
 # 2. training with the shipped configs (config/train_rvt2_c2f.yaml, config/train_3dda.yaml: the keyframe step as an
 #    input, translation and rotation augmentation): rvt2 with RVT2_CONDITIONING (the shipped one) and with
 #    `none` (the baseline without a path), 3dda with masks; the shipped two are copied to checkpoints/<policy>;
@@ -17,23 +17,26 @@ set -euo pipefail
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl HF_HUB_OFFLINE=1
 BIN=${BIN:-.venv/bin}
 RUNS=${RUNS:-runs/issue22}
-STEPS=${STEPS:-3000}
+STEPS=${STEPS:-5000}
 EPISODES=${EPISODES:-20}
 RVT2_CONDITIONING=${RVT2_CONDITIONING:-path_channels_points}
 SETS="base unseen_combos colors sizes distractors table_lighting camera_shift"
 NICE="nice -n 10"
 mkdir -p "$RUNS"
 
-for first in 0 64; do
-  [ -f "$RUNS/demos_$first/index.json" ] || \
-    $NICE "$BIN/hamster-record-demonstrations" --out "$RUNS/demos_$first" --episodes 64 --seed "$first" --set base \
-      --no-progress > "$RUNS/demos_$first.log" 2>&1 &
-done
+record() {  # first episode seed
+  [ -f "$RUNS/demos_$1/index.json" ] || \
+    $NICE "$BIN/hamster-record-demonstrations" --out "$RUNS/demos_$1" --episodes 64 --seed "$1" --set base \
+      --no-progress > "$RUNS/demos_$1.log" 2>&1
+}
+(record 0 && record 128) &
+(record 64 && record 192) &
 wait
+DATA=("$RUNS/demos_0" "$RUNS/demos_64" "$RUNS/demos_128" "$RUNS/demos_192")
 
 train() {  # name config conditioning
   [ -f "$RUNS/train/$1/final/model.safetensors" ] || \
-    $NICE "$BIN/hamster-train" "config/$2.yaml" --data "$RUNS/demos_0" "$RUNS/demos_64" --out "$RUNS/train/$1" \
+    $NICE "$BIN/hamster-train" "config/$2.yaml" --data "${DATA[@]}" --out "$RUNS/train/$1" \
       --conditioning "$3" --steps "$STEPS" --no-progress > "$RUNS/train_$1.log" 2>&1
 }
 ship() {  # policy run
