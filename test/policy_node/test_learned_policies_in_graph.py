@@ -19,11 +19,11 @@ from tiny_models import TINY_DDA, TINY_RVT2
 
 pytestmark = [pytest.mark.graph, pytest.mark.slow]  # a demo run per policy
 
-# The policy tests' tiny models; 3dda with two denoising steps per prediction, enough for a graph episode. rvt2
-# with the masks both shipped checkpoints plan on (perception_node's; the policy waits for them, so a plan proves
-# they arrived), 3dda with path_points (the VLM's path, lifted in policy_node), so both graph inputs are driven.
-TINY = {"rvt2": {**TINY_RVT2, "conditioning": "masks"},
-        "3dda": {**TINY_DDA, "inference_steps": 2, "conditioning": "path_points"}}
+# The policy tests' tiny models with their shipped checkpoints' inputs; 3dda with two denoising steps per prediction,
+# enough for a graph episode. rvt2 on the VLM's path (channels, and lifted in policy_node), 3dda on perception_node's
+# masks (the policy waits for them, so a plan proves they arrived): both graph inputs are driven.
+TINY = {"rvt2": {**TINY_RVT2, "conditioning": "path_channels_points", "step_input": True},
+        "3dda": {**TINY_DDA, "inference_steps": 2, "conditioning": "masks", "step_input": True}}
 
 
 @pytest.mark.parametrize("policy", ["rvt2", "3dda"])
