@@ -89,8 +89,7 @@ def run_demo(args) -> dict:
     if getattr(args, "sim_vlm_server", False):  # HAMSTER's server stand-in, where openai.* says it is
         from hamster_apps.graph import sim_vlm_server_spec
         specs.append(sim_vlm_server_spec(next(s for s in specs if s.name == "hamster_vlm_node").parameter_files))
-    out = Path(args.out) / time.strftime("episode-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=False)
+    out = new_episode_folder(Path(args.out))
     started = time.monotonic()
     result = {"success": False, "seed": args.seed, "domain_id": int(env["ROS_DOMAIN_ID"])}
 
@@ -160,6 +159,21 @@ def run_demo(args) -> dict:
         result["logs"] = str(out / "logs")
         result["demo_seconds"] = round(time.monotonic() - started, 2)
     return result
+
+
+def new_episode_folder(root: Path) -> Path:
+    """root/episode-<date>-<time>, created; demos started in the same second (two at once, from one working
+    directory) get -2, -3, ... instead of failing on the other's folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("episode-%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        folder = root / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{root}: no free folder name for {stamp}")
 
 
 def main(argv=None) -> int:

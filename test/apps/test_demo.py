@@ -32,3 +32,17 @@ def test_episode_client_refuses_an_empty_instruction():
     run = subprocess.run([sys.executable, "-m", "hamster_apps.episode_client", "--instruction", "  "],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--instruction must not be empty" in run.stderr
+
+
+def test_demos_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    # Regression: two `make demo` runs from one working directory within a second; the second died on the first
+    # one's runs/episode-<time> folder with a FileExistsError traceback.
+    import time
+
+    from hamster_apps.demo import new_episode_folder
+
+    monkeypatch.setattr(time, "strftime", lambda fmt: "episode-20261207-181233")
+    folders = [new_episode_folder(tmp_path / "runs") for _ in range(3)]
+    assert [f.name for f in folders] == ["episode-20261207-181233", "episode-20261207-181233-2",
+                                         "episode-20261207-181233-3"]
+    assert all(f.is_dir() for f in folders)
