@@ -398,6 +398,7 @@ def gripper_is_closed(width: float, open_width: float = 0.08) -> bool:
     return width < 0.9 * open_width
 
 
-__all__ = ["CONDITIONING_MODES", "LIFTED_PATH_MODES", "PROPRIO_DIM", "STEP_BUCKETS", "SceneConfig", "SceneMotion", "SceneInputs", "add_targets", "collate",
+__all__ = ["CONDITIONING_MODES", "LIFTED_PATH_MODES", "PROPRIO_DIM", "STEP_BUCKETS", "SceneConfig", "SceneMotion",
+           "SceneInputs", "add_targets", "collate",
            "crop_to_workspace", "downsample", "feature_channels", "gripper_is_closed", "instruction_tokens",
            "perturb_path", "prepare_inputs", "proprioception", "required_inputs"]

@@ -23,8 +23,8 @@ from hamster_core.executor import Keyframe
 from hamster_core.geometry import Pose, matrix_to_quaternion
 from hamster_core.path2d import GripperState
 from hamster_core.policies.base import Observation, Policy, PolicyError, PolicyOutput
-from hamster_core.policies.conditioning import (LIFTED_PATH_MODES, STEP_BUCKETS, collate, gripper_is_closed, lifted_path,
-                                               prepare_inputs, required_inputs)
+from hamster_core.policies.conditioning import (LIFTED_PATH_MODES, STEP_BUCKETS, collate, gripper_is_closed,
+                                               lifted_path, prepare_inputs, required_inputs)
 from hamster_core.policies.gripper_gate import ReleaseGate, placement_point
 
 CONFIG_NAME = "config.json"

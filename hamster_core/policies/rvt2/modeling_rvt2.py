@@ -92,9 +92,10 @@ def bins_to_quaternions(index: np.ndarray, bins: int) -> np.ndarray:
 
 
 class MultiViewTransformer(nn.Module):
-    """One RVT stage: patch tokens of every view (+ view and position embeddings), an instruction token and
-    a proprioception token (plus the keyframe step with `step_input`), a joint transformer, then per-view heatmaps (each token upsampled to its patch's
-    pixels) and rotation / gripper / done logits from each view's features pooled under its heatmap."""
+    """One RVT stage: patch tokens of every view (+ view and position embeddings), an instruction token and a
+    proprioception token (plus the keyframe step with `step_input`), a joint transformer, then per-view heatmaps
+    (each token upsampled to its patch's pixels) and rotation / gripper / done logits from each view's features
+    pooled under its heatmap."""
 
     def __init__(self, config: RVT2Config, in_channels: int):
         super().__init__()
