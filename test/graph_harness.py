@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from waiting import wait_until
+from waiting import call_service, wait_until
 
 
 class Monitor:
@@ -139,10 +139,7 @@ class Monitor:
         return seconds_to_stamp(max(now, newest_target))
 
     def call(self, client, request, timeout: float = 30.0):
-        wait_until(client.service_is_ready, f"the service {client.srv_name}", timeout)
-        future = client.call_async(request)
-        wait_until(future.done, f"the reply of {client.srv_name}", timeout)
-        return future.result()
+        return call_service(client, request, timeout)
 
     def set_fault(self, client, on: bool):
         response = self.call(client, self.SetBool.Request(data=on))

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from hamster_apps.graph import CONFIG_DIR, describe_graph
-from waiting import wait_until
+from waiting import call_service, wait_until
 
 pytestmark = [pytest.mark.graph, pytest.mark.slow]  # builds the franka_msgs stand-in
 
@@ -130,14 +130,10 @@ class Monitor:
         with self.lock:
             return self.statuses[-1][1] if self.statuses else {}
 
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+    def call(self, srv_type, name: str, request, timeout: float = 30.0, resend_after: float | None = 10.0):
         if name not in self.clients:
             self.clients[name] = self.node.create_client(srv_type, name)
-        client = self.clients[name]
-        wait_until(client.service_is_ready, f"the service {name}", timeout)
-        future = client.call_async(request)
-        wait_until(future.done, f"the reply of {name}", timeout)
-        return future.result()
+        return call_service(self.clients[name], request, timeout, resend_after=resend_after)
 
     def set_fault(self, name: str, on: bool):
         response = self.call(self.SetBool, f"/sim/{name}", self.SetBool.Request(data=on))
@@ -145,7 +141,8 @@ class Monitor:
 
     def recover(self) -> str:
         """/robot/recover after a reflex whose cause is gone: succeeds and leaves the adapter disabled."""
-        response = self.call(self.Trigger, self.t.ROBOT_RECOVER, self.Trigger.Request(), timeout=60)
+        response = self.call(self.Trigger, self.t.ROBOT_RECOVER, self.Trigger.Request(), timeout=60,
+                             resend_after=None)   # a second recovery would answer for itself, not this one
         assert response.success, response.message
         wait_until(lambda: (self.status().get("last_recovery") or {}).get("success")
                    and self.status().get("gate") == "disabled", "status recovered", 10)

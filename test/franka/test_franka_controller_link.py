@@ -8,7 +8,7 @@ import pytest
 
 from hamster_apps.graph import CONFIG_DIR, NodeSpec
 from hamster_apps.runner import GraphRunner
-from waiting import call_repeatable, wait_until
+from waiting import call_service, wait_until
 
 pytestmark = [pytest.mark.graph, pytest.mark.slow]   # the franka_msgs stand-in build (once per session)
 
@@ -40,8 +40,8 @@ def test_enable_is_refused_until_a_controller_alone_takes_the_target_stream(fran
 
     def enable_reply() -> str:
         # Refusing is harmless to repeat, and a just-started bridge's first reply can be lost (CI, stop 25).
-        response = call_repeatable(enable, SetBool.Request(data=True), "the enable reply", 30,
-                                   lambda: runner.exited() and pytest.fail(str(runner.exited())))
+        response = call_service(enable, SetBool.Request(data=True), 30,
+                                lambda: runner.exited() and pytest.fail(str(runner.exited())), resend_after=5)
         assert not response.success, response.message
         return response.message
 
