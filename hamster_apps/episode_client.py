@@ -66,6 +66,27 @@ def send_episode_goal(client: ActionClient, goal: RunEpisode.Goal, stop: Callabl
     raise TimeoutError(f"no answer to the episode goal in {tries} tries of {answer_wait_sec:g} s")
 
 
+def call_service(client, request, what: str, timeout: float, check: Callable[[], None] = lambda: None,
+                 resend_after: float | None = ANSWER_WAIT_SEC):
+    """Calls a service and returns its reply. A just-started server's reply can be lost the same way as an episode
+    goal's answer (send_episode_goal), so a request without a reply after `resend_after` s is sent again:
+    `resend_after=None` for a request that must not run twice. `check` is called while waiting. TimeoutError
+    naming `what` after `timeout` s without a reply."""
+    deadline = time.monotonic() + timeout
+    while True:
+        future = client.call_async(request)
+        wait_end = deadline if resend_after is None else min(deadline, time.monotonic() + resend_after)
+        while not future.done() and time.monotonic() < wait_end:
+            check()
+            time.sleep(0.02)
+        if future.done():
+            return future.result()
+        client.remove_pending_request(future)
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        print(f"no reply for {what} in {resend_after:g} s: sending the request again", file=sys.stderr)
+
+
 class EpisodeClient:
     """`node` must be spun by an executor on another thread; `check_alive` raises EpisodeError when a node
     of the graph has exited, so waits end at once instead of at their timeout."""
@@ -96,13 +117,19 @@ class EpisodeClient:
         self.wait_for(future.done, what, timeout)
         return future.result()
 
+    def _call_service(self, client, request, what: str, timeout: float = 30.0):
+        try:
+            return call_service(client, request, what, timeout, self.check_alive)
+        except TimeoutError as error:
+            raise EpisodeError(str(error)) from None
+
     def wait_until_ready(self, timeout: float) -> None:
         self.wait_for(lambda: (self._reset.service_is_ready() and self._check.service_is_ready()
                                and self._episode.server_is_ready()), "the simulator and the policy node", timeout)
 
     def reset(self, seed: int) -> str:
         """A new scene; returns its instruction."""
-        response = self._call(self._reset.call_async(ResetScene.Request(seed=int(seed))), "the scene reset", 30)
+        response = self._call_service(self._reset, ResetScene.Request(seed=int(seed)), "the scene reset")
         if not response.success:
             raise EpisodeError(f"scene reset failed: {response.message}")
         return response.instruction
@@ -147,7 +174,7 @@ class EpisodeClient:
         return future.done()
 
     def check_success(self) -> Trigger.Response:
-        return self._call(self._check.call_async(Trigger.Request()), "the success check", 30)
+        return self._call_service(self._check, Trigger.Request(), "the success check")
 
     def episode(self, seed: int, timeout: float, settle: float = 1.0) -> dict:
         """Reset, run and judge one episode. `settle` lets a released object come to rest before judging."""

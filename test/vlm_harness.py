@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from waiting import wait_until
+from waiting import call_service, wait_until
 
 
 class Harness:
@@ -60,7 +60,7 @@ class Harness:
 
         def stop_unanswered():
             print(f"the policy node did not answer the episode goal {instruction!r}: stopping, sending it again")
-            self.result(self.stop.call_async(self.Trigger.Request()), "the stop")
+            call_service(self.stop, self.Trigger.Request())
         return send_episode_goal(self.episode, self.RunEpisode.Goal(instruction=instruction, timeout_sec=timeout),
                                  stop_unanswered)
 

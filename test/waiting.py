@@ -16,24 +16,16 @@ def wait_until(condition, what: str, timeout: float = 60.0, alive=None):
     raise AssertionError(f"gave up waiting for {what}")
 
 
-
 def call_service(client, request, timeout: float = 30.0, alive=None, resend_after: float | None = 10.0):
-    """Waits for the service, calls it and returns the reply. Without a reply after `resend_after` s the request
-    is sent again: a just-started server's reply can be lost, as rmw_fastrtps gives up sending a response before
-    the client's reply reader is matched ("failed to send response (timeout)"; CI stop 25). `resend_after=None`
-    for a request that must not run twice."""
+    """Waits for the service, then calls it the way the episode client does: an unanswered request is sent again
+    after `resend_after` s (a just-started server's reply can be lost; CI stop 25), `None` for a request that must
+    not run twice."""
+    from hamster_apps.episode_client import call_service as call_with_resend
     name = client.srv_name
     deadline = time.monotonic() + timeout
     wait_until(client.service_is_ready, f"the service {name}", timeout, alive)
-    while True:
-        future = client.call_async(request)
-        left = deadline - time.monotonic()
-        try:
-            wait_until(future.done, f"the reply of {name}", left if resend_after is None else min(resend_after, left),
-                       alive)
-            return future.result()
-        except AssertionError:
-            client.remove_pending_request(future)
-            if resend_after is None or time.monotonic() >= deadline:
-                raise
-            print(f"no reply of {name} in {resend_after:.0f} s: sending the request again")
+    try:
+        return call_with_resend(client, request, f"the reply of {name}", max(deadline - time.monotonic(), 0.1),
+                                alive or (lambda: None), resend_after)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
