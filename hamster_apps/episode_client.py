@@ -189,22 +189,25 @@ class EpisodeClient:
                 "success": bool(verdict.success and outcome.success), "check": verdict.message}
 
 
-def enable_robot(node: Node, timeout: float, check_alive: Callable[[], None] = lambda: None) -> str:
-    """Call /robot/enable until the franka adapter accepts it (it needs a fresh, healthy robot state)."""
+def enable_robot(node: Node, timeout: float, check_alive: Callable[[], None] = lambda: None,
+                 resend_after: float = ANSWER_WAIT_SEC) -> str:
+    """Call /robot/enable until the franka adapter accepts it (it needs a fresh, healthy robot state). An
+    unanswered call is sent again (call_service): enabling twice is harmless, and a just-started adapter's reply
+    can be lost (a fresh-clone test waited 60 s on one the bridge had answered "enabled")."""
     client = node.create_client(SetBool, topics.ROBOT_ENABLE)
     deadline = time.monotonic() + timeout
     message = "the enable service did not answer"
     while time.monotonic() < deadline:
         check_alive()
         if client.service_is_ready():
-            future = client.call_async(SetBool.Request(data=True))
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if future.done():
-                response = future.result()
-                if response.success:
-                    return response.message
-                message = response.message
+            try:
+                response = call_service(client, SetBool.Request(data=True), "the enable reply",
+                                        max(deadline - time.monotonic(), 0.1), check_alive, resend_after)
+            except TimeoutError:
+                break
+            if response.success:
+                return response.message
+            message = response.message
         time.sleep(0.2)
     raise EpisodeError(f"could not enable the robot within {timeout:.0f} s: {message}")
 

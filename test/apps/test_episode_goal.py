@@ -101,3 +101,14 @@ def test_a_dead_graph_ends_the_wait_at_once():
         raise episode_client.EpisodeError("sim_node exited")
     with pytest.raises(episode_client.EpisodeError, match="sim_node exited"):
         call_service(Replies(None), "request", "the scene reset", 30.0, check)
+
+
+def test_enable_robot_asks_again_after_a_lost_reply_and_a_refusal():
+    """Regression: a fresh-clone `--robot franka` demo failed with "could not enable the robot within 60 s: the
+    enable service did not answer" while the bridge's log said "enabled": its one reply was lost."""
+    client = Replies(None, SimpleNamespace(success=False, message="no robot state received yet"),
+                     SimpleNamespace(success=True, message="enabled: streaming targets to the controller"))
+    client.service_is_ready = lambda: True
+    node = SimpleNamespace(create_client=lambda srv_type, name: client)
+    assert episode_client.enable_robot(node, 5.0, resend_after=0.05) == "enabled: streaming targets to the controller"
+    assert client.sent == 3 and client.abandoned == 1
