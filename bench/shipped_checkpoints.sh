@@ -6,10 +6,11 @@
 # 1. 256 scripted-expert demonstrations on `base`, episode seeds 0-255 (four recorders of 64, two at a time);
 # 2. training with the shipped configs (config/train_rvt2_c2f.yaml, config/train_3dda.yaml: the keyframe step as an
 #    input, translation and rotation augmentation): rvt2 with RVT2_CONDITIONING (the shipped one) and with
-#    `none` (the baseline without a path), 3dda with masks; the shipped two are copied to checkpoints/<policy>;
+#    `none` (the baseline without a path), with `path_channels` and with `path_points` (each half of the shipped
+#    conditioning alone), 3dda with masks; the shipped two are copied to checkpoints/<policy>;
 # 3. in-process closed loop, 20 episodes per set, episode seeds 1000-1019 (scene seeds from 1,000,000: new):
-#    rvt2 (shipped and no-path) on every variation set, 3dda on base, and the shipped ones on base with the release
-#    gate off: bench/results_learned_policies.{json,md,png};
+#    rvt2 (shipped, no-path and each path view alone) on every variation set, 3dda on base, and the shipped ones on
+#    base with the release gate off: bench/results_learned_policies.{json,md,png};
 # 4. `hamster-demo --policy P --seed N` in the ROS graph over seeds 100-109 with the shipped defaults:
 #    bench/results_learned_policies_demo.{json,md}. The demo's scene of seed N is sample_scene(N); a demonstration
 #    of `base` episode i used sample_scene(1000 * i + k) for a small k, so 100-109 are new scenes.
@@ -65,13 +66,21 @@ ship 3dda 3dda_masks
 train rvt2_none train_rvt2_c2f none &
 demo rvt2 "${ROS_DOMAIN_ID:-90}" && demo 3dda "${ROS_DOMAIN_ID:-90}" &
 wait
+# Each view of the path alone, same recipe: what path_channels_points' two halves do on their own.
+train rvt2_path_channels train_rvt2_c2f path_channels &
+train rvt2_path_points train_rvt2_c2f path_points &
+wait
 NO_GATE="?release_confirmations=1,release_threshold=0.5"
 evaluate rvt2 "$SETS" "rvt2=rvt2:checkpoints/rvt2" "rvt2_none=rvt2:$RUNS/train/rvt2_none/final" &
 evaluate base "base" "3dda=3dda:checkpoints/3dda" "rvt2_no_gate=rvt2:checkpoints/rvt2$NO_GATE" \
   "3dda_no_gate=3dda:checkpoints/3dda$NO_GATE" &
 wait
+evaluate path_channels "$SETS" "rvt2_path_channels=rvt2:$RUNS/train/rvt2_path_channels/final" &
+evaluate path_points "$SETS" "rvt2_path_points=rvt2:$RUNS/train/rvt2_path_points/final" &
+wait
 
-"$BIN/hamster-eval-sim" --merge "$RUNS/eval_rvt2" "$RUNS/eval_base" --out "$RUNS/eval"
+"$BIN/hamster-eval-sim" --merge "$RUNS/eval_rvt2" "$RUNS/eval_path_channels" "$RUNS/eval_path_points" \
+  "$RUNS/eval_base" --out "$RUNS/eval"
 for ext in json md png; do
   src="$RUNS/eval/results.$ext"
   [ "$ext" = png ] && src="$RUNS/eval/success.png"
