@@ -58,6 +58,76 @@ def _recorded_topics(sensor_hz: float | None):
     ]
 
 
+HEAR_TIMEOUT_SEC = 15.0   # for the simulator's /clock, once its services are visible
+LINK_ATTEMPTS = 3
+
+
+class DemoLink:
+    """The demo's own ROS participant: a node in its own context, spun on a thread, counting the simulator's /clock.
+
+    Fast DDS sometimes starts a participant that discovers the graph and sends, but never receives its data (a
+    fresh-clone test: the simulator logged three scene resets, the demo heard no reply and recorded nothing). So
+    `hears_graph` checks that data arrives, and `run_demo` starts another participant when none does."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rosgraph_msgs.msg import Clock
+
+        from hamster_ros import interfaces as t
+        from hamster_ros.spinner import BackgroundSpinner
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("hamster_demo", context=self.context)
+        self.clock_messages = 0
+        self.node.create_subscription(Clock, "/clock", self._count_clock, t.SENSOR)
+        # One thread: every callback here only records or hands a result over (far less CPU per message than the
+        # multi-threaded executor, bench/bench_executor.py), so the stream is received as it was sent.
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.spinner = BackgroundSpinner(self.executor)
+
+    def _count_clock(self, msg) -> None:
+        self.clock_messages += 1
+
+    def hears_graph(self, timeout: float, check_alive) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.clock_messages == 0 and time.monotonic() < deadline:
+            check_alive()
+            time.sleep(0.05)
+        return self.clock_messages > 0
+
+    def close(self) -> None:
+        self.spinner.stop()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def open_link(startup_timeout: float, check_alive, make_client):
+    """A DemoLink that receives the graph's data, its EpisodeClient (`make_client(node)`) and the deaf links to close
+    at the end, once the simulator and the policy node are up. A deaf participant stays open meanwhile, so the next
+    one takes another shared-memory port."""
+    from hamster_apps.episode_client import EpisodeError
+    links = []
+    try:
+        for attempt in range(1, LINK_ATTEMPTS + 1):
+            link = DemoLink()
+            links.append(link)
+            client = make_client(link.node)
+            client.wait_until_ready(startup_timeout)
+            if link.hears_graph(HEAR_TIMEOUT_SEC, check_alive):
+                return link, client, links[:-1]
+            print(f"the demo's ROS participant received no /clock in {HEAR_TIMEOUT_SEC:g} s though the graph is up "
+                  f"(attempt {attempt} of {LINK_ATTEMPTS}): starting another one", file=sys.stderr)
+        raise EpisodeError(f"the demo received no data from the graph with {LINK_ATTEMPTS} ROS participants "
+                           f"({HEAR_TIMEOUT_SEC:g} s each): is DDS shared memory (/dev/shm) full or broken?")
+    except BaseException:
+        for link in links:
+            link.close()
+        raise
+
+
 def run_demo(args) -> dict:
     from hamster_apps.runner import GraphRunner, graph_from_arguments, ros_environment, stop_on_signals
     from hamster_franka.franka_standin import StandinError, franka_environment
@@ -72,9 +142,6 @@ def run_demo(args) -> dict:
             return {"success": False, "seed": args.seed, "error": str(error)}
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE",
                                            "ROS_DOMAIN_ID")})
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
     from sensor_msgs.msg import Image
 
     from hamster_msgs.msg import Path2D
@@ -83,7 +150,6 @@ def run_demo(args) -> dict:
     from hamster_bag.bag_stats import episode_timing
     from hamster_apps.episode_client import EpisodeClient, EpisodeError, enable_robot
     from hamster_bag.recorder import BagRecorder, episode_metadata
-    from hamster_ros.spinner import BackgroundSpinner
 
     specs = graph_from_arguments(args)
     if getattr(args, "sim_vlm_server", False):  # HAMSTER's server stand-in, where openai.* says it is
@@ -94,13 +160,7 @@ def run_demo(args) -> dict:
     result = {"success": False, "seed": args.seed, "domain_id": int(env["ROS_DOMAIN_ID"])}
 
     runner = GraphRunner(specs, out / "logs", env)
-    rclpy.init()
-    node = Node("hamster_demo")
-    # One thread: every callback here only records or hands a result over (far less CPU per message than the
-    # multi-threaded executor, bench/bench_executor.py), so the stream is received as it was sent.
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = BackgroundSpinner(executor)
+    link, deaf_links = None, []
     recorder = None
     overlay = {}
     try:
@@ -111,10 +171,11 @@ def run_demo(args) -> dict:
                 name, code = next(iter(runner.exited().items()))
                 raise EpisodeError(f"{name} exited with {code}:\n{runner.log_tail(name)}")
 
-        client = EpisodeClient(node, check_alive)
+        link, client, deaf_links = open_link(args.startup_timeout, check_alive,
+                                             lambda node: EpisodeClient(node, check_alive))
+        node = link.node
         node.create_subscription(Image, t.PATH_IMAGE, lambda msg: overlay.update(image=msg), t.LATCHED)
         node.create_subscription(Path2D, t.PATH, lambda msg: overlay.update(model_id=msg.model_id), t.LATCHED)
-        client.wait_until_ready(args.startup_timeout)
         if args.robot == "franka":
             result["enable"] = enable_robot(node, args.startup_timeout, check_alive)
         recorded = _recorded_topics(args.record_sensor_hz)
@@ -151,9 +212,8 @@ def run_demo(args) -> dict:
             path = out / "path_overlay.png"
             cv2.imwrite(str(path), cv2.cvtColor(image_to_rgb(overlay["image"]), cv2.COLOR_RGB2BGR))
             result["overlay"] = str(path)
-        spinner.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        for demo_link in ([link] if link is not None else []) + deaf_links:
+            demo_link.close()
         runner.stop()
         result["pids"] = {name: process.pid for name, process in runner.processes.items()}
         result["logs"] = str(out / "logs")

@@ -1,10 +1,18 @@
 """hamster-demo's verdict on the terminal, without a graph: the reason of a failure on stderr, the JSON line last on
-stdout, and the exit codes the README documents."""
+stdout, and the exit codes the README documents; the demo's own ROS participant checked for hearing the graph."""
 import json
 import subprocess
 import sys
 
-from hamster_apps.episode_client import failure_reason
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rosgraph_msgs.msg import Clock
+
+from hamster_apps import demo
+from hamster_apps.episode_client import EpisodeError, failure_reason
+from hamster_ros import interfaces as t
+from hamster_ros.spinner import BackgroundSpinner
 
 
 def test_failure_reason_says_what_went_wrong():
@@ -46,3 +54,45 @@ def test_demos_started_in_the_same_second_get_their_own_folders(tmp_path, monkey
     assert [f.name for f in folders] == ["episode-20261207-181233", "episode-20261207-181233-2",
                                          "episode-20261207-181233-3"]
     assert all(f.is_dir() for f in folders)
+
+
+class Ready:
+    """An EpisodeClient whose simulator and policy node are up (only wait_until_ready is used here)."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def wait_until_ready(self, timeout):
+        pass
+
+
+def test_a_demo_participant_that_hears_nothing_is_replaced_then_refused_with_a_reason(monkeypatch):
+    """Regression: a fresh-clone demo's participant discovered the graph and sent three scene resets (the simulator
+    logged them) but received nothing, and failed after 30 s as "timed out waiting for the scene reset". Here no
+    node publishes /clock: each participant is found deaf, another is started, and every one is closed."""
+    monkeypatch.setattr(demo, "HEAR_TIMEOUT_SEC", 0.3)
+    made = []
+    with pytest.raises(EpisodeError, match="no data from the graph with 3 ROS participants"):
+        demo.open_link(5.0, lambda: None, lambda node: made.append(Ready(node)) or made[-1])
+    assert len(made) == demo.LINK_ATTEMPTS
+    assert all(not client.node.context.ok() for client in made)
+
+
+def test_a_demo_participant_that_hears_the_clock_is_kept():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    simulator = rclpy.create_node("clock_source", context=context)
+    clock = simulator.create_publisher(Clock, "/clock", t.SENSOR)
+    timer = simulator.create_timer(0.01, lambda: clock.publish(Clock()))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(simulator)
+    spinner = BackgroundSpinner(executor)
+    try:
+        link, client, deaf = demo.open_link(5.0, lambda: None, Ready)
+        assert client.node is link.node and deaf == [] and link.clock_messages > 0
+        link.close()
+    finally:
+        spinner.stop()
+        simulator.destroy_timer(timer)
+        simulator.destroy_node()
+        context.try_shutdown()
