@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from waiting import call_service, wait_until
+from waiting import call_service, wait_until, within
 
 
 class Monitor:
@@ -182,6 +182,29 @@ class Monitor:
 def moving_after(monitor: Monitor, since: float) -> bool:
     targets = monitor.targets_since(since)
     return len(targets) > 10 and not np.array_equal(targets[0][1], targets[-1][1])
+
+
+def hearing_monitor(make_monitor, ready, hears, what: str, alive, attempts: int = 3, hear_timeout: float = 30.0):
+    """A Monitor that receives the graph's data, and the deaf ones to close at the end. Fast DDS sometimes starts a
+    participant that discovers the graph and sends but receives nothing (README "A deaf participant in a fresh
+    graph"): once `ready(monitor)` (services visible), `hears(monitor)` must turn true within `hear_timeout`, else
+    the monitor is kept open (so the next one takes another shared-memory port) and another made."""
+    monitors = []
+    try:
+        for attempt in range(1, attempts + 1):
+            monitor = make_monitor()
+            monitors.append(monitor)
+            wait_until(lambda: ready(monitor), f"{what}: the services", 120, alive)
+            if attempt == attempts:
+                wait_until(lambda: hears(monitor), what, hear_timeout, alive)
+            elif not within(lambda: hears(monitor), hear_timeout, alive):
+                print(f"the test's monitor received nothing in {hear_timeout:.0f} s (attempt {attempt}): another one")
+                continue
+            return monitor, monitors[:-1]
+    except BaseException:
+        for monitor in monitors:
+            monitor.close()
+        raise
 
 
 class Graph:

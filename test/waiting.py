@@ -2,9 +2,9 @@
 import time
 
 
-def wait_until(condition, what: str, timeout: float = 60.0, alive=None):
-    """Polls `condition` until it returns something truthy; the timeout only bounds a hang, it is not a check.
-    `alive` (optional) is called between polls, e.g. to fail at once when a node process died."""
+def within(condition, timeout: float, alive=None):
+    """Polls `condition` until it returns something truthy (returned) or `timeout` passes (None). `alive`
+    (optional) is called between polls, e.g. to fail at once when a node process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -13,7 +13,15 @@ def wait_until(condition, what: str, timeout: float = 60.0, alive=None):
         if alive is not None:
             alive()
         time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
+    return None
+
+
+def wait_until(condition, what: str, timeout: float = 60.0, alive=None):
+    """Polls `condition` until it returns something truthy; the timeout only bounds a hang, it is not a check."""
+    value = within(condition, timeout, alive)
+    if not value:
+        raise AssertionError(f"gave up waiting for {what}")
+    return value
 
 
 def call_service(client, request, timeout: float = 30.0, alive=None, resend_after: float | None = 10.0):

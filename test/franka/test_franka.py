@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from hamster_apps.graph import CONFIG_DIR, describe_graph
-from waiting import call_service, wait_until
+from waiting import call_service, wait_until, within
 
 pytestmark = [pytest.mark.graph, pytest.mark.slow]  # builds the franka_msgs stand-in
 
@@ -160,6 +160,23 @@ class Monitor:
         message = wait_until(accepted, "the adapter to accept /robot/enable", 30)
         wait_until(lambda: self.status().get("gate") == "streaming", "status streaming", 10)
         return message
+
+    def start_episode(self, seed: int, timeout: float):
+        """Reset scene `seed` and start its episode: (the result future, when it was started). The policy node reads
+        the adapter's latched status on its own executor, and on a loaded machine read a re-enable later than this
+        monitor (a fresh clone: an episode started 0.34 s after /robot/enable ended at once, "robot halted: the robot
+        reports errors: cartesian_reflex while waiting for inputs", the halt the enable had cleared). Such an
+        episode is started once more."""
+        for attempt in (1, 2):
+            instruction = self.episodes.reset(seed)
+            started = time.monotonic()
+            future = self.episodes.start(instruction, timeout).get_result_async()
+            if attempt == 2 or not within(future.done, 2.0):
+                return future, started
+            message = future.result().result.message
+            if not (message.startswith("robot halted") and message.endswith("while waiting for inputs")):
+                return future, started
+            print(f"the episode ended at once with {message!r} after the adapter streamed again: starting it again")
 
     def controller_targets_since(self, since: float) -> list:
         with self.lock:
@@ -509,9 +526,7 @@ def test_a_bad_robot_state_halts_the_stream_within_one_control_period(runtime, f
 def test_a_reflex_during_an_episode_ends_it_with_the_reason(runtime):
     monitor = runtime.monitor
     monitor.enable()
-    instruction = monitor.episodes.reset(SEED + 1)
-    result_future = monitor.episodes.start(instruction, 60.0).get_result_async()
-    start = time.monotonic()
+    result_future, start = monitor.start_episode(SEED + 1, 60.0)
     def executing():
         with monitor.lock:
             return any(received >= start and status["status"] == "executing"

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from graph_harness import Graph, Injector, Monitor
+from graph_harness import Graph, Injector, Monitor, hearing_monitor
 from hamster_apps.graph import CONFIG_DIR
 from waiting import wait_until
 
@@ -144,20 +144,21 @@ def graph(tmp_path_factory):
     overrides.write_text(yaml.safe_dump({name: {"ros__parameters": values} for name, values in OVERRIDES.items()}))
     specs = describe_graph(seed=SEED, params_files=(str(overrides),))
     runner = GraphRunner(specs, folder / "logs", ros_environment())
-    monitor = None
+    monitor, deaf = None, []
     runner.start()
     try:
-        monitor = Monitor(use_sim_time=True)
+        monitor, deaf = hearing_monitor(
+            lambda: Monitor(use_sim_time=True),
+            lambda m: m.reset_client.service_is_ready() and m.episode_client.server_is_ready()
+            and m.stall_camera.service_is_ready(),
+            lambda m: len(m.targets) > 20, "the graph to start streaming targets", Graph(runner, None).alive)
         graph = Graph(runner, monitor)
-        wait_until(lambda: monitor.reset_client.service_is_ready() and monitor.episode_client.server_is_ready()
-                   and monitor.stall_camera.service_is_ready() and len(monitor.targets) > 20,
-                   "the graph to start streaming targets", 120, graph.alive)
         yield graph
         graph.alive()
         assert_safe_targets(monitor)
     finally:
-        if monitor is not None:
-            monitor.close()
+        for open_monitor in ([monitor] if monitor is not None else []) + deaf:
+            open_monitor.close()
         runner.stop()
 
 
