@@ -92,11 +92,8 @@ class DemoLink:
         self.clock_messages += 1
 
     def hears_graph(self, timeout: float, check_alive) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.clock_messages == 0 and time.monotonic() < deadline:
-            check_alive()
-            time.sleep(0.05)
-        return self.clock_messages > 0
+        from hamster_apps.episode_client import within
+        return within(lambda: self.clock_messages > 0, timeout, check_alive)
 
     def close(self) -> None:
         self.spinner.stop()

@@ -37,6 +37,18 @@ class EpisodeError(RuntimeError):
 ANSWER_WAIT_SEC = 10.0   # for the policy node's answer to an episode goal
 
 
+def within(ready: Callable[[], bool], seconds: float, check: Callable[[], None] = lambda: None) -> bool:
+    """Whether `ready()` turns true within `seconds`; `check` is called between polls (to raise when a node of the
+    graph exited)."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        check()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def send_episode_goal(client: ActionClient, goal: RunEpisode.Goal, stop: Callable[[], None],
                       check: Callable[[], None] = lambda: None, tries: int = 3,
                       answer_wait_sec: float = ANSWER_WAIT_SEC):
@@ -75,11 +87,8 @@ def call_service(client, request, what: str, timeout: float, check: Callable[[],
     deadline = time.monotonic() + timeout
     while True:
         future = client.call_async(request)
-        wait_end = deadline if resend_after is None else min(deadline, time.monotonic() + resend_after)
-        while not future.done() and time.monotonic() < wait_end:
-            check()
-            time.sleep(0.02)
-        if future.done():
+        wait = deadline - time.monotonic() if resend_after is None else min(deadline - time.monotonic(), resend_after)
+        if within(future.done, wait, check):
             return future.result()
         client.remove_pending_request(future)
         if time.monotonic() >= deadline:
@@ -101,13 +110,7 @@ class EpisodeClient:
 
     def within(self, ready: Callable[[], bool], seconds: float) -> bool:
         """Whether `ready()` turns true within `seconds` (EpisodeError at once when a node of the graph exits)."""
-        deadline = time.monotonic() + seconds
-        while not ready():
-            self.check_alive()
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return within(ready, seconds, self.check_alive)
 
     def wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
         if not self.within(ready, timeout):
